@@ -91,10 +91,18 @@ _HOW = {
              "the split is made here, 480 train / 120 test per class",
 }
 
-def _not_found(name, places, root):
+def _not_found(name, places, root, missing=()):
     places = '\n'.join(f"  - {p}" for p in places)
-    return DatasetNotFoundError(f"Dataset {name!r} not found. Looked in:\n{places}\n"
+    miss = f"Missing files: {', '.join(map(str, missing))}\n" if missing else ''
+    return DatasetNotFoundError(f"Dataset {name!r} not found. Looked in:\n{places}\n{miss}"
                                 f"To get it: {_HOW[name].format(root=root)}")
+
+_IDX_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+
+def _missing(folder: Path, names=_IDX_FILES):
+    "The expected files not in `folder`, when some of them are there (a half-copied dataset)."
+    miss = [n for n in names if not (folder/n).exists()]
+    return miss if len(miss) < len(names) else []
 
 # %% ../nbs/00_data.ipynb
 def _atomic_gunzip(src: Path, dst: Path):
@@ -126,7 +134,7 @@ def _from_mnist(ds, name, train, source, hflip):
 def _load_mnist(root, train, download):
     from torchvision.datasets import MNIST
     ds = _torchvision_dataset(MNIST, 'mnist', root, train, download)
-    if ds is None: raise _not_found('mnist', [root/'MNIST'/'raw'], root)
+    if ds is None: raise _not_found('mnist', [root/'MNIST'/'raw'], root, _missing(root/'MNIST'/'raw'))
     return _from_mnist(ds, 'mnist', train, f'torchvision.datasets.MNIST({root})', hflip=False)
 
 def _load_fashion_mnist(root, train, download):
@@ -140,7 +148,8 @@ def _load_fashion_mnist(root, train, download):
             if not dst.exists(): _atomic_gunzip(gz, dst)
         ds = _torchvision_dataset(FashionMNIST, 'fashion_mnist', root, train, False)
         source = f'Debian dataset-fashion-mnist, unzipped to {raw}, read by torchvision.datasets.FashionMNIST'
-    if ds is None: raise _not_found('fashion_mnist', [root/'FashionMNIST'/'raw', DEBIAN_FASHION_MNIST], root)
+    if ds is None: raise _not_found('fashion_mnist', [root/'FashionMNIST'/'raw', DEBIAN_FASHION_MNIST], root,
+                                    _missing(root/'FashionMNIST'/'raw'))
     return _from_mnist(ds, 'fashion_mnist', train, source, hflip=True)
 
 def _load_cifar(name, root, train, download):
@@ -229,7 +238,7 @@ def _load_mini_imagenet(root, train, size=84):
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise DatasetCorruptError(f"mini_imagenet: cannot decode {path} ({type(e).__name__}: {e}). "
                                       "Replace or remove that file.") from e
-        images[j] = torch.from_numpy(np.asarray(im)).permute(2, 0, 1)
+        images[j] = torch.from_numpy(np.array(im)).permute(2, 0, 1)
     return ImageData('mini_imagenet', images, torch.from_numpy(labels[idx]), list(ds.classes),
                      f'torchvision.datasets.ImageFolder({folder}), {size}px, 480/120 per class', train, hflip=True)
 
