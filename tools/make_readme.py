@@ -1,0 +1,18 @@
+"""Write README.md from nbs/index.ipynb (markdown cells as they are, code cells as fenced Python, text outputs
+as plain blocks). nbdev's own nbdev_readme needs Quarto, which is not a Python package; this needs nothing."""
+import json
+from pathlib import Path
+
+root = Path(__file__).resolve().parent.parent
+nb = json.loads((root/'nbs'/'index.ipynb').read_text())
+parts = []
+for c in nb['cells']:
+    src = ''.join(c['source']).strip('\n')
+    if c['cell_type'] == 'markdown': parts.append(src)
+    elif c['cell_type'] == 'code' and src and not src.startswith('#| hide'):
+        parts.append(f"```python\n{src}\n```")
+        for o in c.get('outputs', []):
+            text = ''.join(o.get('text', '') or o.get('data', {}).get('text/plain', ''))
+            if text.strip(): parts.append(f"```\n{text.rstrip()}\n```")
+readme = "<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n"
+(root/'README.md').write_text(readme + '\n\n'.join(parts) + '\n')
