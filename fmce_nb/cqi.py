@@ -193,7 +193,7 @@ def plot_convergence(losses, mk: Markers, title: str = '', path=None):
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     a, b, c, d = ax.ravel()
     a.plot(ep, L, lw=1, alpha=.6, label='raw loss'); a.plot(ep, S, lw=1.6, label='smoothed')
-    a.set(title='(a) loss curve', xlabel='epoch', ylabel='mean training loss'); a.legend()
+    a.set(title='(a) loss curve', xlabel='epoch', ylabel='mean training loss'); a.legend(loc='lower left')
     lo = max(1, mk.ek - max(5, M // 6)); hi = min(M, mk.ek + max(5, M // 6))
     ins = a.inset_axes([0.45, 0.35, 0.5, 0.45])
     ins.plot(ep[lo - 1:hi], L[lo - 1:hi], lw=1, alpha=.6); ins.plot(ep[lo - 1:hi], S[lo - 1:hi], lw=1.6)
