@@ -158,4 +158,12 @@ d = { 'settings': { 'branch': 'main',
                                'fmce_nb.train.train': ('train.html#train', 'fmce_nb/train.py'),
                                'fmce_nb.train.train_epoch': ('train.html#train_epoch', 'fmce_nb/train.py'),
                                'fmce_nb.train.weights_path': ('train.html#weights_path', 'fmce_nb/train.py'),
-                               'fmce_nb.train.write_json': ('train.html#write_json', 'fmce_nb/train.py')}}}
+                               'fmce_nb.train.write_json': ('train.html#write_json', 'fmce_nb/train.py')},
+            'fmce_nb.viz': { 'fmce_nb.viz._RawGradCAM': ('gradcam.html#_rawgradcam', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz._RawGradCAM.get_cam_image': ('gradcam.html#_rawgradcam.get_cam_image', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz.cam_grid': ('gradcam.html#cam_grid', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz.gradcams': ('gradcam.html#gradcams', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz.localization': ('gradcam.html#localization', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz.phase_cams': ('gradcam.html#phase_cams', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz.target_layer': ('gradcam.html#target_layer', 'fmce_nb/viz.py'),
+                             'fmce_nb.viz.to_rgb': ('gradcam.html#to_rgb', 'fmce_nb/viz.py')}}}
