@@ -227,7 +227,8 @@ def train(cfg: TrainConfig, run_dir, progress: bool | None = None, log=None) -> 
     step_model = torch.compile(model) if cfg.compile else model
     amp = cfg.amp and cuda
     meta = {'config': asdict(cfg), 'num_classes': tr.num_classes, 'classes': tr.classes,
-            'data': {'train': repr(tr), 'test': repr(te), 'source': tr.source, 'mean': stats[0].tolist(),
+            'data': {'train': repr(tr), 'test': repr(te), 'n_train': len(tr), 'n_test': len(te), 'source': tr.source,
+                     'mean': stats[0].tolist(),
                      'std': stats[1].tolist()},
             'env': environment(dev), 'status': 'running', 'history': history}
     write_json(meta_path, meta)
