@@ -277,8 +277,12 @@ class DeviceLoader:
     "Batches of an `ImageData` kept on `device`: gather, resize, crop/flip, normalize and grey->RGB as tensor ops."
     def __init__(self, data: ImageData, batch_size: int = 256, size: int | None = None, train: bool = True,
                  augment: bool | None = None, device='cpu', seed: int = 0, pad: int | None = None,
-                 stats=None, drop_last: bool | None = None, channels_last: bool = False):
+                 stats=None, drop_last: bool | None = None, channels_last: bool = False, shard=(0, 1)):
         if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rank, world = shard
+        if not 0 <= rank < world: raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+        if train and batch_size % world: raise ValueError(f"the global batch ({batch_size}) must divide among {world} processes")
+        self.rank, self.world = rank, world
         if len(data) == 0: raise ValueError(f"{data.name}: the dataset is empty")
         self.data, self.device, self.seed, self.train = data, torch.device(device), seed, train
         self.batch_size = batch_size
@@ -336,6 +340,7 @@ class DeviceLoader:
         bs = self.batch_size
         for i in range(len(self)):
             idx = order[i * bs:(i + 1) * bs]
+            if self.world > 1: idx = idx[self.rank::self.world]     # this process's share of the global batch
             yield self.transform(idx, None if aug is None else aug[:, idx]), self.labels[idx]
 
     def __iter__(self): return self.batches(0)

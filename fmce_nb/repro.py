@@ -147,7 +147,7 @@ def run_batch(cells: list, nbs_dir, timeout: int | None = 3600, executor: str = 
     if executor == 'local-process':
         return [run_cell(exp, params, d, nbs_dir, timeout, log) for exp, params, d, _ in todo]
     import submitit
-    folder = Path(cells[0][2]).parents[2]/'submitit' if cells else Path('submitit')
+    folder = Path(cells[0][2]).parents[1]/'submitit' if cells else Path('submitit')   # runs/<profile>/submitit
     ex = submitit.AutoExecutor(folder=str(folder), cluster='local' if executor == 'submitit-local' else 'slurm')
     ex.update_parameters(timeout_min=max(1, (timeout or 3600) // 60 + 5), **(slurm or {}))
     jobs = [ex.submit(_run_cell_job, exp, params, str(d), str(nbs_dir), timeout) for exp, params, d, _ in todo]

@@ -18,8 +18,8 @@ from .data import load_dataset, DeviceLoader, channel_stats
 from .models import build_model, FMCEClassifier
 
 # %% auto 0
-__all__ = ['atomic_write', 'write_json', 'TrainConfig', 'environment', 'NonFiniteLossError', 'train_epoch', 'evaluate',
-           'weights_path', 'Run', 'train', 'keep_only', 'main']
+__all__ = ['atomic_write', 'write_json', 'TrainConfig', 'environment', 'dist_context', 'NonFiniteLossError', 'train_epoch',
+           'evaluate', 'weights_path', 'Run', 'train', 'keep_only', 'main']
 
 # %% ../nbs/03_train.ipynb
 def atomic_write(path, write):
@@ -101,6 +101,25 @@ def environment(device: torch.device) -> dict:
     return env
 
 # %% ../nbs/03_train.ipynb
+def dist_context():
+    "(rank, world size, local rank), joining the process group when launched by torchrun (WORLD_SIZE > 1)."
+    import torch.distributed as dist
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1: return 0, 1, 0
+    local = int(os.environ.get('LOCAL_RANK', '0'))
+    if not dist.is_initialized():
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+        if backend == 'nccl': torch.cuda.set_device(local)
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), local
+
+def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(t)
+    return t
+
+# %% ../nbs/03_train.ipynb
 class NonFiniteLossError(FloatingPointError):
     "A batch produced a NaN or infinite loss; the run stops and keeps every epoch saved before it."
     def __init__(self, epoch, batch, value):
@@ -120,7 +139,7 @@ def train_epoch(model, loader, opt, epoch: int, amp: bool = False) -> float:
         loss.backward()
         opt.step()
         losses[i] = loss.detach()
-    losses = losses.float().cpu()
+    losses = (_all_reduce_sum(losses.float(), loader.world) / loader.world).cpu()   # mean over processes
     bad = torch.nonzero(~torch.isfinite(losses))
     if len(bad): raise NonFiniteLossError(epoch, int(bad[0]) + 1, float(losses[bad[0]]))
     return float(losses.double().mean())
@@ -129,13 +148,13 @@ def train_epoch(model, loader, opt, epoch: int, amp: bool = False) -> float:
 def evaluate(model, loader, amp: bool = False) -> float:
     "Top-1 accuracy of `model` over every batch of `loader`."
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=loader.device)
-    n = 0
+    counts = torch.zeros(2, dtype=torch.long, device=loader.device)     # correct, seen
     for x, y in loader.batches(0):
         with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
-            correct += (model(x).argmax(1) == y).sum()
-        n += len(y)
-    return int(correct) / n
+            counts[0] += (model(x).argmax(1) == y).sum()
+        counts[1] += len(y)
+    correct, n = _all_reduce_sum(counts, loader.world).tolist()
+    return correct / n
 
 # %% ../nbs/03_train.ipynb
 def weights_path(run_dir, epoch: int) -> Path: return Path(run_dir)/'weights'/f'epoch_{epoch:04d}.safetensors'
@@ -194,9 +213,12 @@ def _load_state(run_dir, device):
 
 def train(cfg: TrainConfig, run_dir, progress: bool | None = None, log=None) -> Run:
     "Train (or resume) the original task described by `cfg` in `run_dir`; returns the finished `Run`."
+    rank, world, local = dist_context()
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     dev = cfg.resolved_device()
+    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local)
     cuda = dev.type == 'cuda'
+    main_proc = rank == 0
     meta_path = run_dir/'run.json'
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -211,10 +233,12 @@ def train(cfg: TrainConfig, run_dir, progress: bool | None = None, log=None) -> 
     stats = channel_stats(tr.images)
     cl = cfg.channels_last and cuda
     train_dl = DeviceLoader(tr, cfg.batch_size, cfg.size, train=True, augment=cfg.augment, device=dev,
-                            seed=cfg.seed, stats=stats, channels_last=cl)
+                            seed=cfg.seed, stats=stats, channels_last=cl, shard=(rank, world))
     test_dl = DeviceLoader(te, max(cfg.batch_size, 512), cfg.size, train=False, device=dev, stats=stats,
-                           channels_last=cl)
-    model = build_model(cfg.arch, tr.num_classes).to(dev)
+                           channels_last=cl, shard=(rank, world))
+    model = build_model(cfg.arch, tr.num_classes)
+    if world > 1 and cuda: model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dev)
     if cl: model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -224,18 +248,21 @@ def train(cfg: TrainConfig, run_dir, progress: bool | None = None, log=None) -> 
         model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); sched.load_state_dict(st['sched'])
         torch.set_rng_state(st['rng'])
         history, start = st['history'], st['epoch'] + 1
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = model
+    if world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
+    step_model = torch.compile(step_model) if cfg.compile else step_model
     amp = cfg.amp and cuda
     meta = {'config': asdict(cfg), 'num_classes': tr.num_classes, 'classes': tr.classes,
             'data': {'train': repr(tr), 'test': repr(te), 'n_train': len(tr), 'n_test': len(te), 'source': tr.source,
                      'mean': stats[0].tolist(),
                      'std': stats[1].tolist()},
-            'env': environment(dev), 'status': 'running', 'history': history}
-    write_json(meta_path, meta)
+            'env': {**environment(dev), 'processes': world}, 'status': 'running', 'history': history}
+    if main_proc: write_json(meta_path, meta)
 
     from tqdm import tqdm
     bar = tqdm(range(start, cfg.epochs + 1), desc=f'{cfg.arch}/{cfg.dataset}', initial=start - 1,
-               total=cfg.epochs, disable=(not progress) if progress is not None else None, leave=False)
+               total=cfg.epochs, disable=((not progress) if progress is not None else None) or not main_proc, leave=False)
     try:
         for epoch in bar:
             t0 = time.perf_counter()
@@ -246,17 +273,21 @@ def train(cfg: TrainConfig, run_dir, progress: bool | None = None, log=None) -> 
             if cuda: torch.cuda.synchronize(dev)
             secs = time.perf_counter() - t0
             for k, v in zip(('loss', 'test_acc', 'seconds', 'lr'), (loss, acc, secs, lr)): history[k].append(v)
-            sd = _state_dict_cpu(model)
-            atomic_write(weights_path(run_dir, epoch), lambda p: save_file(sd, p, metadata={'epoch': str(epoch)}))
-            _save_state(run_dir, model, opt, sched, history, epoch)
-            write_json(meta_path, meta)
-            bar.set_postfix(loss=f'{loss:.4f}', acc=f'{acc:.4f}')
-            if log: log(f"epoch {epoch:4d}  loss {loss:.5f}  test acc {acc:.4f}  {secs:6.1f}s")
+            if main_proc:
+                sd = _state_dict_cpu(model)
+                atomic_write(weights_path(run_dir, epoch), lambda p: save_file(sd, p, metadata={'epoch': str(epoch)}))
+                _save_state(run_dir, model, opt, sched, history, epoch)
+                write_json(meta_path, meta)
+                bar.set_postfix(loss=f'{loss:.4f}', acc=f'{acc:.4f}')
+                if log: log(f"epoch {epoch:4d}  loss {loss:.5f}  test acc {acc:.4f}  {secs:6.1f}s")
     except NonFiniteLossError as e:
-        meta['status'] = 'failed'; meta['error'] = str(e); write_json(meta_path, meta)
+        if main_proc: meta['status'] = 'failed'; meta['error'] = str(e); write_json(meta_path, meta)
         raise
     meta['status'] = 'done'; meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
-    write_json(meta_path, meta)
+    if main_proc: write_json(meta_path, meta)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
     return Run(run_dir)
 
 # %% ../nbs/03_train.ipynb
@@ -301,6 +332,6 @@ def main(argv=None):
     a = p.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     out = a.out or f"runs/{cfg.dataset}-{cfg.arch}-{cfg.size}px-seed{cfg.seed}"
-    print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, device {cfg.resolved_device()}) -> {out}")
+    if int(os.environ.get('RANK', '0')) == 0: print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, device {cfg.resolved_device()}) -> {out}")
     run = train(cfg, out, log=None if a.quiet else (lambda s: print(s, flush=True)))
-    _print_summary(run, a.mu, a.K)
+    if dist_context()[0] == 0: _print_summary(run, a.mu, a.K)
