@@ -77,15 +77,20 @@ def to_rgb(images_uint8: torch.Tensor, size: int) -> np.ndarray:
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 def cam_grid(rows, col_labels, path=None, title: str = '', cell: float = 1.35):
-    "Draw `rows` = [(row label, rgb (H, W, 3), [normalized CAM (H, W) per column]), ...] as a grid; save to `path`."
+    """Draw `rows` = [(row label, rgb (H, W, 3), [normalized CAM (H, W) per column][, [empty flag per column]]), ...]
+    as a grid and save it to `path`. Cells flagged empty (an all-zero raw CAM) are marked as such."""
     import matplotlib.pyplot as plt
     R, C = len(rows), len(col_labels)
     fig, axes = plt.subplots(R, C + 1, figsize=(cell * (C + 1), cell * R + 0.5), squeeze=False)
-    for r, (label, rgb, cams) in enumerate(rows):
+    for r, row in enumerate(rows):
+        label, rgb, cams = row[:3]
+        empty = row[3] if len(row) > 3 else [False] * C
         if len(cams) != C: raise ValueError(f"row {r} has {len(cams)} CAMs for {C} columns")
         axes[r, 0].imshow(rgb); axes[r, 0].set_ylabel(label, fontsize=7)
         for c, cm in enumerate(cams):
             axes[r, c + 1].imshow(show_cam_on_image(rgb.astype(np.float32), cm.astype(np.float32), use_rgb=True))
+            if empty[c]: axes[r, c + 1].text(0.5, 0.06, 'empty CAM', color='w', fontsize=6, ha='center',
+                                             transform=axes[r, c + 1].transAxes)
     for a in axes.ravel(): a.set_xticks([]); a.set_yticks([])
     axes[0, 0].set_title('input', fontsize=8)
     for c, l in enumerate(col_labels): axes[0, c + 1].set_title(l, fontsize=8)
