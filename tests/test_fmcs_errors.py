@@ -1,0 +1,53 @@
+"""Bad input to the FMCS-Dataset and FMCE-Net gets a clear error."""
+import pytest
+import torch
+
+from fmce_nb.train import TrainConfig, train, keep_only
+from fmce_nb.fmcs import FMCSData, run_markers, FMCSStore
+from fmce_nb.fmce_net import FMCENet, fmcs_score, load_fmce_net
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    return train(TrainConfig(dataset='digits', arch='small_cnn', epochs=4, size=16, n_train=128, n_test=64),
+                 tmp_path_factory.mktemp('r')/'run')
+
+
+def test_empty_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match='not a run folder'):
+        FMCSData(tmp_path, [1, 2])
+
+
+def test_markers_pointing_at_pruned_checkpoints(run, tmp_path):
+    import shutil
+    copy = tmp_path/'copy'; shutil.copytree(run.dir, copy)
+    keep_only(copy, [2, 4])
+    with pytest.raises(FileNotFoundError, match=r'markers \[1, 3\] point at checkpoints'):
+        FMCSData(copy, [1, 2, 3, 4])
+
+
+def test_feature_map_of_the_wrong_shape(run):
+    fm = FMCSData(run, [2, 4])
+    net = FMCENet(fm.feature_shape[0] * 2, 2)
+    x, _ = next(fm.batches([[0, 0], [1, 1]], 2))
+    with pytest.raises(ValueError, match='channel'):
+        net(x)
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        net(x[0])
+
+
+def test_score_of_a_named_module(run):
+    fm = FMCSData(run, [2, 4])
+    net = FMCENet(64, 2)            # small_cnn's second block outputs 64 channels
+    model = run.model()
+    s = fmcs_score(net, model.net, fm.loader.transform(torch.arange(8)), module='features.1')
+    assert len(s['distribution']) == 2 and 1 <= s['expected_fmcs'] <= 2
+    with pytest.raises(ValueError, match='Closest'):
+        fmcs_score(net, model.net, fm.loader.transform(torch.arange(8)), module='features.9')
+
+
+def test_missing_store_and_net(tmp_path):
+    with pytest.raises(FileNotFoundError, match='not an FMCS store'):
+        FMCSStore(tmp_path)
+    with pytest.raises(FileNotFoundError, match='fmce_net.json'):
+        load_fmce_net(tmp_path)
