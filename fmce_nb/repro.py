@@ -193,7 +193,18 @@ def render_report(profile: str, root, source=None) -> Path:
     for d, r in res.get('table1', []):
         L.append(f"| ours | {r['dataset']} | {r['arch']} | {r['epochs']} | {r['size']} | {r['mu']:g} | "
                  f"{'yes' if r['converged'] else 'no (E_K = last epoch)'} | {r['markers']} | {r['top1']:.4f} |")
-    L += [''] + [f"- {d.name}: {r['protocol']}" for d, r in res.get('table1', [])] + ['']
+    L += ['']
+    from fmce_nb.cqi import cqi as _cqi
+    import numpy as np
+    for d, r in res.get('table1', []):
+        note = ''
+        if not r['converged']:
+            c = _cqi(r['losses'])
+            j = int(np.nanargmin(c[r['e0']:])) + r['e0']
+            note = (f" **Not converged**: CQI never reached mu = {r['mu']:g}; its smallest value was {c[j]:.2e} "
+                    f"(epoch {j + 1} of {len(c)}), so E_K is the last epoch and the markers cut a curve that was still falling.")
+        L.append(f"- {d.name}: {r['protocol']}.{note}")
+    L += ['']
     t2 = paper_table('fmce_table2')
     L += ['## FMCE Table II: FMCE-Net predicting the FMCS, with controls', '', f"Paper: {t2['where']}.", '',
           '| source | dataset | backbone | test set | accuracy | precision | recall | F1 | shortcut (mean+std) acc | shortcut (norm) acc |',
@@ -216,6 +227,13 @@ def render_report(profile: str, root, source=None) -> Path:
     L += ['']
     for d, r in res.get('table2', []):
         L.append(f"- {d.name}: {r['protocol']}; linear CKA of phase k with phase K: {[round(c, 3) for c in r['cka_vs_last']]}")
+        for split, m in r['fmce_net'].items():
+            best = max(r['shortcut'][split].items(), key=lambda kv: kv[1]['accuracy'])
+            gap = m['accuracy'] - best[1]['accuracy']
+            verdict = ('FMCE-Net is clearly better than' if gap > 0.05 else 'FMCE-Net is only slightly better than'
+                       if gap > 0.01 else 'FMCE-Net does about as well as' if gap >= -0.01 else 'FMCE-Net does worse than')
+            L.append(f"  - {split}: {verdict} a logistic regression on {best[0].replace('_', '+')} statistics "
+                     f"({m['accuracy']:.4f} vs {best[1]['accuracy']:.4f}; chance is {1 / r['K']:.2f}).")
     L += ['', '## Grad-CAM across phases (FMCE Figures 4-6)', '']
     for d, r in res.get('gradcam', []):
         L.append(f"- {d.name} ({r['size']}px, {'early layer' if r['early_layer'] else 'functional module output'}, "
