@@ -261,8 +261,10 @@ def train(cfg: TrainConfig, run_dir, progress: bool | None = None, log=None) -> 
     if main_proc: write_json(meta_path, meta)
 
     from tqdm import tqdm
+    # a bar on a terminal only (None: tqdm hides it when stderr is not a TTY, as under papermill and CI)
+    disable = True if not main_proc else ((not progress) if progress is not None else None)
     bar = tqdm(range(start, cfg.epochs + 1), desc=f'{cfg.arch}/{cfg.dataset}', initial=start - 1,
-               total=cfg.epochs, disable=((not progress) if progress is not None else None) or not main_proc, leave=False)
+               total=cfg.epochs, disable=disable, leave=False)
     try:
         for epoch in bar:
             t0 = time.perf_counter()

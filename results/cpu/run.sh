@@ -12,6 +12,11 @@ pm table1_markers results/cpu/table1/mnist5k-shufflenet_v2_x1_0 -p dataset mnist
    -p epochs 60 -p size 32 -p n_train None -p n_test None -p K 10 -p run_dir "$PWD/runs/cpu/table1/mnist5k-shufflenet_v2_x1_0" \
    -p keep_marker_weights_only True
 
+# Table I: ResNet-50 on MNIST-5k, 32 px, 40 epochs (2 CPU cores: about 25 s an epoch), K = 10
+pm table1_markers results/cpu/table1/mnist5k-resnet50 -p dataset mnist5k -p arch resnet50 \
+   -p epochs 40 -p size 32 -p n_train None -p n_test None -p K 10 -p run_dir "$PWD/runs/cpu/table1/mnist5k-resnet50-40ep" \
+   -p keep_marker_weights_only True
+
 # 112 px (so that conv5 gives 4x4 maps for Grad-CAM): 1,000 training images, 20 epochs, K = 10
 R112="$PWD/runs/cpu/mnist5k-shufflenet_v2_x1_0-112px"
 COMMON=(-p dataset mnist5k -p arch shufflenet_v2_x1_0 -p epochs 20 -p size 112 -p n_train 1000 -p n_test 500 -p K 10)
