@@ -222,8 +222,9 @@ def render_report(profile: str, root, source=None) -> Path:
                      f"{m['recall']:.4f} | {m['f1']:.4f} | {sc['mean_std']['accuracy']:.4f} | {sc['norm']['accuracy']:.4f} |")
     import numpy as np
     for split, ms in ours.items():
+        if len(ms) < 2: continue      # a mean and a spread need at least two cells
         for stat, fn in (('mean', np.mean), ('std', np.std)):
-            L.append(f"| ours | {stat} | | {split} | " + ' | '.join(f"{fn([m[k] for m in ms]):.4f}" for k in ('accuracy', 'precision', 'recall', 'f1')) + ' | | |')
+            L.append(f"| ours | {stat} of {len(ms)} | | {split} | " + ' | '.join(f"{fn([m[k] for m in ms]):.4f}" for k in ('accuracy', 'precision', 'recall', 'f1')) + ' | | |')
     L += ['']
     for d, r in res.get('table2', []):
         L.append(f"- {d.name}: {r['protocol']}; linear CKA of phase k with phase K: {[round(c, 3) for c in r['cka_vs_last']]}")
@@ -237,7 +238,8 @@ def render_report(profile: str, root, source=None) -> Path:
     L += ['', '## Grad-CAM across phases (FMCE Figures 4-6)', '']
     for d, r in res.get('gradcam', []):
         L.append(f"- {d.name} ({r['size']}px, {'early layer' if r['early_layer'] else 'functional module output'}, "
-                 f"CAM {r['cam_resolution']}): {r['finding']}")
+                 f"CAM {r['cam_resolution']}): {r['finding']} Share of all-zero (empty) CAMs, left out of "
+                 f"those measures, per phase: {[round(p['empty_share'], 2) for p in r['per_phase']]}.")
     failed = [(e, d) for e in EXPERIMENTS for d in sorted((src/e).glob('*')) if cell_status(d) == 'failed']
     if failed:
         L += ['', '## Failed cells', ''] + [f"- {e}/{d.name}: {json.loads((d/'status.json').read_text()).get('error', '')[:400]}" for e, d in failed]
