@@ -69,6 +69,12 @@ def plan_epoch(pairs: np.ndarray, batch_size: int, shuffle: bool = True, seed: i
     return out
 
 # %% ../nbs/04_fmcs.ipynb
+def _batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int = 0, epoch: int = 0):
+    "Yield (maps, labels) for one epoch over `pairs`; labels are phase indices 0..K-1. Shared by both sources."
+    for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
+        yield self.maps(n, k, bounds), torch.as_tensor(k, device=self.device)
+
+# %% ../nbs/04_fmcs.ipynb
 def run_markers(run, K: int = 10, mu: float | None = None, on_no_convergence: str = 'raise') -> tuple:
     "The epoch markers of a run from its loss sequence (mu by the paper's rule when None)."
     run = run if isinstance(run, Run) else Run(run)
@@ -124,10 +130,7 @@ class FMCSData:
                 outs.append(self.backbones[kk].features(x[a:b]))
         return torch.cat(outs).float()
 
-    def batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int = 0, epoch: int = 0):
-        "Yield (maps, labels) for one epoch over `pairs`; labels are phase indices 0..K-1."
-        for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
-            yield self.maps(n, k, bounds), torch.as_tensor(k, device=self.device)
+    batches = _batches
 
     def store_bytes(self, dtype=torch.float16) -> int:
         "Bytes a materialized store of all K x N maps would take."
@@ -176,8 +179,6 @@ class FMCSStore:
             out[sel] = self._mm[kk][n[sel]]
         return torch.from_numpy(out).to(self.device).float()
 
-    def batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int = 0, epoch: int = 0):
-        for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
-            yield self.maps(n, k, bounds), torch.as_tensor(k, device=self.device)
+    batches = _batches
 
     def __repr__(self): return f"FMCSStore({self.path}, {self.K} phases x {self.N} maps {self.feature_shape})"

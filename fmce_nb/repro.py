@@ -85,7 +85,7 @@ def validate(params: dict, defaults: dict, where: str = ''):
     if errors: raise ValueError(f"{where}: " + '; '.join(errors))
 
 # %% ../nbs/07_repro.ipynb
-def _atomic_copy_status(cell_dir: Path, status: dict): write_json(cell_dir/'status.json', status)
+def _write_status(cell_dir: Path, status: dict): write_json(cell_dir/'status.json', status)
 
 def cell_status(cell_dir) -> str:
     "'done', 'failed' or 'todo' for a cell folder."
@@ -114,7 +114,7 @@ def run_cell(experiment: str, params: dict, cell_dir, nbs_dir, timeout: int | No
     finally:
         if tmp_out.exists(): os.replace(tmp_out, cell_dir/nb.name)
     status['seconds'] = round(time.time() - t0, 1)
-    _atomic_copy_status(cell_dir, status)
+    _write_status(cell_dir, status)
     if log: log(f"  {status['status']:6s} {experiment}/{cell_dir.name} ({status['seconds']:.0f}s)"
                 + (f": {status['error'][:300]}" if status['status'] == 'failed' else ''))
     return status
@@ -157,7 +157,7 @@ def run_batch(cells: list, nbs_dir, timeout: int | None = 3600, executor: str = 
     for j, (exp, params, d, _) in zip(jobs, todo):
         try: results.append(j.result())
         except Exception as e:
-            results.append({'status': 'failed', 'error': f'job {j.job_id}: {e}'}); _atomic_copy_status(Path(d), results[-1])
+            results.append({'status': 'failed', 'error': f'job {j.job_id}: {e}'}); _write_status(Path(d), results[-1])
         if log: log(f"  {results[-1]['status']:6s} {exp}/{Path(d).name} (job {j.job_id})")
     return results
 
