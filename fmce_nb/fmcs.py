@@ -103,8 +103,7 @@ class FMCSData:
         cfg = self.run.config
         data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.seed)
         self.data = data.subset(n_images, seed)
-        stats = tuple(torch.tensor(self.run.meta['data'][k]) for k in ('mean', 'std'))
-        self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=stats,
+        self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=self.run.stats,
                                    channels_last=cuda)
         self.backbones = []
         for e in self.markers:

@@ -4,8 +4,10 @@
 
 # %% ../nbs/07_repro.ipynb 3
 from __future__ import annotations
-import argparse, ast, itertools, json, os, platform, shutil, sys, time, traceback
+import argparse, ast, itertools, json, os, shutil, sys, time
 from pathlib import Path
+
+import numpy as np
 
 from .train import write_json
 from .report import find_repo, paper_table
@@ -197,7 +199,6 @@ def render_report(profile: str, root, source=None) -> Path:
                  f"{'yes' if r['converged'] else 'no (E_K = last epoch)'} | {r['markers']} | {r['top1']:.4f} |")
     L += ['']
     from fmce_nb.cqi import cqi as _cqi
-    import numpy as np
     for d, r in res.get('table1', []):
         note = ''
         if not r['converged']:
@@ -222,7 +223,6 @@ def render_report(profile: str, root, source=None) -> Path:
             ours.setdefault(split, []).append(m)
             L.append(f"| ours | {r['dataset']} | {r['arch']} | {split} | {m['accuracy']:.4f} | {m['precision']:.4f} | "
                      f"{m['recall']:.4f} | {m['f1']:.4f} | {sc['mean_std']['accuracy']:.4f} | {sc['norm']['accuracy']:.4f} |")
-    import numpy as np
     for split, ms in ours.items():
         if len(ms) < 2: continue      # a mean and a spread need at least two cells
         for stat, fn in (('mean', np.mean), ('std', np.std)):

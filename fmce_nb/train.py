@@ -179,6 +179,10 @@ class Run:
     def epochs_done(self) -> int: return len(self.history['loss'])
     @property
     def done(self) -> bool: return self.meta.get('status') == 'done'
+    @property
+    def stats(self) -> tuple:
+        "Per-channel (mean, std) of the run's training images: the normalization every later use must repeat."
+        return tuple(torch.tensor(self.meta['data'][k]) for k in ('mean', 'std'))
     def saved_epochs(self) -> list:
         return sorted(int(p.stem.split('_')[1]) for p in (self.dir/'weights').glob('epoch_*.safetensors'))
 
@@ -334,6 +338,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
     out = a.out or f"runs/{cfg.dataset}-{cfg.arch}-{cfg.size}px-seed{cfg.seed}"
-    if int(os.environ.get('RANK', '0')) == 0: print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, device {cfg.resolved_device()}) -> {out}")
+    rank = dist_context()[0]
+    if rank == 0: print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, device {cfg.resolved_device()}) -> {out}")
     run = train(cfg, out, log=None if a.quiet else (lambda s: print(s, flush=True)))
-    if dist_context()[0] == 0: _print_summary(run, a.mu, a.K)
+    if rank == 0: _print_summary(run, a.mu, a.K)

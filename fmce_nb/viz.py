@@ -104,9 +104,8 @@ def phase_cams(run, epochs, images: torch.Tensor, labels: torch.Tensor, early: b
                batch_size: int = 64):
     "Normalized and raw CAMs of `images` (uint8) for the checkpoints of `epochs`: lists over epochs of (B, H, W) / (B, h, w)."
     cfg = run.config
-    stats = tuple(torch.tensor(run.meta['data'][k]) for k in ('mean', 'std'))
     data = ImageData('cam', images, labels, list(range(run.meta['num_classes'])), train=False)
-    dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=stats)
+    dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
     norms, raws = [], []
     for e in epochs:
         m = run.model(e, device)
