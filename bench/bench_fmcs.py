@@ -6,8 +6,9 @@ Usage: python bench/bench_fmcs.py [--run RUN_DIR] [--K 4]   (without --run it tr
 import argparse, os, platform, tempfile, time
 from pathlib import Path
 import torch
-from fmce_nb.train import TrainConfig, train
-from fmce_nb.fmcs import FMCSData, run_markers, all_pairs
+from fmce_nb.runs import TrainConfig, run_markers
+from fmce_nb.train import train
+from fmce_nb.fmcs import FMCSData, all_pairs
 from fmce_nb.fmce_net import FMCENet, fit
 
 p = argparse.ArgumentParser()
@@ -26,8 +27,9 @@ if a.run is None:
 def files_bytes(root):
     return sum(f.stat().st_size for f in Path(root).rglob('*') if f.is_file())
 
+markers = run_markers(run_dir, K=a.K, on_no_convergence='last')   # computed once, stored in the run folder
 before = files_bytes(run_dir)
-fm = FMCSData(run_dir, run_markers(run_dir, K=a.K, on_no_convergence='last'), dev, n_images=a.images)
+fm = FMCSData(run_dir, markers, dev, n_images=a.images)
 pairs = all_pairs(fm.N, fm.K)
 print(fm)
 

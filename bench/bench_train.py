@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from fmce_nb.data import load_dataset, DeviceLoader
 from fmce_nb.models import build_model
-from fmce_nb.train import TrainConfig, train, train_epoch
+from fmce_nb.runs import TrainConfig
+from fmce_nb.train import train, train_epoch
 from fmce_nb.cqi import epoch_markers
 
 p = argparse.ArgumentParser()

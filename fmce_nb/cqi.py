@@ -9,8 +9,8 @@ import math
 import numpy as np
 
 # %% auto 0
-__all__ = ['SMOOTHINGS', 'smooth', 'cqi', 'NotConvergedError', 'MarkerError', 'Markers', 'convergence_epoch', 'epoch_markers',
-           'synthetic_loss_curve', 'ConvergenceMonitor', 'plot_convergence']
+__all__ = ['SMOOTHINGS', 'paper_mu', 'smooth', 'cqi', 'NotConvergedError', 'MarkerError', 'Markers', 'convergence_epoch',
+           'epoch_markers', 'synthetic_loss_curve', 'ConvergenceMonitor', 'plot_convergence']
 
 # %% ../nbs/02_cqi.ipynb
 SMOOTHINGS = ('ema', 'paper')
@@ -31,6 +31,12 @@ def _check_params(alpha=0.85, window=5, smoothing='ema', K=None, mu=None):
     if smoothing not in SMOOTHINGS: raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
     if K is not None and (int(K) != K or K < 2): raise ValueError(f"K must be an integer >= 2, got {K}")
     if mu is not None and not (mu > 0 and math.isfinite(mu)): raise ValueError(f"mu must be a positive number, got {mu}")
+
+# %% ../nbs/02_cqi.ipynb
+def paper_mu(num_classes: int) -> float:
+    "The paper's CQI threshold: 1e-3 for 100-class data and more, 1e-4 otherwise (its 10-class datasets)."
+    if int(num_classes) != num_classes or num_classes < 2: raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+    return 1e-3 if num_classes >= 100 else 1e-4
 
 # %% ../nbs/02_cqi.ipynb
 def smooth(losses, alpha: float = 0.85, method: str = 'ema') -> np.ndarray:
@@ -86,9 +92,24 @@ class Markers:
     def phase(self, epoch: int) -> int:
         "The FMCS phase an epoch falls in: k for E_{k-1} < epoch <= E_k (0 before E_0 + 1, K + 1 after E_K)."
         return int(np.searchsorted(np.asarray(self.markers), epoch, side='left')) + 1 if epoch > self.e0 else 0
+    @property
+    def min_cqi(self) -> tuple:
+        "(smallest CQI after E_0, its epoch): how close an unconverged curve came to mu."
+        tail = self.cqi[self.e0:]
+        if len(tail) == 0 or np.all(np.isnan(tail)): return (math.nan, None)
+        j = int(np.nanargmin(tail))
+        return float(tail[j]), self.e0 + j + 1
     def to_dict(self) -> dict:
+        "Everything, JSON-ready (NaN as None), so that `Markers.from_dict` gives back an equal object."
+        arr = lambda a: [None if not np.isfinite(v) else float(v) for v in a]
         return {'e0': self.e0, 'markers': list(self.markers), 'ek': self.ek, 'K': self.K, 'mu': self.mu,
-                'converged': self.converged, 'G': self.G}
+                'converged': self.converged, 'G': self.G, 'min_cqi': self.min_cqi[0], 'min_cqi_epoch': self.min_cqi[1],
+                'smoothed': arr(self.smoothed), 'cqi': arr(self.cqi), 'targets': arr(self.targets)}
+    @classmethod
+    def from_dict(cls, d: dict) -> 'Markers':
+        arr = lambda a: np.array([np.nan if v is None else v for v in a], dtype=float)
+        return cls(int(d['e0']), tuple(int(e) for e in d['markers']), int(d['K']), float(d['mu']), bool(d['converged']),
+                   arr(d['smoothed']), arr(d['cqi']), arr(d['targets']))
 
 # %% ../nbs/02_cqi.ipynb
 def convergence_epoch(losses, mu: float = 1e-4, alpha: float = 0.85, window: int = 5, smoothing: str = 'ema',

@@ -334,14 +334,15 @@ class DeviceLoader:
         if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def batches(self, epoch: int = 0):
-        "Yield `(x, y)` for every batch of `epoch`."
+    def batches(self, epoch: int = 0, with_index: bool = False):
+        "Yield `(x, y)` for every batch of `epoch` (`(x, y, idx)` with the images' indices in the dataset if `with_index`)."
         order, aug = self._plan(epoch)
         bs = self.batch_size
         for i in range(len(self)):
             idx = order[i * bs:(i + 1) * bs]
             if self.world > 1: idx = idx[self.rank::self.world]     # this process's share of the global batch
-            yield self.transform(idx, None if aug is None else aug[:, idx]), self.labels[idx]
+            b = self.transform(idx, None if aug is None else aug[:, idx]), self.labels[idx]
+            yield (*b, idx) if with_index else b
 
     def __iter__(self): return self.batches(0)
 

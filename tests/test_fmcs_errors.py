@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from fmce_nb.train import TrainConfig, train, keep_only
-from fmce_nb.fmcs import FMCSData, run_markers, FMCSStore
+from fmce_nb.runs import TrainConfig, keep_only
+from fmce_nb.train import train
+from fmce_nb.fmcs import FMCSData, FMCSStore
 from fmce_nb.fmce_net import FMCENet, fmcs_score, load_fmce_net
 
 

@@ -1,4 +1,5 @@
-"""fmce-repro end to end on a tiny grid: validation, kill and resume without redoing finished cells, submitit."""
+"""fmce-repro end to end on tiny grids: each distinct training run trained once and shared, folders that cannot
+collide, validation before anything runs, kill and resume without redoing work, failures recorded, submitit."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -8,9 +9,9 @@ REPRO = [sys.executable, '-c', 'from fmce_nb.repro import main; main()']
 TINY = dict(dataset='digits', arch='small_cnn', epochs=5, size=16, n_train=256, n_test=128, K=3)
 
 
-def write_grid(tmp_path, cells):
+def write_grid(tmp_path, grid):
     g = tmp_path/'grid.json'
-    g.write_text(json.dumps({'table1': cells}))
+    g.write_text(json.dumps(grid))
     return g
 
 
@@ -18,64 +19,120 @@ def repro(*args, timeout=600, **kw):
     return subprocess.run(REPRO + list(map(str, args)), capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def run_dirs(root, profile='smoke'):
+    return sorted((Path(root)/'runs'/profile/'train').glob('*/run.json'))
+
+
+def statuses(root, exp, profile='smoke'):
+    return {p.parent.name: json.loads(p.read_text())['status']
+            for p in (Path(root)/'results'/profile/exp).glob('*/status.json')}
+
+
+def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing(tmp_path):
+    # the smoke profile: Table I, Table II (two seeds) and Grad-CAM read the same configuration
+    r = repro('--profile', 'smoke', '--root', tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'WARNING' not in r.stdout + r.stderr, 'the batch output has noise in it'
+    runs = run_dirs(tmp_path)
+    configs = {json.dumps({**json.loads(p.read_text())['config'], 'device': None}, sort_keys=True) for p in runs}
+    assert len(runs) == len(configs) == 2          # seed 0 for every experiment, seed 1 for Table II's second run
+    used = set()
+    for exp in ('table1', 'table2', 'gradcam'):
+        (cell,) = (tmp_path/'results'/'smoke'/exp).glob('*/results.json')
+        rec = json.loads(cell.read_text())
+        assert rec['schema_version'] == 1 and rec['provenance']['git_commit']
+        used |= {rec[k]['dir'] for k in ('run', 'run2') if k in rec}
+        assert not any(cell.parent.glob('run*/run.json')), f'{exp} trained a run of its own'
+    assert used == {str(p.parent.resolve()) for p in runs}
+    marker_files = sorted(p.name for p in (tmp_path/'runs'/'smoke'/'train').glob('*/markers/*.json'))
+    assert len(marker_files) == 2, marker_files     # one marker setting, stored once per run
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path/'runs').rglob('*') if p.is_file()}
+    stamp |= {p: p.stat().st_mtime_ns for p in (tmp_path/'results').rglob('*') if p.is_file()}
+    t0 = time.time()
+    again = repro('--profile', 'smoke', '--root', tmp_path)
+    took = time.time() - t0
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert 'training 0, running 0' in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp, 'a second call rewrote a run or a record'
+    assert took < 60, f'a batch with nothing to do took {took:.0f}s'
+    report = (tmp_path/'reports'/'smoke.md').read_text()
+    assert '## FMCE Table I' in report and '## FMCE Table II' in report and '## Grad-CAM' in report
+    dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
+    assert 'training runs (under' in dry and 'analysis cells (under' in dry
+    assert dry.count('[done]') == 2 and dry.count('[done  ]') == 3
+
+
+def test_cells_that_differ_only_in_size_get_two_folders_and_two_runs(tmp_path):
+    g = write_grid(tmp_path, {'table1': [dict(TINY, size=16), dict(TINY, size=20)]})
+    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count('[todo]') == 2 and r.stdout.count('[todo  ] table1/') == 2
+    assert 'digits-small_cnn-16px' in r.stdout and 'digits-small_cnn-20px' in r.stdout
+
+
+def test_two_identical_cells_are_refused(tmp_path):
+    g = write_grid(tmp_path, {'table1': [dict(TINY), dict(TINY)]})
+    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
+    assert r.returncode != 0 and 'same parameters' in r.stderr
+    assert not (tmp_path/'runs').exists() and not (tmp_path/'results').exists()
+
+
 def test_unknown_parameter_is_an_error_before_anything_runs(tmp_path):
-    g = write_grid(tmp_path, [dict(TINY, epoch=3)])
+    g = write_grid(tmp_path, {'table1': [dict(TINY, epoch=3)]})
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode != 0 and "unknown parameter 'epoch'" in r.stderr
-    assert not (tmp_path/'runs'/'smoke'/'table1').exists() or not any((tmp_path/'runs'/'smoke'/'table1').rglob('status.json'))
+    assert not (tmp_path/'runs').exists()
 
 
 def test_wrong_type_is_an_error(tmp_path):
-    g = write_grid(tmp_path, [dict(TINY, epochs='5')])
+    g = write_grid(tmp_path, {'table1': [dict(TINY, epochs='5')]})
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode != 0 and 'expects a int' in r.stderr
 
 
-def test_killed_batch_finishes_without_redoing_cells(tmp_path):
-    g = write_grid(tmp_path, [dict(TINY, seed=0), dict(TINY, seed=1), dict(TINY, seed=2)])
-    cells = tmp_path/'runs'/'smoke'/'table1'
-    first, last = cells/'digits-small_cnn-seed0'/'status.json', cells/'digits-small_cnn-seed2'/'status.json'
+def test_killed_batch_finishes_without_redoing_work(tmp_path):
+    g = write_grid(tmp_path, {'table1': [dict(TINY, seed=0), dict(TINY, seed=1), dict(TINY, seed=2)]})
     proc = subprocess.Popen(REPRO + ['--profile', 'smoke', '--grid', str(g), '--root', str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.time()
-    while not first.exists():
+    while not statuses(tmp_path, 'table1'):
         assert proc.poll() is None, 'the batch ended before the first cell was done'
         assert time.time() - t0 < 400
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL); proc.wait()   # the batch and its kernel, half way
-    assert not last.exists(), 'the kill came too late'
-    done_before = json.loads(first.read_text())
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
-    assert '[done  ] table1/digits-small_cnn-seed0' in r.stdout and '[todo  ] table1/digits-small_cnn-seed2' in r.stdout
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()   # the batch and its kernel, half way through the cells
+    (first,) = statuses(tmp_path, 'table1')
+    done_before = (tmp_path/'results'/'smoke'/'table1'/first/'status.json').read_text()
+    weights = {p: p.stat().st_mtime_ns for p in (tmp_path/'runs').rglob('*.safetensors')}
+    dry = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run').stdout
+    assert dry.count('[done]') == 3 and f'[done  ] table1/{first}' in dry and dry.count('[todo  ]') == 2
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert '1 of 3 cells already done' in r.stdout
-    assert json.loads(first.read_text()) == done_before, 'a finished cell was run again'
-    for s in range(3):
-        st = json.loads((cells/f'digits-small_cnn-seed{s}'/'status.json').read_text())
-        assert st['status'] == 'done'
-        res = json.loads((cells/f'digits-small_cnn-seed{s}'/'results.json').read_text())
-        assert len(res['markers']) == 3 and res['seed'] == s
+    assert '3 of 3 training runs and 1 of 3 cells already done' in r.stdout
+    assert (tmp_path/'results'/'smoke'/'table1'/first/'status.json').read_text() == done_before, 'a finished cell ran again'
+    assert {p: p.stat().st_mtime_ns for p in weights} == weights, 'a finished run was trained again'
+    assert set(statuses(tmp_path, 'table1').values()) == {'done'}
+    seeds = sorted(json.loads(p.read_text())['run']['config']['seed']
+                   for p in (tmp_path/'results'/'smoke'/'table1').glob('*/results.json'))
+    assert seeds == [0, 1, 2]
     report = (tmp_path/'reports'/'smoke.md').read_text()
-    assert report.count('| ours | digits | small_cnn |') == 3
-    assert (tmp_path/'figures'/'smoke'/'table1-digits-small_cnn-seed0-fig3_convergence.png').exists()
+    assert report.count('| ours') == 3 and '| digits | small_cnn | 5 | 16 | 3 |' in report   # 3 seeds in one group
+    assert len(list((tmp_path/'figures'/'smoke').glob('table1-*-fig3_convergence.png'))) == 3
 
 
-def test_a_failing_cell_is_recorded_and_the_batch_goes_on(tmp_path):
-    g = write_grid(tmp_path, [dict(TINY, seed=0, dataset='cifar10'), dict(TINY, seed=1)])   # cifar10 is not on disk
+def test_a_failing_run_fails_its_cells_and_the_batch_goes_on(tmp_path):
+    g = write_grid(tmp_path, {'table1': [dict(TINY, seed=0, dataset='cifar10'), dict(TINY, seed=1)]})   # no cifar10 here
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode == 1
-    cells = tmp_path/'runs'/'smoke'/'table1'
-    bad = json.loads((cells/'cifar10-small_cnn-seed0'/'status.json').read_text())
-    assert bad['status'] == 'failed' and 'DatasetNotFoundError' in bad['error']
-    assert json.loads((cells/'digits-small_cnn-seed1'/'status.json').read_text())['status'] == 'done'
+    st = statuses(tmp_path, 'table1')
+    bad = [json.loads((tmp_path/'results'/'smoke'/'table1'/c/'status.json').read_text()) for c in st if c.startswith('cifar10')]
+    assert bad[0]['status'] == 'failed' and 'DatasetNotFoundError' in bad[0]['error'] and 'training run' in bad[0]['error']
+    assert [v for c, v in st.items() if c.startswith('digits')] == ['done']
     assert 'Failed cells' in (tmp_path/'reports'/'smoke.md').read_text()
 
 
-def test_cells_as_submitit_jobs(tmp_path):
-    g = write_grid(tmp_path, [dict(TINY, seed=5)])
+def test_training_and_cells_as_submitit_jobs(tmp_path):
+    g = write_grid(tmp_path, {'table1': [dict(TINY, seed=5)]})
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--executor', 'submitit-local')
     assert r.returncode == 0, r.stdout + r.stderr
-    st = json.loads((tmp_path/'runs'/'smoke'/'table1'/'digits-small_cnn-seed5'/'status.json').read_text())
-    assert st['status'] == 'done'
+    assert list(statuses(tmp_path, 'table1').values()) == ['done']
     assert any((tmp_path/'runs'/'smoke'/'submitit').glob('*_log.out'))
