@@ -6,7 +6,7 @@ Usage: python bench/bench_fmcs.py [--run RUN_DIR] [--K 4]   (without --run it tr
 import argparse, os, platform, tempfile, time
 from pathlib import Path
 import torch
-from fmce_nb.runs import TrainConfig, run_markers
+from fmce_nb.runs import TrainConfig, run_markers, resolve_device
 from fmce_nb.train import train
 from fmce_nb.fmcs import FMCSData, all_pairs
 from fmce_nb.fmce_net import FMCENet, fit
@@ -16,7 +16,7 @@ p.add_argument('--run', default=None)
 p.add_argument('--K', type=int, default=4)
 p.add_argument('--images', type=int, default=None)
 a = p.parse_args()
-dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+dev = resolve_device('auto')
 sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
 print(f"device: {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else platform.machine()}), torch {torch.__version__}")
 tmp = Path(tempfile.mkdtemp())

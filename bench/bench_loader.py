@@ -5,10 +5,10 @@ Both numbers come from this one run, so their ratio holds on a noisy machine. Us
 import platform, sys, tempfile, time
 import torch
 from fmce_nb.data import load_dataset, DeviceLoader
-from fmce_nb.runs import TrainConfig
+from fmce_nb.runs import TrainConfig, resolve_device
 from fmce_nb.train import train
 
-dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+dev = resolve_device('auto')
 sync = (lambda: torch.cuda.synchronize()) if dev.type == 'cuda' else (lambda: None)
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from fmce_nb.data import load_dataset, DeviceLoader
 from fmce_nb.models import build_model
-from fmce_nb.runs import TrainConfig
+from fmce_nb.runs import TrainConfig, resolve_device
 from fmce_nb.train import train, train_epoch
 from fmce_nb.cqi import epoch_markers
 
@@ -18,7 +18,7 @@ p.add_argument('--size', type=int, default=None)
 p.add_argument('--batch_size', type=int, default=256)
 p.add_argument('--compile', action='store_true')
 a = p.parse_args()
-dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+dev = resolve_device('auto')
 cuda = dev.type == 'cuda'
 archs = a.archs.split(',') if a.archs else (['resnet50', 'shufflenet_v2_x1_0'] if cuda else ['small_cnn', 'shufflenet_v2_x1_0'])
 size = a.size or (64 if cuda else 32)

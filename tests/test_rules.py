@@ -1,0 +1,184 @@
+"""Each rule of the papers and of the project's conventions, pinned by a value worked out by hand (shown in the
+comments), never by calling the code under test for the expected value."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from fmce_nb.cqi import smooth, cqi, convergence_epoch, epoch_markers, paper_mu
+
+
+def close(actual, expected, **kw):
+    "assert_close on float64 arrays: checks shapes (and so lengths) as well as values."
+    assert_close(torch.as_tensor(np.asarray(actual, dtype=float)), torch.as_tensor(np.asarray(expected, dtype=float)), **kw)
+
+
+# --- smoothing, both readings (FMCE IV-B; SPEC section 2) ---------------------------------------------------------
+
+def test_ema_smoothing():
+    # S1 = L1 = 4; S2 = .5*4 + .5*2 = 3; S3 = .5*3 + .5*1 = 2; S4 = .5*2 + .5*5 = 3.5
+    close(smooth([4., 2., 1., 5.], alpha=0.5), [4., 3., 2., 3.5])
+    # alpha = 0.85 on L = [10, 4]: S2 = .85*10 + .15*4 = 8.5 + 0.6 = 9.1
+    close(smooth([10., 4.], alpha=0.85), [10., 9.1])
+
+
+def test_paper_smoothing_uses_the_raw_previous_loss():
+    # S1 = L1; Sm = a*L(m-1) + (1-a)*Lm: S2 = .5*4 + .5*2 = 3, S3 = .5*2 + .5*1 = 1.5, S4 = .5*1 + .5*5 = 3
+    close(smooth([4., 2., 1., 5.], alpha=0.5, method='paper'), [4., 3., 1.5, 3.])
+
+
+# --- CQI window -----------------------------------------------------------------------------------------------------
+
+def test_cqi_is_the_mean_absolute_step_over_the_last_B_epochs():
+    L = [8., 4., 2., 1., 1., 1.]
+    # EMA with a = .5: S = 8, 6, 4, 2.5, 1.75, 1.375 -> |D2..D6| = 2, 2, 1.5, .75, .375
+    # B = 2: CQI2 = 2 (only D2), CQI3 = (2+2)/2, CQI4 = (2+1.5)/2, CQI5 = (1.5+.75)/2, CQI6 = (.75+.375)/2
+    close(cqi(L, alpha=0.5, window=2), [math.nan, 2., 2., 1.75, 1.125, 0.5625], equal_nan=True)
+    # B = 3: CQI3 = (2+2)/2 (D2, D3 only), CQI4 = (2+2+1.5)/3, CQI5 = (2+1.5+.75)/3, CQI6 = (1.5+.75+.375)/3
+    close(cqi(L, alpha=0.5, window=3), [math.nan, 2., 2., 5.5 / 3, 4.25 / 3, 2.625 / 3], equal_nan=True)
+
+
+# --- E_0, E_K, markers, G ---------------------------------------------------------------------------------------------
+
+def test_e0_is_the_raw_peak_and_ek_must_come_after_it():
+    L = [2., 2., 3., 1.5, 1.2, 1.2, 1.2]
+    # paper smoothing, a = .5: S = 2, 2, 2.5, 2.25, 1.35, 1.2, 1.2; B = 1: CQI = |D| = -, 0, .5, .25, .9, .15, 0
+    # E_0 = 3 (raw peak). CQI2 = 0 <= mu but 2 is not after E_0; the first m > 3 with CQI <= .2 is 6.
+    e0, ek, converged, c = convergence_epoch(L, mu=0.2, alpha=0.5, window=1, smoothing='paper')
+    assert (e0, ek, converged) == (3, 6, True)
+    close(c, [math.nan, 0., .5, .25, .9, .15, 0.], equal_nan=True)
+
+
+def test_markers_cut_equal_log_drops_and_break_ties_toward_the_earlier_epoch():
+    # paper smoothing, a = .5, on L = 16, 8, 4, 4, 4, 2, 1, 1, 1:
+    #   S = 16, 12, 6, 4, 4, 3, 1.5, 1, 1      (S4 = S5 = 4 exactly: a plateau)
+    #   |D2..D9| = 4, 6, 2, 0, 1, 1.5, .5, 0;  B = 2: CQI = -, 4, 5, 4, 1, .5, 1.25, 1, .25
+    # mu = .3 -> E_K = 9 (CQI6 = .5 is above it); E_0 = 1; G = ln 16 - ln 1 = ln 16.
+    # K = 2: the target k*G/K = ln 4, and epochs 4 and 5 both drop by exactly ln 16 - ln 4: a tie -> epoch 4.
+    L = [16., 8., 4., 4., 4., 2., 1., 1., 1.]
+    mk = epoch_markers(L, K=2, mu=0.3, alpha=0.5, window=2, smoothing='paper')
+    assert (mk.e0, mk.markers, mk.converged) == (1, (4, 9), True)
+    close(mk.G, math.log(16))
+    close(mk.smoothed, [16., 12., 6., 4., 4., 3., 1.5, 1., 1.])
+    # K = 4: targets ln 2, ln 4, ln 8 -> drops ln(16/12)=.29, ln(16/6)=.98, ln 4 (x2), ln(16/3)=1.67, ln(16/1.5)=2.37:
+    # ln 2 = .69 is nearest .98 (epoch 3); ln 4 ties epochs 4 and 5 -> 4; ln 8 = 2.08 is nearest 2.37 (epoch 7)
+    assert epoch_markers(L, K=4, mu=0.3, alpha=0.5, window=2, smoothing='paper').markers == (3, 4, 7, 9)
+
+
+def test_the_paper_threshold_rule():
+    assert (paper_mu(10), paper_mu(100)) == (1e-4, 1e-3)
+
+
+# --- the FMCS label of each map (FMCE V-B) --------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    from fmce_nb.runs import TrainConfig
+    from fmce_nb.train import train
+    return train(TrainConfig(dataset='digits', arch='small_cnn', epochs=4, size=16, batch_size=64, n_train=96,
+                             n_test=64, device='cpu'), tmp_path_factory.mktemp('r')/'run')
+
+
+def test_every_map_labelled_k_is_the_backbone_output_of_the_checkpoint_at_marker_k(tiny_run):
+    from fmce_nb.fmcs import FMCSData, all_pairs, plan_epoch
+    markers = (1, 3, 4)
+    fm = FMCSData(tiny_run, markers, 'cpu')
+    backbones = [tiny_run.model(e).eval() for e in markers]       # loaded here, independently of FMCSData
+    pairs = all_pairs(fm.N, 3)
+    plans = plan_epoch(pairs, 40, shuffle=True, seed=7, epoch=2)
+    batches = list(fm.batches(pairs, 40, shuffle=True, seed=7, epoch=2))
+    assert len(batches) == len(plans) == math.ceil(len(pairs) / 40)
+    seen = set()
+    for (maps, labels), (n, k, _) in zip(batches, plans):
+        assert_close(labels, torch.as_tensor(k))
+        x = fm.loader.transform(torch.as_tensor(n))
+        with torch.no_grad():
+            want = torch.stack([backbones[int(kk)].features(x[i:i + 1])[0] for i, kk in enumerate(k)])
+        assert_close(maps, want, rtol=1e-5, atol=1e-5)
+        seen |= set(zip(n.tolist(), k.tolist()))
+    assert seen == set(map(tuple, pairs.tolist()))                 # every (image, phase) pair once
+
+
+# --- FMCE-Net's layers (FMCE V-C; SPEC section 2) -------------------------------------------------------------------
+
+def test_fmce_net_layer_sequence_and_shapes():
+    from torch import nn
+    from fmce_nb.fmce_net import FMCENet, HalvingMaxPool
+    net = FMCENet(1024, 10)
+    kinds = [type(m).__name__ for m in net.body] + [type(net.fc).__name__]
+    assert kinds == ['Conv2d', 'HalvingMaxPool', 'ReLU', 'Conv2d', 'HalvingMaxPool', 'ReLU', 'AdaptiveMaxPool2d',
+                     'Flatten', 'Linear']
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == \
+        [(1024, 512, (3, 3), (1, 1)), (512, 256, (3, 3), (1, 1))]
+    assert (net.fc.in_features, net.fc.out_features) == (256, 10)
+    # 7x7 -> conv 7x7 -> pool 3x3 -> conv 3x3 -> pool 1x1: 256 x 1 x 1 (the paper's shapes)
+    h = torch.zeros(2, 1024, 7, 7)
+    shapes = []
+    for m in net.body: h = m(h); shapes.append(tuple(h.shape[1:]))
+    assert shapes[:6] == [(512, 7, 7), (512, 3, 3), (512, 3, 3), (256, 3, 3), (256, 1, 1), (256, 1, 1)]
+    wide = FMCENet(2048, 10)       # ResNet-50's layer4: one more conv first, 2048 -> 1024, and its ReLU
+    assert [type(m).__name__ for m in wide.body][:2] == ['Conv2d', 'ReLU'] and wide.body[0].out_channels == 1024
+    assert wide(torch.zeros(1, 2048, 1, 1)).shape == (1, 10)       # 1x1 maps pass: pooling stops at 1x1
+
+
+def test_fmce_net_relus_act():
+    from fmce_nb.fmce_net import FMCENet
+    net = FMCENet(8, 2)
+    with torch.no_grad():
+        for m in net.body:
+            if isinstance(m, torch.nn.Conv2d): m.weight.zero_(); m.bias.fill_(-1.)    # every conv outputs -1
+        net.fc.weight.fill_(1.); net.fc.bias.zero_()
+    # ReLU after each conv turns -1 into 0, so the logits are the fc bias: exactly zero
+    assert_close(net(torch.randn(3, 8, 4, 4)), torch.zeros(3, 2))
+
+
+# --- Table II metrics: macro averages (FMCE V-D) --------------------------------------------------------------------
+
+def test_metrics_are_macro_averaged():
+    from fmce_nb.fmce_net import metrics
+    # true 0 0 0 1, predicted 0 0 1 1: accuracy 3/4. Class 0: P = 2/2, R = 2/3, F1 = .8; class 1: P = 1/2, R = 1,
+    # F1 = 2/3. Macro: P = .75, R = 5/6, F1 = 11/15 (micro would give .75 for all three).
+    m = metrics([0, 0, 0, 1], [0, 0, 1, 1], K=2)
+    close([m['accuracy'], m['precision'], m['recall'], m['f1']], [0.75, 0.75, 5 / 6, 11 / 15])
+    assert m['confusion'] == [[2, 1], [0, 1]] and m['n'] == 4
+
+
+# --- the epoch loss is the mean of its batch losses (FMCE IV-A) -----------------------------------------------------
+
+def test_epoch_loss_is_the_mean_of_its_batches():
+    from fmce_nb.data import load_dataset, DeviceLoader
+    from fmce_nb.train import train_epoch
+    data = load_dataset('synthetic', n=256, size=8)
+    dl = DeviceLoader(data, 64, 8, train=True, seed=0)               # 4 batches of 64
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    calls = []
+    def objective(m, x, y, idx):                                     # batch i (from 1) has loss i
+        calls.append(len(y))
+        return m(x).sum() * 0 + len(calls)
+    assert train_epoch(model, dl, opt, 1, objective=objective) == pytest.approx((1 + 2 + 3 + 4) / 4)
+    assert calls == [64] * 4
+
+
+# --- the loader: every path gives (B, 3, S, S), normalized ----------------------------------------------------------
+
+@pytest.mark.parametrize('grey', [True, False])
+@pytest.mark.parametrize('train', [True, False])
+@pytest.mark.parametrize('size', [8, 16, 24])
+def test_loader_shapes_and_normalization(grey, train, size):
+    from fmce_nb.data import load_dataset, DeviceLoader
+    data = load_dataset('synthetic', n=256, size=16, channels=1 if grey else 3)
+    dl = DeviceLoader(data, 64, size, train=train, augment=False, seed=0)
+    x, y = next(iter(dl))
+    assert x.shape == (64, 3, size, size) and x.dtype == torch.float32 and y.shape == (64,)
+    if grey: assert_close(x[:, 0], x[:, 2])                          # one grey channel copied to three
+    allx = torch.cat([b[0] for b in dl.batches(0)])
+    if size == 16:                                                   # no resampling: exactly standardized per channel
+        mean, std = allx.mean((0, 2, 3)), allx.std((0, 2, 3), unbiased=False)
+        assert_close(mean, torch.zeros(3), atol=1e-5, rtol=0)
+        assert_close(std, torch.ones(3), atol=1e-3, rtol=0)
+    xa, _ = next(iter(DeviceLoader(data, 64, size, train=train, augment=True, seed=0)))
+    assert xa.shape == (64, 3, size, size)
