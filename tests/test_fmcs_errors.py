@@ -1,6 +1,9 @@
 """Bad input to the FMCS-Dataset and FMCE-Net gets a clear error."""
+import math
+
 import pytest
 import torch
+from torch.testing import assert_close
 
 from fmce_nb.runs import TrainConfig, keep_only
 from fmce_nb.train import train
@@ -41,8 +44,11 @@ def test_score_of_a_named_module(run):
     fm = FMCSData(run, [2, 4])
     net = FMCENet(64, 2)            # small_cnn's second block outputs 64 channels
     model = run.model()
+    with torch.no_grad(): net.fc.weight.zero_(); net.fc.bias.copy_(torch.tensor([0., math.log(3)]))
     s = fmcs_score(net, model.net, fm.loader.transform(torch.arange(8)), module='features.1')
-    assert len(s['distribution']) == 2 and 1 <= s['expected_fmcs'] <= 2
+    # logits (0, log 3) for every map: p = (1/4, 3/4), E[FMCS] = 1/4 + 2 * 3/4 = 1.75
+    assert_close(torch.tensor(s['distribution']), torch.tensor([0.25, 0.75]))
+    assert s['most_likely'] == 2 and abs(s['expected_fmcs'] - 1.75) < 1e-6
     with pytest.raises(ValueError, match='Closest'):
         fmcs_score(net, model.net, fm.loader.transform(torch.arange(8)), module='features.9')
 

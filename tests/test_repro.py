@@ -130,9 +130,16 @@ def test_a_failing_run_fails_its_cells_and_the_batch_goes_on(tmp_path):
     assert 'Failed cells' in (tmp_path/'reports'/'smoke.md').read_text()
 
 
-def test_training_and_cells_as_submitit_jobs(tmp_path):
+def test_training_and_cells_as_submitit_jobs_and_done_work_skipped(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY, seed=5)]})
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--executor', 'submitit-local')
     assert r.returncode == 0, r.stdout + r.stderr
     assert list(statuses(tmp_path, 'table1').values()) == ['done']
-    assert any((tmp_path/'runs'/'smoke'/'submitit').glob('*_log.out'))
+    logs = sorted((tmp_path/'runs'/'smoke'/'submitit').glob('*_log.out'))
+    assert len(logs) == 2                                   # one training job, one cell job
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*') if p.is_file() and 'reports' not in p.parts
+             and 'figures' not in p.parts}
+    again = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--executor', 'submitit-local')
+    assert again.returncode == 0 and 'training 0, running 0' in again.stdout, again.stdout + again.stderr
+    assert sorted((tmp_path/'runs'/'smoke'/'submitit').glob('*_log.out')) == logs, 'a done job was submitted again'
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
