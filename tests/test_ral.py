@@ -1,0 +1,63 @@
+"""FMCE-Net++'s Representation Auxiliary Loss: its formula by hand, its gradients at the ends of RAF, a frozen
+FMCE-Net, and the refusals."""
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from fmce_nb.fmce_net import FMCENet
+from fmce_nb.models import build_model
+from fmce_nb.ral import RAL, ral_loss
+from fmce_nb.train import CrossEntropy, train
+from fmce_nb.runs import TrainConfig
+
+
+def test_ral_loss_by_hand():
+    # CE of logits (0, 0) for label 0 is ln 2; CE of FMCS logits (0, 0, 0) towards the last class (FMCS K) is ln 3
+    t, y, q = torch.zeros(1, 2), torch.tensor([0]), torch.zeros(1, 3)
+    assert_close(ral_loss(t, y, q, 0.25), torch.tensor(0.25 * math.log(2) + 0.75 * math.log(3)))
+    # the target is the last class: logits (1, 0, 0) give -log(1 / (e + 2)), logits (0, 0, 1) give -log(e / (e + 2))
+    assert_close(ral_loss(t, y, torch.tensor([[1., 0., 0.]]), 0.), torch.tensor(math.log(math.e + 2)))
+    assert_close(ral_loss(t, y, torch.tensor([[0., 0., 1.]]), 0.), torch.tensor(math.log(math.e + 2) - 1))
+    for bad in (-0.01, 1.01, float('nan')):
+        with pytest.raises(ValueError, match=r'RAF must lie in \[0, 1\]'): ral_loss(t, y, q, bad)
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    return build_model('small_cnn', 10), FMCENet(128, 4), torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+
+
+def grads(model, objective, x, y):
+    model.zero_grad(set_to_none=True)
+    objective(model, x, y).backward()
+    return {k: p.grad for k, p in model.named_parameters()}
+
+
+def test_raf_one_is_plain_cross_entropy(setup):
+    model, fnet, x, y = setup
+    a, b = grads(model, RAL(fnet, 1.0), x, y), grads(model, CrossEntropy(), x, y)
+    for k in b: assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_raf_zero_leaves_the_head_without_gradient(setup):
+    model, fnet, x, y = setup
+    g = grads(model, RAL(fnet, 0.0), x, y)
+    assert g['net.fc.weight'] is None and g['net.fc.bias'] is None
+    assert all(g[k] is not None and g[k].abs().sum() > 0 for k in g if k.startswith('net.features'))
+    assert all(p.grad is None for p in fnet.parameters())
+
+
+def test_the_fmce_net_is_unchanged_by_training_and_a_wrong_map_is_refused(tmp_path, setup):
+    _, fnet, _, _ = setup
+    before = {k: v.clone() for k, v in fnet.state_dict().items()}
+    cfg = TrainConfig(dataset='digits', arch='small_cnn', epochs=2, size=16, batch_size=64, n_train=256, n_test=64)
+    run = train(cfg, tmp_path/'r', RAL(fnet, 0.5, feature_shape=(128, 2, 2)))
+    assert run.done and run.objective['name'] == 'ral' and run.objective['raf'] == 0.5
+    assert all(torch.equal(before[k], v) for k, v in fnet.state_dict().items())
+    with pytest.raises(ValueError, match=r'trained on maps of shape \(128, 2, 2\)'):
+        train(TrainConfig(dataset='digits', arch='small_cnn', epochs=1, size=32, batch_size=64, n_train=128),
+              tmp_path/'other-size', RAL(fnet, 0.5, feature_shape=(128, 2, 2)))
+    assert not (tmp_path/'other-size'/'run.json').exists()
