@@ -269,6 +269,7 @@ def render_report(results_dir, out, figures_dir=None, title: str = '') -> Path:
                 for png in sorted(cell.glob('*.png')):
                     dst = figures_dir/f"{exp}-{cell.name}-{png.name}"
                     dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(png, dst); figs.append(dst)
+        for old in set(figures_dir.glob('*.png')) - set(figs): old.unlink()     # the folder holds this report's figures only
     if figs:
         L += ['## Figures', ''] + [f"![{f.stem}]({Path('..')/rel(f)})" for f in figs]
     atomic_write(out, lambda p: Path(p).write_text('\n'.join(L) + '\n'))
