@@ -131,6 +131,10 @@ class Plan:
     profile: str
     trainings: list
     cells: list
+    def needed(self) -> list:
+        "The training runs that some cell not yet done reads (a run whose cells are all done is not trained again)."
+        dirs = {d for c in self.cells if c.status != 'done' for d in c.runs.values()}
+        return [t for t in self.trainings if t.dir in dirs]
 
 def cell_id(full: dict) -> str:
     "`<dataset>-<arch>-<size>px-seed<seed>-<hash of the full parameter set>`."
@@ -251,11 +255,10 @@ def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'lo
               slurm: dict | None = None) -> dict:
     "Train the runs and run the cells of `pl` that are not done; returns {'trained': [...], 'cells': [...]}."
     from tqdm import tqdm
-    trains = [t for t in pl.trainings if t.status != 'done']
+    trains = [t for t in pl.needed() if t.status != 'done']
     cells = [c for c in pl.cells if c.status != 'done']
-    if log: log(f"{len(pl.trainings) - len(trains)} of {len(pl.trainings)} training runs and "
-                f"{len(pl.cells) - len(cells)} of {len(pl.cells)} cells already done; "
-                f"training {len(trains)}, running {len(cells)}")
+    if log: log(f"{len(pl.trainings) - len(trains)} of {len(pl.trainings)} training runs done or not needed, "
+                f"{len(pl.cells) - len(cells)} of {len(pl.cells)} cells done; training {len(trains)}, running {len(cells)}")
     bar = tqdm(total=len(trains) + len(cells), disable=None, leave=False, unit='job')   # a bar on a terminal only
     def say(s):
         bar.update(1)
@@ -291,7 +294,11 @@ def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'lo
 def _print_plan(pl: Plan, root: Path, out=print):
     out(f"profile {pl.profile}: {len(pl.trainings)} training runs, {len(pl.cells)} analysis cells")
     out(f"training runs (under {root/'runs'/pl.profile/'train'}):")
-    for t in pl.trainings: out(f"  [{t.status:4s}] {t.id}")
+    needed = {t.dir for t in pl.needed()}
+    for t in pl.trainings:
+        st = t.status
+        out(f"  [{st if st == 'done' or t.dir in needed else 'skip':4s}] {t.id}" + ('' if st == 'done' or t.dir in needed
+            else '   (not trained: every cell that reads it is done)'))
     out(f"analysis cells (under {root/'results'/pl.profile}):")
     for c in pl.cells: out(f"  [{c.status:6s}] {c.experiment}/{c.dir.name}")
 
@@ -326,7 +333,7 @@ def main(argv=None):
     t0 = time.time()
     run_batch(pl, nbs, a.timeout, a.executor)
     out = report(a.profile, root)
-    left = [f'run {t.id}' for t in pl.trainings if t.status != 'done'] + \
+    left = [f'run {t.id}' for t in pl.needed() if t.status != 'done'] + \
            [f'{c.experiment}/{c.dir.name}' for c in pl.cells if c.status != 'done']
     print(f"report: {out}\nfigures: {root/'figures'/a.profile}\n({time.time() - t0:.0f}s)")
     if left: print(f"{len(left)} not done: " + ', '.join(left)); sys.exit(1)

@@ -60,6 +60,13 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
     assert 'training runs (under' in dry and 'analysis cells (under' in dry
     assert dry.count('[done]') == 2 and dry.count('[done  ]') == 3
+    # records kept, weights gone (as in a fresh checkout of committed results): nothing is trained again
+    import shutil; shutil.rmtree(tmp_path/'runs')
+    dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
+    assert dry.count('[skip]') == 2 and dry.count('[done  ]') == 3
+    third = repro('--profile', 'smoke', '--root', tmp_path)
+    assert third.returncode == 0 and 'training 0, running 0' in third.stdout, third.stdout + third.stderr
+    assert not list(tmp_path.glob('runs/**/run.json'))
 
 
 def test_cells_that_differ_only_in_size_get_two_folders_and_two_runs(tmp_path):
@@ -107,7 +114,7 @@ def test_killed_batch_finishes_without_redoing_work(tmp_path):
     assert dry.count('[done]') == 3 and f'[done  ] table1/{first}' in dry and dry.count('[todo  ]') == 2
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert '3 of 3 training runs and 1 of 3 cells already done' in r.stdout
+    assert '3 of 3 training runs done or not needed, 1 of 3 cells done' in r.stdout
     assert (tmp_path/'results'/'smoke'/'table1'/first/'status.json').read_text() == done_before, 'a finished cell ran again'
     assert {p: p.stat().st_mtime_ns for p in weights} == weights, 'a finished run was trained again'
     assert set(statuses(tmp_path, 'table1').values()) == {'done'}
