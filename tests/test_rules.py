@@ -68,7 +68,9 @@ def test_markers_cut_equal_log_drops_and_break_ties_toward_the_earlier_epoch():
 
 
 def test_the_paper_threshold_rule():
-    assert (paper_mu(10), paper_mu(100)) == (1e-4, 1e-3)
+    assert (paper_mu(2), paper_mu(10), paper_mu(99), paper_mu(100), paper_mu(1000)) == (1e-4, 1e-4, 1e-4, 1e-3, 1e-3)
+    for bad in (1, 0, 2.5, 10.5):
+        with pytest.raises(ValueError, match='num_classes must be an integer >= 2'): paper_mu(bad)
 
 
 # --- the FMCS label of each map (FMCE V-B) --------------------------------------------------------------------------
@@ -144,6 +146,16 @@ def test_metrics_are_macro_averaged():
     m = metrics([0, 0, 0, 1], [0, 0, 1, 1], K=2)
     close([m['accuracy'], m['precision'], m['recall'], m['f1']], [0.75, 0.75, 5 / 6, 11 / 15])
     assert m['confusion'] == [[2, 1], [0, 1]] and m['n'] == 4
+
+
+def test_metrics_average_over_all_K_phases_even_one_never_seen():
+    from fmce_nb.fmce_net import metrics
+    # K = 3, true 0 0 1, predicted 0 1 1; phase 3 (index 2) never occurs. Class 0: P = 1/1, R = 1/2, F1 = 2/3;
+    # class 1: P = 1/2, R = 1/1, F1 = 2/3; class 2: P = R = F1 = 0 (0/0 counts as 0). Macro over the K = 3 phases:
+    # P = 1.5/3, R = 1.5/3, F1 = (4/3)/3; averaging over the 2 phases seen would give .75, .75, 2/3.
+    m = metrics([0, 0, 1], [0, 1, 1], K=3)
+    close([m['accuracy'], m['precision'], m['recall'], m['f1']], [2 / 3, 0.5, 0.5, 4 / 9])
+    assert m['confusion'] == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
 
 
 # --- the epoch loss is the mean of its batch losses (FMCE IV-A) -----------------------------------------------------
