@@ -194,3 +194,97 @@ def test_loader_shapes_and_normalization(grey, train, size):
         assert_close(std, torch.ones(3), atol=1e-3, rtol=0)
     xa, _ = next(iter(DeviceLoader(data, 64, size, train=train, augment=True, seed=0)))
     assert xa.shape == (64, 3, size, size)
+
+
+# --- edges of the rules, found by mutation testing ----------------------------------------------------------------
+
+def test_cqi_equal_to_mu_counts_as_converged():
+    # paper smoothing, a = .5, L = 4, 2, 1, 1, 1: S = 4, 3, 1.5, 1, 1; B = 1: CQI = -, 1, 1.5, .5, 0 (all exact in binary)
+    e0, ek, converged, _ = convergence_epoch([4., 2., 1., 1., 1.], mu=0.5, alpha=0.5, window=1, smoothing='paper')
+    assert (e0, ek, converged) == (1, 4, True)                       # CQI_4 = mu exactly: <=, not <
+
+
+def test_markers_on_a_curve_with_a_known_answer():
+    # L_m = exp(-(m-1)/2), a ~ 0, B = 1: CQI_m = e^{-(m-2)/2}(1 - e^{-1/2}); mu between CQI_11 and CQI_10 -> E_K = 11;
+    # the log drop from E_0 = 1 is (m-1)/2, so G = 5 and K = 10 phases of 1/2 each: markers 2, 3, ..., 11.
+    # E_K - E_0 = 10 = K exactly: the smallest gap that still holds K markers.
+    L = np.exp(-np.arange(30) / 2)
+    mu = (np.exp(-4.5) + np.exp(-4)) / 2 * (1 - np.exp(-0.5))
+    mk = epoch_markers(L, K=10, mu=mu, alpha=1e-9, window=1)
+    assert mk.markers == tuple(range(2, 12))
+    close(mk.G, 5.0, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r'only 9 epochs lie in \(E_0, E_K\] = \(1, 10\]: too few for K=10'):
+        epoch_markers(L, K=10, mu=(np.exp(-4) + np.exp(-3.5)) / 2 * (1 - np.exp(-0.5)), alpha=1e-9, window=1)
+
+
+def test_markers_need_K_plus_one_epochs():
+    # EMA a = .5 on 8, 4, 3.5: S = 8, 6, 4.75; |D| = 2, 1.25; mu = 1.5 -> E_K = 3; G = ln(8/4.75); K = 2: the target
+    # G/2 = .26 is nearest the drop of epoch 2, ln(8/6) = .29 (epoch 3's is .52): markers 2, 3. Three epochs suffice.
+    assert epoch_markers([8., 4., 3.5], K=2, mu=1.5, alpha=0.5, window=1).markers == (2, 3)
+    with pytest.raises(ValueError, match='need at least 3 epochs'):
+        epoch_markers([8., 4.], K=2, mu=1.5, alpha=0.5, window=1)
+
+
+def test_the_unconverged_error_carries_the_smallest_cqi_and_its_epoch():
+    from fmce_nb.cqi import NotConvergedError
+    # L falls linearly by d = 2/39: |D_m| = d (1 - .85^(m-1)) grows with m, so the smallest CQI is CQI_2 = .15 d
+    with pytest.raises(NotConvergedError) as e:
+        convergence_epoch(np.linspace(3, 1, 40), mu=1e-4)
+    assert (e.value.epoch, e.value.mu) == (2, 1e-4) and e.value.min_cqi == pytest.approx(0.15 * 2 / 39, rel=1e-12)
+    # a peak at the last epoch leaves nothing to converge, even with the 'last' fallback
+    with pytest.raises(NotConvergedError, match='peaks at the last epoch'):
+        convergence_epoch([1., 2., 3.], mu=1e-4, on_no_convergence='last')
+    e0, ek, converged, _ = convergence_epoch(np.linspace(3, 1, 40), mu=1e-4, on_no_convergence='last')
+    assert (e0, ek, converged) == (1, 40, False)
+    with pytest.raises(ValueError, match='mu must be a positive number'):
+        convergence_epoch(np.linspace(3, 1, 40), mu=-1.0)
+
+
+def test_smoothing_of_one_epoch_and_an_unknown_method():
+    close(smooth([5.]), [5.])
+    with pytest.raises(ValueError, match='smoothing must be one of'):
+        smooth([3., 2., 1.], method='median')
+
+
+def test_halving_pool_edges():
+    from fmce_nb.fmce_net import HalvingMaxPool, FMCENet
+    x = torch.arange(4.).view(1, 1, 2, 2)
+    assert_close(HalvingMaxPool()(x), torch.tensor([[[[3.]]]]))                      # 2x2 -> 1x1, the max
+    assert_close(HalvingMaxPool()(x[..., :1]), torch.tensor([[[[2.]]]]))             # 2x1 -> 1x1
+    assert_close(HalvingMaxPool()(x[..., :1, :]), torch.tensor([[[[1.]]]]))          # 1x2 -> 1x1
+    assert_close(HalvingMaxPool()(x[..., :1, :1]), x[..., :1, :1])                   # 1x1 stays
+    assert FMCENet(1025, 3).body[0].out_channels == 1024 and FMCENet(1024, 3).body[0].out_channels == 512
+
+
+def test_plan_epoch_shuffles_by_seed_and_epoch_and_keeps_order_otherwise():
+    from fmce_nb.fmcs import plan_epoch, all_pairs
+    pairs = all_pairs(20, 3)
+    flat = lambda plan: [tuple(p) for n, k, _ in plan for p in zip(n.tolist(), k.tolist())]
+    plain = plan_epoch(pairs, 7, shuffle=False)
+    # unshuffled: batch i holds pairs 7i..7i+6, each batch sorted by phase (stable)
+    want = [tuple(p) for i in range(0, 60, 7) for p in sorted(pairs[i:i + 7].tolist(), key=lambda q: q[1])]
+    assert flat(plain) == want
+    a, b, c = (flat(plan_epoch(pairs, 7, shuffle=True, seed=1, epoch=e)) for e in (0, 0, 1))
+    assert a == b and a != c and a != want and sorted(a) == sorted(map(tuple, pairs.tolist()))
+    with pytest.raises(ValueError, match='no samples'):
+        plan_epoch(np.zeros((0, 2), dtype=int), 7)
+
+
+def test_train_epoch_reads_the_batches_of_its_epoch_in_fp32_on_the_cpu():
+    from fmce_nb.data import load_dataset, DeviceLoader
+    from fmce_nb.train import train_epoch
+    import torch.nn.functional as F
+    data = load_dataset('synthetic', n=256, size=8)
+    dl = DeviceLoader(data, 64, 8, train=True, seed=3)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 10))
+    seen = []
+    def objective(m, x, y, idx):
+        seen.append(idx.clone())
+        return F.cross_entropy(m(x), y)
+    loss = train_epoch(model, dl, torch.optim.SGD(model.parameters(), lr=0.0), 3, objective=objective)
+    planned = [idx for _, _, idx in dl.batches(2, with_index=True)]             # epoch 3 reads plan 2 (1-based)
+    assert len(seen) == len(planned) == 4 and all(torch.equal(a, b) for a, b in zip(seen, planned))
+    with torch.no_grad():                                                      # lr 0: the same model for every batch
+        want = np.mean([F.cross_entropy(model(x), y).item() for x, y in dl.batches(2)])
+    assert loss == pytest.approx(want, rel=1e-6)                               # fp32: no bf16 autocast on the CPU
