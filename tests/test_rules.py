@@ -288,3 +288,53 @@ def test_train_epoch_reads_the_batches_of_its_epoch_in_fp32_on_the_cpu():
     with torch.no_grad():                                                      # lr 0: the same model for every batch
         want = np.mean([F.cross_entropy(model(x), y).item() for x, y in dl.batches(2)])
     assert loss == pytest.approx(want, rel=1e-6)                               # fp32: no bf16 autocast on the CPU
+
+
+def test_markers_carry_their_settings_and_curves():
+    L = np.exp(-np.arange(30) / 2)
+    mu = (np.exp(-4.5) + np.exp(-4)) / 2 * (1 - np.exp(-0.5))
+    mk = epoch_markers(L, K=10, mu=mu, alpha=1e-9, window=1)
+    assert (mk.K, mk.mu, mk.e0, mk.ek) == (10, mu, 1, 11)
+    close(mk.targets, np.arange(1, 10) * 0.5, rtol=0, atol=1e-6)            # k G / K with G = 5
+    m = np.arange(2, 31)
+    close(mk.cqi[1:], np.exp(-(m - 2) / 2) * (1 - np.exp(-0.5)), rtol=1e-6, atol=0)   # CQI_m by hand, m = 2..30
+
+
+def test_the_unconverged_message_names_the_epoch_of_the_smallest_cqi():
+    from fmce_nb.cqi import NotConvergedError
+    # L = e^{-(m-1)/4} under the EMA (a = .85): the steps shrink like .85^m, so the smallest CQI is at the last epoch
+    with pytest.raises(NotConvergedError, match=r'the smallest CQI is [0-9.e-]+ at epoch 30 of 30\.') as e:
+        convergence_epoch(np.exp(-np.arange(30) / 4), mu=1e-4)
+    assert e.value.epoch == 30
+    with pytest.raises(NotConvergedError, match=r'smallest CQI is 0\.00769 at epoch 2 of 40'):
+        convergence_epoch(np.linspace(3, 1, 40), mu=1e-4)
+    with pytest.raises(ValueError, match="on_no_convergence must be 'raise' or 'last'"):
+        convergence_epoch(np.linspace(3, 1, 40), mu=1e-4, on_no_convergence='first')
+
+
+def test_a_nan_loss_names_its_epoch_and_batch():
+    from fmce_nb.data import load_dataset, DeviceLoader
+    from fmce_nb.train import train_epoch, NonFiniteLossError
+    dl = DeviceLoader(load_dataset('synthetic', n=256, size=8), 64, 8, train=True, seed=0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 10))
+    calls = []
+    def objective(m, x, y, idx):                                    # batches 3 and 4 are NaN: the first is named
+        calls.append(1)
+        return m(x).sum() * 0 + (float('nan') if len(calls) >= 3 else 1.0)
+    with pytest.raises(NonFiniteLossError, match='at epoch 5, batch 3') as e:
+        train_epoch(model, dl, torch.optim.SGD(model.parameters(), lr=0.0), 5, objective=objective)
+    assert (e.value.epoch, e.value.batch) == (5, 3) and math.isnan(e.value.value)
+
+
+def test_fmce_net_arguments_and_messages():
+    from fmce_nb.fmce_net import FMCENet
+    assert FMCENet(4, 2).in_channels == 4
+    with pytest.raises(ValueError, match='in_channels must be >= 4, got 3'): FMCENet(3, 2)
+    with pytest.raises(ValueError, match='K must be >= 2, got 1'): FMCENet(8, 1)
+    with pytest.raises(ValueError, match=r'built for 8-channel maps, got 16 channels .*build FMCENet\(16, K\)'):
+        FMCENet(8, 2)(torch.zeros(1, 16, 2, 2))
+    first = FMCENet(2048, 2).body[0]
+    assert (first.in_channels, first.out_channels, first.kernel_size, first.padding) == (2048, 1024, (3, 3), (1, 1))
+    from fmce_nb.fmcs import plan_epoch
+    with pytest.raises(ValueError, match='^no samples: the split is empty$'):
+        plan_epoch(np.zeros((0, 2), dtype=int), 7)
