@@ -338,3 +338,27 @@ def test_fmce_net_arguments_and_messages():
     from fmce_nb.fmcs import plan_epoch
     with pytest.raises(ValueError, match='^no samples: the split is empty$'):
         plan_epoch(np.zeros((0, 2), dtype=int), 7)
+
+
+def test_the_fmcs_splits():
+    from fmce_nb.fmcs import paper_split, image_split
+    from fmce_nb.fmce_net import FMCENet
+    # the paper's split: 3:1 within every phase, the same count per label on both sides (round(20 * .75) = 15)
+    sp = paper_split(20, 3, seed=0)
+    assert sp.train.shape == (45, 2) and sp.test.shape == (15, 2)
+    sides = {}
+    for k in range(3):
+        tr, te = sp.train[sp.train[:, 1] == k, 0], sp.test[sp.test[:, 1] == k, 0]
+        assert len(tr) == 15 and len(te) == 5 and sorted([*tr, *te]) == list(range(20))
+        sides[k] = set(te.tolist())
+    assert len({frozenset(s) for s in sides.values()}) > 1        # phases are split apart: an image can sit on both sides
+    assert (paper_split(20, 3, seed=0).test == sp.test).all() and not (paper_split(20, 3, seed=1).test == sp.test).all()
+    assert len(paper_split(10, 2, train_frac=0.5).train) == 10
+    # the image-level split: every image with all its K maps on one side (round(8 * .75) = 6 images train)
+    im = image_split(8, 3, seed=0)
+    assert im.train.shape == (18, 2) and im.test.shape == (6, 2)
+    tr, te = set(im.train[:, 0].tolist()), set(im.test[:, 0].tolist())
+    assert len(tr) == 6 and len(te) == 2 and not tr & te
+    for side in (im.train, im.test):
+        for i in set(side[:, 0].tolist()): assert sorted(side[side[:, 0] == i, 1].tolist()) == [0, 1, 2]
+    assert FMCENet(64, 3).config() == {'in_channels': 64, 'K': 3}
