@@ -318,9 +318,9 @@ def test_a_nan_loss_names_its_epoch_and_batch():
     dl = DeviceLoader(load_dataset('synthetic', n=256, size=8), 64, 8, train=True, seed=0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 10))
     calls = []
-    def objective(m, x, y, idx):                                    # batches 3 and 4 are NaN: the first is named
+    def objective(m, x, y, idx):                          # batch 3 is NaN, batch 4 infinite: the first is named
         calls.append(1)
-        return m(x).sum() * 0 + (float('nan') if len(calls) >= 3 else 1.0)
+        return m(x).sum() * 0 + {3: float('nan'), 4: float('inf')}.get(len(calls), 1.0)
     with pytest.raises(NonFiniteLossError, match='at epoch 5, batch 3') as e:
         train_epoch(model, dl, torch.optim.SGD(model.parameters(), lr=0.0), 5, objective=objective)
     assert (e.value.epoch, e.value.batch) == (5, 3) and math.isnan(e.value.value)
@@ -354,6 +354,8 @@ def test_the_fmcs_splits():
     assert len({frozenset(s) for s in sides.values()}) > 1        # phases are split apart: an image can sit on both sides
     assert (paper_split(20, 3, seed=0).test == sp.test).all() and not (paper_split(20, 3, seed=1).test == sp.test).all()
     assert len(paper_split(10, 2, train_frac=0.5).train) == 10
+    assert sp.name == 'paper' and image_split(8, 3).name == 'image'         # the names label the records' test sets
+    assert (image_split(8, 3, seed=4).test == image_split(8, 3, seed=4).test).all()
     # the image-level split: every image with all its K maps on one side (round(8 * .75) = 6 images train)
     im = image_split(8, 3, seed=0)
     assert im.train.shape == (18, 2) and im.test.shape == (6, 2)
