@@ -364,3 +364,10 @@ def test_the_fmcs_splits():
     for side in (im.train, im.test):
         for i in set(side[:, 0].tolist()): assert sorted(side[side[:, 0] == i, 1].tolist()) == [0, 1, 2]
     assert FMCENet(64, 3).config() == {'in_channels': 64, 'K': 3}
+
+
+def test_the_default_constants():
+    # SPEC: alpha = 0.85 and B = 5 unless told otherwise. S2 = .85*10 + .15*4 = 9.1
+    close(smooth([10., 4.]), [10., 9.1])
+    # a = .5: S = 8, 6, 4, 2.5, 1.75, 1.375, 1.1875; |D2..D7| = 2, 2, 1.5, .75, .375, .1875; CQI_7 over the last 5
+    close(cqi([8., 4., 2., 1., 1., 1., 1.], alpha=0.5)[6], (2 + 1.5 + .75 + .375 + .1875) / 5)
