@@ -371,3 +371,22 @@ def test_the_default_constants():
     close(smooth([10., 4.]), [10., 9.1])
     # a = .5: S = 8, 6, 4, 2.5, 1.75, 1.375, 1.1875; |D2..D7| = 2, 2, 1.5, .75, .375, .1875; CQI_7 over the last 5
     close(cqi([8., 4., 2., 1., 1., 1., 1.], alpha=0.5)[6], (2 + 1.5 + .75 + .375 + .1875) / 5)
+
+
+def test_the_default_settings_are_the_papers():
+    from fmce_nb.cqi import NotConvergedError
+    from fmce_nb.fmce_net import FMCENet
+    # mu = 1e-4: a straight line down is never flat enough
+    for f in (lambda L: convergence_epoch(L), lambda L: epoch_markers(L, K=2)):
+        with pytest.raises(NotConvergedError) as e: f(np.linspace(3, 1, 40))
+        assert e.value.mu == 1e-4
+    # B = 5: EMA a = .5 on 8, 4, 2, 1, 1, 1, 1 has |D2..D7| = 2, 2, 1.5, .75, .375, .1875; CQI_6 = 6.625/5 > 1,
+    # CQI_7 = 4.8125/5 <= 1 (with B = 6 it would be 6.8125/6 > 1). Drops ln(8/S): .29, .69, 1.16, 1.52, 1.76, 1.91;
+    # K = 2 halves 1.91 at .95, nearest 1.16: markers 4, 7.
+    L = [8., 4., 2., 1., 1., 1., 1.]
+    assert convergence_epoch(L, mu=1.0, alpha=0.5)[:3] == (1, 7, True)
+    assert epoch_markers(L, K=2, mu=1.0, alpha=0.5).markers == (4, 7)
+    # K = 10
+    Lx = np.exp(-np.arange(30) / 2)
+    assert len(epoch_markers(Lx, mu=(np.exp(-4.5) + np.exp(-4)) / 2 * (1 - np.exp(-0.5)), alpha=1e-9, window=1).markers) == 10
+    assert FMCENet(64).fc.out_features == 10
