@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_runs.ipynb 3
 from __future__ import annotations
-import hashlib, json, math, os, platform, subprocess, tempfile
+import hashlib, json, os, platform, subprocess, tempfile
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 

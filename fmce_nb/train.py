@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb 3
 from __future__ import annotations
-import argparse, json, math, os, sys, time
+import argparse, json, os, time
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from .data import load_dataset, DeviceLoader, channel_stats
-from .models import build_model, FMCEClassifier
+from .models import build_model
 from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path, environment,
                           provenance, run_identity)
 from .cqi import paper_mu
