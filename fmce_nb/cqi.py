@@ -74,6 +74,13 @@ class NotConvergedError(ValueError):
 class MarkerError(ValueError):
     "The K markers cannot be told apart on this curve."
 
+def _smallest_cqi(c: np.ndarray, e0: int) -> tuple:
+    "(smallest CQI after E_0, its 1-based epoch), or (nan, None) when no epoch follows E_0."
+    tail = c[e0:]                                 # CQI_{E_0+1}..CQI_M
+    if len(tail) == 0 or np.all(np.isnan(tail)): return (math.nan, None)
+    j = int(np.nanargmin(tail))
+    return float(tail[j]), e0 + j + 1
+
 @dataclass
 class Markers:
     "The result of `epoch_markers`: E_0, the K markers (1-based epochs; the last is the convergence epoch) and the curves behind them."
@@ -95,15 +102,13 @@ class Markers:
     @property
     def min_cqi(self) -> tuple:
         "(smallest CQI after E_0, its epoch): how close an unconverged curve came to mu."
-        tail = self.cqi[self.e0:]
-        if len(tail) == 0 or np.all(np.isnan(tail)): return (math.nan, None)
-        j = int(np.nanargmin(tail))
-        return float(tail[j]), self.e0 + j + 1
+        return _smallest_cqi(self.cqi, self.e0)
     def to_dict(self) -> dict:
         "Everything, JSON-ready (NaN as None), so that `Markers.from_dict` gives back an equal object."
         arr = lambda a: [None if not np.isfinite(v) else float(v) for v in a]
+        smallest, epoch = self.min_cqi
         return {'e0': self.e0, 'markers': list(self.markers), 'ek': self.ek, 'K': self.K, 'mu': self.mu,
-                'converged': self.converged, 'G': self.G, 'min_cqi': self.min_cqi[0], 'min_cqi_epoch': self.min_cqi[1],
+                'converged': self.converged, 'G': self.G, 'min_cqi': smallest, 'min_cqi_epoch': epoch,
                 'smoothed': arr(self.smoothed), 'cqi': arr(self.cqi), 'targets': arr(self.targets)}
     @classmethod
     def from_dict(cls, d: dict) -> 'Markers':
@@ -124,14 +129,13 @@ def convergence_epoch(losses, mu: float = 1e-4, alpha: float = 0.85, window: int
     after = np.flatnonzero(c[e0:] <= mu)          # c[e0:] holds CQI_{e0+1}..CQI_M
     if len(after): return e0, e0 + int(after[0]) + 1, True, c
     if on_no_convergence == 'last' and len(L) > e0: return e0, len(L), False, c
-    tail = c[e0:]
-    if len(tail) == 0 or np.all(np.isnan(tail)):
+    smallest, epoch = _smallest_cqi(c, e0)
+    if epoch is None:
         raise NotConvergedError(f"the loss peaks at the last epoch ({e0}); nothing after it can converge", None, None, mu)
-    j = int(np.nanargmin(tail))
     raise NotConvergedError(
         f"the loss curve did not converge: no epoch after E_0={e0} has CQI <= mu={mu:g}; the smallest CQI is "
-        f"{tail[j]:.3g} at epoch {e0 + j + 1} of {len(L)}. Train longer, raise mu, or pass "
-        f"on_no_convergence='last' to take the last epoch as E_K.", float(tail[j]), e0 + j + 1, mu)
+        f"{smallest:.3g} at epoch {epoch} of {len(L)}. Train longer, raise mu, or pass "
+        f"on_no_convergence='last' to take the last epoch as E_K.", smallest, epoch, mu)
 
 def epoch_markers(losses, K: int = 10, mu: float = 1e-4, alpha: float = 0.85, window: int = 5,
                   smoothing: str = 'ema', on_no_convergence: str = 'raise') -> Markers:
