@@ -16,7 +16,7 @@ from .runs import write_json, atomic_write, provenance
 # %% auto 0
 __all__ = ['RECORD_VERSION', 'SCHEMAS', 'SECTIONS', 'find_repo', 'paper_values', 'paper_table', 'RecordError', 'check_record',
            'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config',
-           'load_results', 'render_report']
+           'paired_diff_ci', 'hierarchical_ci', 'load_results', 'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -39,7 +39,7 @@ def paper_table(name: str) -> dict:
     return pv[name]
 
 # %% ../nbs/10_report.ipynb
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 
 _num = {'type': 'number'}
 _opt_num = {'type': ['number', 'null']}
@@ -67,9 +67,11 @@ def _schema(experiment: str, required: list, properties: dict) -> dict:
                            **properties}}
 
 SCHEMAS = {
-    'table1': _schema('table1', ['run', 'markers', 'losses', 'test_acc', 'sensitivity'],
+    'table1': _schema('table1', ['run', 'markers', 'losses', 'test_acc', 'sensitivity', 'smoothing_evidence'],
                       {'run': _RUN, 'markers': _MARKERS, 'losses': {'type': 'array', 'items': _num},
-                       'test_acc': {'type': 'array', 'items': _num}, 'sensitivity': {'type': 'object'}}),
+                       'test_acc': {'type': 'array', 'items': _num}, 'sensitivity': {'type': 'object'},
+                       'smoothing_evidence': {'type': 'object', 'additionalProperties': {
+                           'type': 'object', 'required': ['markers', 'ek', 'distance_to_paper', 'error']}}}),
     'table2': _schema('table2', ['run', 'run2', 'markers', 'markers2', 'K', 'fmce_net', 'shortcut', 'cka_vs_last',
                                  'feature_shape', 'fmcs_images', 'net_epochs'],
                       {'run': _RUN, 'run2': _RUN, 'markers': _MARKERS, 'markers2': _MARKERS, 'K': _int,
@@ -77,12 +79,15 @@ SCHEMAS = {
                        'shortcut': {'type': 'object', 'additionalProperties': {
                            'type': 'object', 'required': ['mean_std', 'norm'], 'additionalProperties': _METRICS}},
                        'cka_vs_last': {'type': 'array', 'items': _num}, 'fmcs_images': _int, 'net_epochs': _int}),
-    'gradcam': _schema('gradcam', ['run', 'markers', 'early_layer', 'cam_resolution', 'measure_images', 'per_phase',
-                                   'spearman_top10', 'spearman_entropy', 'finding'],
-                       {'run': _RUN, 'markers': _MARKERS, 'early_layer': {'type': 'boolean'},
+    'gradcam': _schema('gradcam', ['run', 'markers', 'layer', 'cam_resolution', 'measure_images', 'per_phase',
+                                   'trend', 'finding'],
+                       {'run': _RUN, 'markers': _MARKERS, 'layer': {'type': 'string'},
                         'cam_resolution': {'type': 'array', 'items': _int}, 'measure_images': _int,
                         'per_phase': {'type': 'array', 'items': {'type': 'object', 'required': ['fmcs', 'epoch', 'empty_share']}},
-                        'spearman_top10': _opt_num, 'spearman_entropy': _opt_num, 'finding': {'type': 'string'}}),
+                        'trend': {'type': 'object', 'required': ['top10_mass', 'entropy'], 'additionalProperties': {
+                            'type': 'object', 'required': ['mean', 'ci95', 'per_image'],
+                            'properties': {'per_image': {'type': 'array', 'items': _num}}}},
+                        'finding': {'type': 'string'}}),
 }
 
 class RecordError(ValueError):
@@ -145,6 +150,32 @@ def group_by_config(records: list) -> dict:
     return dict(groups)
 
 # %% ../nbs/10_report.ipynb
+def paired_diff_ci(a, b, level: float = 0.95) -> dict:
+    "{'mean', 'ci', 'p', 'n'}: the mean of a - b over paired runs, its t-interval and the paired t-test's p-value."
+    from scipy.stats import ttest_rel
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1: raise ValueError(f"paired values need equal 1-d shapes, got {a.shape} and {b.shape}")
+    if len(a) < 2: return {'mean': float((a - b).mean()) if len(a) else math.nan, 'ci': (math.nan, math.nan), 'p': math.nan, 'n': len(a)}
+    if np.all(a - b == (a - b)[0]):      # no spread: the interval is the point itself
+        return {'mean': float((a - b)[0]), 'ci': (float((a - b)[0]),) * 2, 'p': math.nan, 'n': len(a)}
+    t = ttest_rel(a, b)
+    ci = t.confidence_interval(level)
+    return {'mean': float((a - b).mean()), 'ci': (float(ci.low), float(ci.high)), 'p': float(t.pvalue), 'n': len(a)}
+
+# %% ../nbs/10_report.ipynb
+def hierarchical_ci(groups, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple:
+    "(mean of the group means, (low, high)): a percentile bootstrap over groups (seeds), then items (images) within each."
+    groups = [np.asarray(g, dtype=float) for g in groups]
+    if not groups or any(len(g) == 0 for g in groups): raise ValueError("every group needs at least one value")
+    rng = np.random.default_rng(seed)
+    est = float(np.mean([g.mean() for g in groups]))
+    within = np.stack([g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(1) for g in groups])   # (groups, n_boot)
+    pick = rng.integers(0, len(groups), size=(n_boot, len(groups)))
+    stats = within[pick, np.arange(n_boot)[:, None]].mean(1)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return est, (float(lo), float(hi))
+
+# %% ../nbs/10_report.ipynb
 def _dagger(r) -> str: return '' if r['provenance'].get('clean') else ' †'
 
 def _acc(run) -> str: return f"{run['top1']:.4f}"
@@ -174,6 +205,23 @@ def _table1(recs: list) -> list:
             f" **Not converged**: CQI never reached mu = {m['mu']:g}; its smallest value after E_0 was "
             f"{m['min_cqi']:.2e} (epoch {m['min_cqi_epoch']} of {r['run']['epochs_done']}), so E_K is the last epoch.")
         L.append(f"- `{r['run']['id']}`: {r['protocol']}.{note}")
+    return L + [''] + _smoothing_evidence(recs)
+
+def _smoothing_evidence(recs: list) -> list:
+    "Which smoothing's markers come closer to the shape E_k/E_K of the paper's published markers, over seeds."
+    recs = [r for r in recs if r['smoothing_evidence']]
+    if not recs: return []
+    L = ["### Which smoothing reproduces the paper's marker pattern", '',
+         "Distance = mean over k of |E_k/E_K - the paper's E_k/E_K|, averaged over the paper's rows; computed on our "
+         "real loss curves for the EMA (our default) and the paper's literal two-tap formula, same B and mu.", '',
+         '| dataset | backbone | size | seeds | smoothing | converged | E_K | distance to the paper\'s shape |', '|---|---|---|---|---|---|---|---|']
+    for g in group_by_config(recs).values():
+        c = g[0]['run']['config']
+        for sm in g[0]['smoothing_evidence']:
+            ev = [r['smoothing_evidence'][sm] for r in g]
+            ok = [e for e in ev if e['markers']]
+            L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {sm} | {len(ok)} of {len(g)} | "
+                     f"{fmt_mean_std([e['ek'] for e in ok], 1)} | {fmt_mean_std([e['distance_to_paper'] for e in ok])} |")
     return L + ['']
 
 def _table2(recs: list) -> list:
@@ -193,13 +241,13 @@ def _table2(recs: list) -> list:
                      f"{split} | {m['accuracy']:.4f} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | "
                      f"{sc['mean_std']['accuracy']:.4f} | {sc['norm']['accuracy']:.4f} |")
     L += ['', 'Over seeds (records that differ only in the seed of run A):', '',
-          '| dataset | backbone | size | seeds | top-1 of run A | test set | FMCE-Net accuracy | F1 | shortcut (mean+std) acc |',
-          '|---|---|---|---|---|---|---|---|---|']
+          '| dataset | backbone | size | seeds | top-1 of run A | top-1 of run B | test set | FMCE-Net accuracy | F1 | shortcut (mean+std) acc |',
+          '|---|---|---|---|---|---|---|---|---|---|']
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
         for split in g[0]['fmce_net']:
             L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
-                     f"{split} | {fmt_mean_std([r['fmce_net'][split]['accuracy'] for r in g])} | "
+                     f"{fmt_mean_std([r['run2']['top1'] for r in g])} | {split} | {fmt_mean_std([r['fmce_net'][split]['accuracy'] for r in g])} | "
                      f"{fmt_mean_std([r['fmce_net'][split]['f1'] for r in g])} | "
                      f"{fmt_mean_std([r['shortcut'][split]['mean_std']['accuracy'] for r in g])} |")
     L += ['']
@@ -216,12 +264,26 @@ def _table2(recs: list) -> list:
     return L + ['']
 
 def _gradcam(recs: list) -> list:
-    L = ['## Grad-CAM across phases (FMCE Figures 4-6)', '']
+    L = ['## Grad-CAM across phases (FMCE Figures 4-6)', '',
+         "Trend = each image's Spearman rho between the phase and its localization measure (empty CAMs scored as flat "
+         "maps), averaged over images and seeds; the 95% interval resamples seeds, then images (`hierarchical_ci`).", '',
+         '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase 1 -> K | '
+         'trend of top-10% mass [95% CI] | trend of entropy [95% CI] |', '|---|---|---|---|---|---|---|---|---|---|']
+    groups = defaultdict(list)
+    for r in recs: groups[(_group_key(r), r['layer'], r['measure_images'])].append(r)
+    for g in groups.values():
+        c = g[0]['run']['config']
+        cells = []
+        for key in ('top10_mass', 'entropy'):
+            est, (lo, hi) = hierarchical_ci([r['trend'][key]['per_image'] for r in g])
+            cells.append(f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {g[0]['layer']} ({'x'.join(map(str, g[0]['cam_resolution']))}) | "
+                 f"{len(g)} | {g[0]['measure_images']} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
+                 f"{fmt_mean_std([r['per_phase'][0]['empty_share'] for r in g], 2)} -> "
+                 f"{fmt_mean_std([r['per_phase'][-1]['empty_share'] for r in g], 2)} | {cells[0]} | {cells[1]} |")
+    L += ['']
     for r in recs:
-        c = r['run']['config']
-        L.append(f"- `{r['run']['id']}`{_dagger(r)} (top-1 {_acc(r['run'])}, {c['size']}px, "
-                 f"{'early layer' if r['early_layer'] else 'functional module output'}, CAM {r['cam_resolution']}): "
-                 f"{r['finding']} Share of all-zero (empty) CAMs per phase: "
+        L.append(f"- `{r['run']['id']}`{_dagger(r)} (top-1 {_acc(r['run'])}): {r['finding']} Empty CAMs per phase: "
                  f"{[round(p['empty_share'], 2) for p in r['per_phase']]}.")
     return L + ['']
 

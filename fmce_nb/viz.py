@@ -18,16 +18,22 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from .data import DeviceLoader, ImageData
 
 # %% auto 0
-__all__ = ['target_layer', 'gradcams', 'localization', 'to_rgb', 'cam_grid', 'phase_cams']
+__all__ = ['target_layer', 'gradcams', 'localization', 'phase_trend', 'to_rgb', 'cam_grid', 'phase_cams']
 
 # %% ../nbs/08_gradcam.ipynb
-def target_layer(model, early: bool = False) -> nn.Module:
-    "The Grad-CAM target layer of an `FMCEClassifier`: the last block of its functional module (or an earlier one)."
-    arch, net = model.arch, model.net
-    if arch.startswith('resnet'): return (net.layer3 if early else net.layer4)[-1]
-    if arch.startswith('shufflenet'): return net.stage3 if early else net.conv5
-    if arch == 'small_cnn': return net.features[1 if early else 2]
-    raise ValueError(f"no default Grad-CAM layer for arch {arch!r}; pass the module yourself")
+def target_layer(model, which: str = 'output') -> nn.Module:
+    """The Grad-CAM target layer of an `FMCEClassifier`: `'output'`, the last block of its functional module;
+    `'early'`, the block before it; or any submodule by its dotted name (`'net.stage2'`)."""
+    arch, net, early = model.arch, model.net, which == 'early'
+    if which in ('output', 'early'):
+        if arch.startswith('resnet'): return (net.layer3 if early else net.layer4)[-1]
+        if arch.startswith('shufflenet'): return net.stage3 if early else net.conv5
+        if arch == 'small_cnn': return net.features[1 if early else 2]
+        raise ValueError(f"no default Grad-CAM layer for arch {arch!r}; name a submodule instead")
+    try: return model.get_submodule(which)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()] + [f'net.{n}' for n, _ in model.net.named_children()]
+        raise ValueError(f"{model.arch} has no submodule {which!r}; name one of {names}, 'output' or 'early'") from None
 
 class _RawGradCAM(GradCAM):
     "GradCAM that also keeps each layer's raw CAM (after ReLU, before the per-image min-max scaling)."
@@ -55,7 +61,7 @@ def gradcams(model: nn.Module, x: torch.Tensor, classes, layer: nn.Module):
 
 # %% ../nbs/08_gradcam.ipynb
 def localization(raw: np.ndarray, size: int) -> dict:
-    "Per-image localization measures of raw CAMs (B, h, w): top-10% mass share, normalized entropy, empty flags."
+    "Per-image top-10% mass share and normalized entropy of raw CAMs (B, h, w); all-zero CAMs score as flat and are flagged empty."
     c = F.interpolate(torch.as_tensor(raw, dtype=torch.float64)[:, None], size=(size, size), mode='bilinear',
                       align_corners=False)[:, 0].clamp_min(0).flatten(1)
     tot = c.sum(1)
@@ -64,9 +70,21 @@ def localization(raw: np.ndarray, size: int) -> dict:
     k = max(1, math.ceil(0.1 * c.shape[1]))
     top = c.topk(k, dim=1).values.sum(1) / tot.clamp_min(1e-300)
     ent = -(p * torch.log(p.clamp_min(1e-300))).sum(1) / math.log(c.shape[1])
-    nan = torch.full_like(tot, float('nan'))
-    return {'top10_mass': torch.where(empty, nan, top).numpy(), 'entropy': torch.where(empty, nan, ent).numpy(),
+    flat_top = torch.full_like(tot, k / c.shape[1])
+    return {'top10_mass': torch.where(empty, flat_top, top).numpy(), 'entropy': torch.where(empty, 1.0, ent).numpy(),
             'empty': empty.numpy()}
+
+# %% ../nbs/08_gradcam.ipynb
+def phase_trend(values: np.ndarray) -> np.ndarray:
+    "Spearman rho between the phase (rows 1..K) and each column of `values` (K, N); 0 for a constant column."
+    from scipy.stats import rankdata
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2 or v.shape[0] < 2: raise ValueError(f"values must be (K >= 2 phases, N images), got shape {v.shape}")
+    rk = np.arange(1, v.shape[0] + 1, dtype=float)[:, None]
+    rx = rankdata(v, axis=0)
+    rk, rx = rk - rk.mean(), rx - rx.mean(0)
+    den = np.sqrt((rk ** 2).sum() * (rx ** 2).sum(0))
+    return np.where(den > 0, (rk * rx).sum(0) / np.where(den > 0, den, 1.0), 0.0)
 
 # %% ../nbs/08_gradcam.ipynb
 def to_rgb(images_uint8: torch.Tensor, size: int) -> np.ndarray:
@@ -100,7 +118,7 @@ def cam_grid(rows, col_labels, path=None, title: str = '', cell: float = 1.35):
     return fig
 
 # %% ../nbs/08_gradcam.ipynb
-def phase_cams(run, epochs, images: torch.Tensor, labels: torch.Tensor, early: bool = False, device='cpu',
+def phase_cams(run, epochs, images: torch.Tensor, labels: torch.Tensor, layer: str = 'output', device='cpu',
                batch_size: int = 64):
     "Normalized and raw CAMs of `images` (uint8) for the checkpoints of `epochs`: lists over epochs of (B, H, W) / (B, h, w)."
     cfg = run.config
@@ -109,6 +127,6 @@ def phase_cams(run, epochs, images: torch.Tensor, labels: torch.Tensor, early: b
     norms, raws = [], []
     for e in epochs:
         m = run.model(e, device)
-        n_, r_ = zip(*(gradcams(m, x, y, target_layer(m, early)) for x, y in dl.batches(0)))
+        n_, r_ = zip(*(gradcams(m, x, y, target_layer(m, layer)) for x, y in dl.batches(0)))
         norms.append(np.concatenate(n_)); raws.append(np.concatenate(r_))
     return norms, raws
