@@ -51,6 +51,16 @@ class ImageData:
         return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
                          f"{self.source} (subset of {n})", self.train, self.hflip)
 
+    def held_out(self, n_train, n: int, seed=0):
+        "`n` images that `subset(n_train, seed)` leaves out: the next `n` of the same seeded shuffle (a validation set)."
+        start = len(self) if n_train is None else min(n_train, len(self))
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[start:start + n].sort().values
+        if len(idx) < n:
+            raise ValueError(f"{self.name}: only {len(idx)} of {len(self)} images lie outside the {start}-image training "
+                             f"subset, {n} were asked for; ask for fewer held-out images or a smaller n_train")
+        return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
+                         f"{self.source} (held out of a {start}-image subset, {n})", self.train, self.hflip)
+
     def __repr__(self):
         split = 'train' if self.train else 'test'
         return (f"ImageData({self.name!r}, {split}, {len(self)} images {self.shape}, "

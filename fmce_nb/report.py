@@ -14,9 +14,9 @@ from jsonschema import Draft202012Validator
 from .runs import write_json, atomic_write, provenance
 
 # %% auto 0
-__all__ = ['RECORD_VERSION', 'SCHEMAS', 'SECTIONS', 'find_repo', 'paper_values', 'paper_table', 'RecordError', 'check_record',
-           'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config',
-           'paired_diff_ci', 'hierarchical_ci', 'load_results', 'render_report']
+__all__ = ['RECORD_VERSION', 'SCHEMAS', 'SECTIONS', 'FIGURES', 'find_repo', 'paper_values', 'paper_table', 'RecordError',
+           'check_record', 'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std',
+           'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'load_results', 'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -88,6 +88,14 @@ SCHEMAS = {
                             'type': 'object', 'required': ['mean', 'ci95', 'per_image'],
                             'properties': {'per_image': {'type': 'array', 'items': _num}}}},
                         'finding': {'type': 'string'}}),
+    'ral': _schema('ral', ['method', 'raf', 'label_smoothing', 'run', 'fmce_run', 'markers', 'fmce_net', 'test_acc',
+                           'val_acc', 'n_val', 'fmcs', 'cams', 'localization'],
+                   {'method': {'enum': ['ral', 'label_smoothing']}, 'raf': {'type': 'number', 'minimum': 0, 'maximum': 1},
+                    'label_smoothing': _num, 'run': _RUN, 'fmce_run': _RUN, 'markers': _MARKERS,
+                    'test_acc': {'type': 'array', 'items': _num, 'minItems': 1}, 'val_acc': _num, 'n_val': _int,
+                    'fmcs': {'type': 'object', 'required': ['distribution', 'expected']},
+                    'cams': {'type': 'object', 'required': ['images', 'labels', 'pixels', 'normalized', 'empty']},
+                    'localization': {'type': 'object', 'required': ['top10_mass', 'entropy', 'empty_share', 'images']}}),
 }
 
 class RecordError(ValueError):
@@ -287,7 +295,129 @@ def _gradcam(recs: list) -> list:
                  f"{[round(p['empty_share'], 2) for p in r['per_phase']]}.")
     return L + ['']
 
-SECTIONS = {'table1': _table1, 'table2': _table2, 'gradcam': _gradcam}
+def _ral_label(r) -> str:
+    return f"RAF {r['raf']:g}" if r['method'] == 'ral' else f"label smoothing {r['label_smoothing']:g}"
+
+def _ral_groups(recs: list) -> dict:
+    "{(dataset, arch, size, n_train, FMCE run): {label: {seed: record}}}, labels in descending RAF, label smoothing last."
+    groups = defaultdict(dict)
+    for r in recs:
+        c = r['run']['config']
+        key = (c['dataset'], c['arch'], c['size'], c['n_train'], r['fmce_run']['id'])
+        groups[key].setdefault(_ral_label(r), {})[c['seed']] = r
+    order = lambda lab: (lab.startswith('label'), -float(lab.split()[-1]) if lab.startswith('RAF') else 0)
+    return {k: dict(sorted(v.items(), key=lambda kv: order(kv[0]))) for k, v in groups.items()}
+
+def _paired_vs(by: dict, label: str, base: str = 'RAF 1', key=lambda r: r['run']['top1']) -> dict:
+    seeds = sorted(set(by[label]) & set(by.get(base, {})))
+    return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
+
+def _pp(x) -> str: return '-' if not np.isfinite(x) else f"{100 * x:+.2f}"
+
+def _ral(recs: list) -> list:
+    t = paper_table('fmcepp_table1')
+    L = ['## FMCE-Net++: the RAF sweep', '', f"Paper: {t['where']}; protocol: {t['protocol']}.", '',
+         "The paper's rows as printed (test accuracy, mean ± std over 5 seeds; the text assigns some rows to other "
+         "datasets, see below):", '',
+         '| backbone (as printed) | dataset (as printed) | dataset in the text | ' + ' | '.join(f'RAF {x:g}' for x in t['raf']) + ' |',
+         '|---|---|---|' + '---|' * len(t['raf'])]
+    for row in t['rows']:
+        cells = ['-' if v is None else f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" for v in row['acc_mean_std'].values()]
+        L.append(f"| {row['arch_as_printed']} | {row['dataset_as_printed']} | {row['dataset_in_text']} | " + ' | '.join(cells) + ' |')
+    L += ['', "Where the paper contradicts itself:", ''] + [f"- {x}" for x in t['inconsistencies']] + ['']
+    for (ds, arch, size, n_train, fmce), by in _ral_groups(recs).items():
+        any_r = next(iter(next(iter(by.values())).values()))
+        L += [f"### Ours: {arch} on {ds}, {size}px, {n_train} training images", '',
+              f"FMCE run `{fmce}` (top-1 {any_r['fmce_run']['top1']:.4f}; E_K = {any_r['markers']['ek']}"
+              f"{'' if any_r['markers']['converged'] else ', not converged'}), whose E_K is every run's epoch budget. "
+              f"FMCE-Net accuracy on its own FMCS-Dataset: {any_r['fmce_net']['train_accuracy']:.4f}. "
+              f"Protocol of one run: {any_r['protocol']}.", '',
+              '| method | seeds | test top-1 | paired difference to RAF 1, pp [95% CI] | validation acc | '
+              'expected FMCS (of K) | top-10% CAM mass | empty CAMs |', '|---|---|---|---|---|---|---|---|']
+        ral = [lab for lab in by if lab.startswith('RAF')]
+        mean_of = lambda lab, key: mean_std([key(r) for r in by[lab].values()])[0]
+        best = max(ral, key=lambda lab: mean_of(lab, lambda r: r['run']['top1']))
+        chosen = max(ral, key=lambda lab: mean_of(lab, lambda r: r['val_acc']))
+        for lab, rs in by.items():
+            rs = list(rs.values())
+            d = _paired_vs(by, lab) if lab != 'RAF 1' and 'RAF 1' in by else None
+            diff = '(baseline)' if lab == 'RAF 1' else '-' if d is None else f"{_pp(d['mean'])} [{_pp(d['ci'][0])}, {_pp(d['ci'][1])}] (n={d['n']})"
+            mark = ' **best on test**' if lab == best else ''
+            mark += ' *chosen on validation*' if lab == chosen else ''
+            L.append(f"| {lab}{mark}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['run']['top1'] for r in rs])} | {diff} | "
+                     f"{fmt_mean_std([r['val_acc'] for r in rs])} | {fmt_mean_std([r['fmcs']['expected'] for r in rs], 2)} | "
+                     f"{fmt_mean_std([r['localization']['top10_mass'] for r in rs], 3)} | "
+                     f"{fmt_mean_std([r['localization']['empty_share'] for r in rs], 2)} |")
+        L += ['']
+        if 'RAF 1' in by:
+            lines = []
+            for name, lab in (('The best RAF on the test set', best), ('The RAF chosen on validation', chosen)):
+                d = _paired_vs(by, lab)
+                lines.append(f"{name} is {lab}: {fmt_mean_std([r['run']['top1'] for r in by[lab].values()])} against "
+                             f"{fmt_mean_std([r['run']['top1'] for r in by['RAF 1'].values()])} for RAF 1, a paired difference of "
+                             f"{_pp(d['mean'])} pp (95% CI {_pp(d['ci'][0])} to {_pp(d['ci'][1])}).")
+            above = [lab for lab in ral if lab != 'RAF 1' and _paired_vs(by, lab)['ci'][0] > 0]
+            lines.append(f"RAF values whose interval lies above zero: {', '.join(above) if above else 'none'} (of {len(ral) - 1} tried; "
+                         "picking the best of several on the test set flatters it, and these intervals are not corrected for that).")
+            for lab in [lab for lab in by if lab.startswith('label')]:
+                d, e = _paired_vs(by, lab), _paired_vs(by, best, base=lab)
+                lines.append(f"{lab.capitalize()}: {_pp(d['mean'])} pp against RAF 1 (95% CI {_pp(d['ci'][0])} to {_pp(d['ci'][1])}); "
+                             f"the best RAF against it: {_pp(e['mean'])} pp (95% CI {_pp(e['ci'][0])} to {_pp(e['ci'][1])}).")
+            L += [f"- {x}" for x in lines] + ['']
+    return L
+
+def _ral_figures(recs: list, figures_dir: Path) -> list:
+    "Figures 1, 3, 5-6 of FMCE-Net++ and the localization per RAF, drawn from the records; returns their paths."
+    import matplotlib; import matplotlib.pyplot as plt
+    import torch
+    from fmce_nb.viz import cam_grid, to_rgb
+    out = []
+    for (ds, arch, size, n_train, fmce), by in _ral_groups(recs).items():
+        stem = f"ral-{ds}-{arch}-{size}px-{n_train}"
+        ral = [lab for lab in by if lab.startswith('RAF')]
+        top = {lab: [r['run']['top1'] for r in by[lab].values()] for lab in by}
+        best = max(ral, key=lambda lab: np.mean(top[lab]))
+        fig, ax = plt.subplots(figsize=(6, 3.6))          # Figure 1: accuracy per epoch, baseline against the best RAF
+        for lab, color in (('RAF 1', 'crimson'), (best, 'indigo')):
+            if lab not in by: continue
+            acc = np.array([r['test_acc'] for r in by[lab].values()])
+            m, s = acc.mean(0), acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
+            ep = np.arange(1, acc.shape[1] + 1)
+            ax.plot(ep, m, color=color, label=f"{lab} (n={len(acc)})"); ax.fill_between(ep, m - s, m + s, color=color, alpha=.2)
+        ax.set(xlabel='epoch', ylabel='test accuracy', title=f'{arch} on {ds}: mean ± std over seeds')
+        lo = min(np.mean(top[lab]) for lab in ('RAF 1', best) if lab in by)
+        ax.set_ylim(max(0, lo - 0.1), 1); ax.legend(fontsize=8); fig.tight_layout()
+        out.append(figures_dir/f"{stem}-fig1_accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
+        fig, ax = plt.subplots(figsize=(7, 3.4))          # Figure 3: bars per RAF with the baseline line
+        labs = list(by)
+        ax.bar(range(len(labs)), [np.mean(top[lab]) for lab in labs],
+               yerr=[np.std(top[lab], ddof=1) if len(top[lab]) > 1 else 0 for lab in labs], capsize=3,
+               color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in labs])
+        if 'RAF 1' in by: ax.axhline(np.mean(top['RAF 1']), color='red', ls='--', lw=1)
+        ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
+        good = [np.mean(top[lab]) for lab in labs if np.mean(top[lab]) > 0.5]
+        if good: ax.set_ylim(min(good) - 0.05, min(1, max(good) + 0.02))
+        ax.set(ylabel='test top-1', title=f'{arch} on {ds}: mean ± std over seeds (red: RAF 1)'); fig.tight_layout()
+        out.append(figures_dir/f"{stem}-fig3_raf_bars.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
+        seed0 = {lab: rs[min(rs)] for lab, rs in by.items()}           # Figures 5-6: one column per method, lowest seed
+        first = next(iter(seed0.values()))['cams']
+        rgb = to_rgb(torch.tensor(first['pixels'], dtype=torch.uint8), size)
+        rows = [(f"class {first['labels'][i]}", rgb[i], [np.array(r['cams']['normalized'][i]) for r in seed0.values()],
+                 [r['cams']['empty'][i] for r in seed0.values()]) for i in range(len(first['labels']))]
+        fig = cam_grid(rows, [lab.replace('label smoothing', 'LS') for lab in seed0],
+                       title=f"Grad-CAM ({next(iter(seed0.values()))['params']['layer']}) of {arch} on {ds} per method, seed {min(next(iter(by.values())))}")
+        out.append(figures_dir/f"{stem}-fig5_gradcam.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
+        fig, ax = plt.subplots(figsize=(7, 3.2))          # the localization measure per method
+        loc = {lab: [r['localization']['top10_mass'] for r in by[lab].values()] for lab in labs}
+        ax.bar(range(len(labs)), [np.mean(loc[lab]) for lab in labs],
+               yerr=[np.std(loc[lab], ddof=1) if len(loc[lab]) > 1 else 0 for lab in labs], capsize=3)
+        ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
+        ax.set(ylabel='top-10% CAM mass', title=f'{arch} on {ds}: localization of the final weights, mean ± std over seeds')
+        fig.tight_layout(); out.append(figures_dir/f"{stem}-localization.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
+    return out
+
+SECTIONS = {'table1': _table1, 'table2': _table2, 'gradcam': _gradcam, 'ral': _ral}
+FIGURES = {'ral': _ral_figures}   # figures a section draws from its records (the others come from the cells)
 
 # %% ../nbs/10_report.ipynb
 def load_results(results_dir) -> tuple:
@@ -331,6 +461,9 @@ def render_report(results_dir, out, figures_dir=None, title: str = '') -> Path:
                 for png in sorted(cell.glob('*.png')):
                     dst = figures_dir/f"{exp}-{cell.name}-{png.name}"
                     dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(png, dst); figs.append(dst)
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        for exp, draw in FIGURES.items():
+            if exp in records: figs += draw([r for _, r in records[exp]], figures_dir)
         for old in set(figures_dir.glob('*.png')) - set(figs): old.unlink()     # the folder holds this report's figures only
     if figs:
         L += ['## Figures', ''] + [f"![{f.stem}]({Path('..')/rel(f)})" for f in figs]
