@@ -390,3 +390,52 @@ def test_the_default_settings_are_the_papers():
     Lx = np.exp(-np.arange(30) / 2)
     assert len(epoch_markers(Lx, mu=(np.exp(-4.5) + np.exp(-4)) / 2 * (1 - np.exp(-0.5)), alpha=1e-9, window=1).markers) == 10
     assert FMCENet(64).fc.out_features == 10
+
+
+# --- Grad-CAM localization and its trend (08_gradcam) ---------------------------------------------------------------
+
+def test_an_empty_cam_scores_as_a_flat_map_and_is_flagged():
+    from fmce_nb.viz import localization
+    # 8x8 = 64 pixels: the top 10% are ceil(6.4) = 7 pixels, so a flat map's share is 7/64; its entropy is the maximum, 1
+    loc = localization(np.stack([np.zeros((4, 4)), np.ones((4, 4))]), 8)
+    close(loc['top10_mass'], [7 / 64, 7 / 64])
+    close(loc['entropy'], [1., 1.])
+    assert loc['empty'].tolist() == [True, False]
+
+
+def test_phase_trend_is_spearman_per_image():
+    from fmce_nb.viz import phase_trend
+    # columns over K = 4 phases: rising -> 1; falling -> -1; constant -> 0 (no trend);
+    # [2, 1, 4, 3]: rank differences to 1..4 are (1, -1, 1, -1), sum d^2 = 4, rho = 1 - 6*4/(4*15) = 0.6
+    v = np.array([[1., 9., 5., 2.], [2., 7., 5., 1.], [3., 4., 5., 4.], [4., 0., 5., 3.]])
+    close(phase_trend(v), [1., -1., 0., 0.6])
+    with pytest.raises(ValueError, match='K >= 2 phases'): phase_trend(np.ones((1, 3)))
+
+
+# --- intervals (10_report) ------------------------------------------------------------------------------------------
+
+def test_paired_difference_interval_by_hand():
+    from fmce_nb.report import paired_diff_ci
+    # differences 0.5, 1.5, 1.0: mean 1, sample sd 0.5, t(0.975, 2) = 4.302653 -> 1 +- 4.302653 * 0.5 / sqrt(3)
+    r = paired_diff_ci([2.5, 3.5, 4.0], [2.0, 2.0, 3.0])
+    h = 4.302653 * 0.5 / math.sqrt(3)
+    close([r['mean'], *r['ci']], [1., 1 - h, 1 + h], rtol=0, atol=1e-5)
+    assert r['n'] == 3
+
+
+def test_hierarchical_interval_spans_the_seeds():
+    from fmce_nb.report import hierarchical_ci
+    # seed means 0.2 and 0.6 with no spread inside a seed: a draw of two seeds has mean 0.2, 0.4 or 0.6
+    est, (lo, hi) = hierarchical_ci([[0.2] * 30, [0.6] * 30])
+    close([est, lo, hi], [0.4, 0.2, 0.6])
+
+
+# --- a validation set held out of the training split (00_data) ------------------------------------------------------
+
+def test_held_out_images_never_overlap_the_training_subset():
+    from fmce_nb.data import load_dataset
+    tr = load_dataset('digits', train=True)            # 1,438 images, no two with the same pixels
+    sub, val = tr.subset(200, seed=5), tr.held_out(200, 100, seed=5)
+    key = lambda d: {tuple(r) for r in d.images.flatten(1).tolist()}
+    assert len(val) == 100 and not key(sub) & key(val)
+    assert key(tr.subset(300, seed=5)) == key(sub) | key(val)
