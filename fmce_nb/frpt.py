@@ -12,7 +12,8 @@ from torch import nn
 
 # %% auto 0
 __all__ = ['BOUND', 'KAPPA', 'nearest_embedding', 'max_assign', 'one_hot', 'linear_reverse', 'act_reverse', 'pool_reverse',
-           'gap_reverse', 'bn_reverse', 'conv_matrix', 'conv_reverse_dense', 'conv_reverse_cg', 'conv_reverse_fft']
+           'gap_reverse', 'bn_reverse', 'conv_matrix', 'conv_reverse_dense', 'conv_reverse_cg', 'conv_reverse_fft',
+           'block_reverse', 'layer_names', 'reconstruct_targets']
 
 # %% ../nbs/09_frpt.ipynb
 def nearest_embedding(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -240,3 +241,137 @@ def conv_reverse_fft(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, rtol: f
     X = X0 + torch.linalg.pinv(M, rtol=rtol) @ (Y - M @ X0)
     x = torch.fft.irfft2(X.permute(3, 2, 0, 1), s=(Nh, Nw))
     return x[:, :, ph:ph + H, pw:pw + W].contiguous()
+
+# %% ../nbs/09_frpt.ipynb
+def _pre_activation(block: nn.Module):
+    "For a torchvision BasicBlock or Bottleneck, the block without its final ReLU; any other block as it is."
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    if isinstance(block, BasicBlock):
+        inner = lambda z: block.bn2(block.conv2(block.relu(block.bn1(block.conv1(z)))))
+    elif isinstance(block, Bottleneck):
+        inner = lambda z: block.bn3(block.conv3(block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(z))))))))
+    else: return block
+    return lambda z: inner(z) + (block.downsample(z) if block.downsample is not None else z)
+
+def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: int = 20, method: str = 'auto',
+                  max_jacobian: float = 5e7, lr: float = 1e-2) -> torch.Tensor:
+    "An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve for large maps."
+    from torch.func import jacrev, vmap, functional_call
+    with torch.no_grad(): out = block(z0[:1])
+    if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
+        raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape {tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
+    n, m = z0[0].numel(), t[0].numel()
+    if method == 'auto': method = 'gauss_newton' if n * m <= max_jacobian else 'vjp'
+    params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
+    fwd = _pre_activation(block)
+    if fwd is not block:        # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
+        with torch.no_grad(): t = _relu_reverse(fwd(z0), t)
+    mod = block
+    f1 = (lambda z: functional_call(mod, params, (z[None],))[0]) if fwd is mod else (lambda z: fwd(z[None])[0])
+    block = fwd
+    z = z0.detach().clone()
+    if method == 'gauss_newton':
+        jac = vmap(jacrev(f1))
+        for _ in range(iters):
+            with torch.no_grad():
+                fz = vmap(f1)(z)
+                r = (t - fz).flatten(1)
+                if (r.norm(dim=1) <= 1e-6 * t.flatten(1).norm(dim=1).clamp_min(1e-12)).all(): break
+                J = jac(z).reshape(len(z), m, n)
+                d = torch.linalg.lstsq(J.cpu().double(), r.cpu().double()[..., None], driver='gelsd').solution[..., 0].to(z)
+                d = d * (10 / d.norm(dim=1, keepdim=True).clamp_min(10))          # step norm at most 10
+                base, step = r.norm(dim=1), torch.ones(len(z), 1, device=z.device, dtype=z.dtype)
+                for _ in range(8):                                                # shorten until the residual falls
+                    cand = z + (step * d).reshape(z.shape)
+                    worse = (t - vmap(f1)(cand)).flatten(1).norm(dim=1) > base
+                    if not worse.any(): break
+                    step = torch.where(worse[:, None], 0.8 * step, step)
+                z = torch.where(worse.reshape(-1, *[1] * (z.ndim - 1)), z, cand)
+        return z
+    if method != 'vjp': raise ValueError(f"method must be 'auto', 'gauss_newton' or 'vjp', got {method!r}")
+    z = z.requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    radius = 100 * z0.flatten(1).norm(dim=1).clamp_min(1e-6)
+    tn = t.flatten(1).norm(dim=1).clamp_min(1e-12) ** 2
+    for _ in range(iters * 10):
+        opt.zero_grad()
+        (((block(z) - t) ** 2).flatten(1).sum(1) / tn).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            d = (z - z0).flatten(1)
+            z.copy_(z0 + (d * (radius / d.norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None]).reshape(z.shape))
+    return z.detach()
+
+# %% ../nbs/09_frpt.ipynb
+def _steps(model) -> list:
+    "The forward pass of an FMCEClassifier as [(name, module)], ending with ('net.fc', fc); flatten is implied."
+    net = model.net
+    if model.arch == 'small_cnn':
+        steps = [(f'net.features.{i}.{j}', m) for i, blk in enumerate(net.features) for j, m in enumerate(blk)]
+    elif model.arch in ('resnet18', 'resnet34'):
+        steps = [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'bn1', 'relu', 'maxpool')]
+        steps += [(f'net.layer{i}.{j}', b) for i in range(1, 5) for j, b in enumerate(getattr(net, f'layer{i}'))]
+    else: raise NotImplementedError(f"reconstruct_targets walks small_cnn and resnet18/34, not {model.arch}")
+    return steps + [('net.avgpool', net.avgpool), ('net.fc', net.fc)]
+
+def layer_names(model) -> list:
+    "The names `reconstruct_targets` accepts: 'out' (the logits) and every module whose output is a step's output."
+    names = ['out']
+    for name, _ in reversed(_steps(model)):
+        names.append(name)
+        parts = name.split('.')
+        for k in range(2, len(parts)):                   # a container whose last step this is: 'net.features.2', 'net.layer4'
+            parent = '.'.join(parts[:k])
+            if parent != 'net' and parent not in names and name == [s for s, _ in _steps(model) if s.startswith(parent + '.')][-1]:
+                names.append(parent)
+    return names
+
+def _check_reversible(name, m):
+    "Raise NotImplementedError, naming the step, if `m` has no reverse here (before any work is done)."
+    why = None
+    if isinstance(m, nn.Conv2d):
+        if m.stride != (1, 1) or m.dilation != (1, 1) or m.groups != 1: why = f"{m!r}: only stride 1, dilation 1 and one group"
+    elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        k, s, p = (v if isinstance(v, int) else v[0] for v in (m.kernel_size, m.stride, m.padding))
+        if s != k or p != 0: why = f"{m!r}: only non-overlapping windows (stride = kernel, no padding)"
+    elif isinstance(m, nn.AdaptiveAvgPool2d):
+        if m.output_size not in (1, (1, 1)): why = f"adaptive pooling to {m.output_size}"
+    elif not isinstance(m, (nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity)):
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+        if not isinstance(m, (BasicBlock, Bottleneck)): why = f"{type(m).__name__} is not a step with a reverse here"
+    if why: raise NotImplementedError(f"no reverse for {name}: {why}")
+
+def _reverse_step(name, m, x_in, target, conv_method):
+    if isinstance(m, nn.Linear): return linear_reverse(x_in, target, m.weight, m.bias)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        if m.output_size not in (1, (1, 1)): raise NotImplementedError(f"{name}: adaptive pooling to {m.output_size} has no reverse here")
+        return gap_reverse(target.reshape(len(target), -1), tuple(x_in.shape[2:]))
+    if isinstance(m, nn.BatchNorm2d): return bn_reverse(m, target)
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): return pool_reverse(m, x_in, target)
+    if isinstance(m, nn.Conv2d):
+        return {'fft': conv_reverse_fft, 'cg': conv_reverse_cg, 'dense': conv_reverse_dense}[conv_method](m, x_in, target)
+    if isinstance(m, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity)): return act_reverse(m, x_in, target)
+    return block_reverse(m, x_in, target)
+
+@torch.no_grad()
+def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, output_target=nearest_embedding,
+                        conv_method: str = 'cg') -> torch.Tensor:
+    "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`."
+    names = layer_names(model)
+    if layer not in names: raise ValueError(f"{model.arch} has no layer {layer!r} to reconstruct at; choose one of {names}")
+    was = model.training; model.eval()
+    try:
+        steps, inputs, h = _steps(model), [], x
+        for name, m in steps:
+            inputs.append(h)
+            h = m(h)
+            if isinstance(m, nn.AdaptiveAvgPool2d): h = torch.flatten(h, 1)
+        target = output_target(h, y)
+        if layer == 'out': return target
+        last = lambda prefix: [s for s, _ in steps if s == prefix or s.startswith(prefix + '.')][-1]
+        stop = [s for s, _ in steps].index(last(layer))
+        for name, m in steps[stop + 1:]: _check_reversible(name, m)     # refuse before any work
+        for (name, m), x_in in zip(reversed(steps), reversed(inputs)):
+            if name == last(layer): return target
+            target = _reverse_step(name, m, x_in, target, conv_method)
+    finally: model.train(was)
