@@ -13,7 +13,7 @@ from torch import nn
 # %% auto 0
 __all__ = ['BOUND', 'KAPPA', 'nearest_embedding', 'max_assign', 'one_hot', 'linear_reverse', 'act_reverse', 'pool_reverse',
            'gap_reverse', 'bn_reverse', 'conv_matrix', 'conv_reverse_dense', 'conv_reverse_cg', 'conv_reverse_fft',
-           'block_reverse', 'layer_names', 'reconstruct_targets']
+           'block_reverse', 'layer_names', 'reconstruct_targets', 'TargetStore', 'FRPTObjective']
 
 # %% ../nbs/09_frpt.ipynb
 def nearest_embedding(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -375,3 +375,115 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
             if name == last(layer): return target
             target = _reverse_step(name, m, x_in, target, conv_method)
     finally: model.train(was)
+
+# %% ../nbs/09_frpt.ipynb
+import json, os
+import numpy as np
+from pathlib import Path
+
+def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str) -> dict:
+    from fmce_nb.ral import weights_hash
+    cfg = run.config
+    return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)), 'dataset': cfg.dataset,
+            'n_train': cfg.n_train, 'subset_seed': cfg.seed, 'size': cfg.size, 'layer': layer,
+            'output_target': output_target, 'conv_method': conv_method}
+
+class TargetStore:
+    "FR-PT targets of one layer for every training image of a run: `targets.npy` (memory-mapped) and `meta.json`."
+    def __init__(self, path, expect: dict | None = None):
+        self.path = Path(path)
+        if not (self.path/'meta.json').exists():
+            raise FileNotFoundError(f"{self.path} holds no finished target store (no meta.json); build it with TargetStore.build")
+        self.meta = json.loads((self.path/'meta.json').read_text())
+        if expect is not None and self.meta['identity'] != expect:
+            diff = {k: (self.meta['identity'].get(k), v) for k, v in expect.items() if self.meta['identity'].get(k) != v}
+            raise ValueError(f"{self.path} was built from another model or dataset: (stored, asked) = {diff}; build a store for this one")
+        self.targets = np.load(self.path/'targets.npy', mmap_mode='r')
+
+    def __len__(self): return len(self.targets)
+    def __getitem__(self, idx) -> torch.Tensor:
+        idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
+        return torch.from_numpy(np.ascontiguousarray(self.targets[idx]))
+
+    @classmethod
+    def build(cls, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
+              conv_method: str = 'cg', batch_size: int = 256, device='cpu', log=None, stop_after: int | None = None):
+        "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images."
+        from fmce_nb.data import load_dataset, DeviceLoader
+        from fmce_nb.runs import write_json
+        path, epoch = Path(path), epoch or run.epochs_done
+        ident = _store_identity(run, epoch, layer, output_target, conv_method)
+        if (path/'meta.json').exists(): return cls(path, expect=ident)
+        path.mkdir(parents=True, exist_ok=True)
+        model = run.model(epoch, device).eval()
+        cfg = run.config
+        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.seed)
+        dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
+        target_fn = {'nearest': nearest_embedding, 'max_assign': max_assign,
+                     'one_hot': lambda z, y: one_hot(y, z.shape[1])}[output_target]
+        x, y = next(iter(dl.batches(0)))
+        shape = tuple(reconstruct_targets(model, x[:1], y[:1], layer, target_fn, conv_method).shape[1:])
+        part, prog = path/'targets.partial.npy', path/'progress.json'
+        done = 0
+        if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
+            done = json.loads(prog.read_text())['rows']
+            mm = np.load(part, mmap_mode='r+')
+        else: mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=(len(data), *shape))
+        if log and done: log(f"resuming the target store at row {done} of {len(data)}")
+        for i, (x, y) in enumerate(dl.batches(0)):
+            lo = i * batch_size
+            if lo + len(y) <= done: continue
+            mm[lo:lo + len(y)] = reconstruct_targets(model, x, y, layer, target_fn, conv_method).float().cpu().numpy()
+            mm.flush()
+            write_json(prog, {'identity': ident, 'rows': lo + len(y)})
+            if stop_after is not None and i + 1 >= stop_after: return None          # (for tests: a build cut short)
+        del mm
+        os.replace(part, path/'targets.npy'); prog.unlink()
+        write_json(path/'meta.json', {'identity': ident, 'shape': [len(data), *shape], 'dtype': 'float32'})
+        return cls(path, expect=ident)
+
+# %% ../nbs/09_frpt.ipynb
+class FRPTObjective:
+    "FR-PT's post-training objective: CE + w * MSE(feature of `layer`, its stored target), downstream of `layer` frozen."
+    def __init__(self, store: TargetStore, pretrained, layer: str, alpha: float, beta: float = 0.9):
+        if alpha < 0: raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if store.meta['identity']['layer'] != layer:
+            raise ValueError(f"the store holds targets of {store.meta['identity']['layer']!r}, not {layer!r}")
+        self.store, self.pretrained, self.layer, self.alpha, self.beta = store, pretrained, layer, float(alpha), beta
+        self.ema_ce = self.ema_mse = None
+        self.frozen = []
+
+    def spec(self) -> dict:
+        ident = self.store.meta['identity']
+        return {'name': 'frpt', 'alpha': self.alpha, 'layer': self.layer, 'pretrained': ident['run'],
+                'weights': ident['weights'], 'output_target': ident['output_target'], 'conv_method': ident['conv_method']}
+
+    def prepare(self, model, loader):
+        "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
+        ident = self.store.meta['identity']
+        model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
+        steps = [s for s, _ in _steps(model)]
+        if self.layer not in layer_names(model): raise ValueError(f"{model.arch} has no layer {self.layer!r}; choose one of {layer_names(model)}")
+        if self.layer == 'out': after = []
+        else:
+            last = [s for s in steps if s == self.layer or s.startswith(self.layer + '.')][-1]
+            after = steps[steps.index(last) + 1:]
+        self.frozen = [model.get_submodule(s) for s in after]
+        for m in self.frozen: m.requires_grad_(False)
+        self.device = loader.device
+
+    def __call__(self, model, x, y, idx):
+        from fmce_nb.models import FeatureTap
+        for m in self.frozen: m.eval()                       # frozen BatchNorm keeps its running statistics
+        if self.layer == 'out': out = model(x); feat = out
+        else:
+            with FeatureTap(model, self.layer) as tap: out = model(x)
+            feat = tap.output
+        ce = F.cross_entropy(out, y)
+        if self.alpha == 0: return ce
+        mse = F.mse_loss(feat.float(), self.store[idx].to(feat.device).reshape(feat.shape))
+        c, s = ce.detach(), mse.detach()
+        self.ema_ce = c if self.ema_ce is None else self.beta * self.ema_ce + (1 - self.beta) * c
+        self.ema_mse = s if self.ema_mse is None else self.beta * self.ema_mse + (1 - self.beta) * s
+        w = (self.alpha * self.ema_ce / self.ema_mse.clamp_min(1e-12)).clamp(1e-5, 10)
+        return ce + w * mse

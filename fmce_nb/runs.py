@@ -68,6 +68,8 @@ class TrainConfig:
     augment: bool = True
     n_train: int | None = None    # use a seeded subset of the training split
     n_test: int | None = None
+    optimizer: str = 'adam'       # 'adam' (the papers) or 'adamw' (FR-PT's post-training)
+    weight_decay: float = 0.0
     device: str = 'auto'
     amp: bool = True              # bf16 autocast (CUDA only)
     channels_last: bool = True    # (CUDA only)
@@ -78,6 +80,8 @@ class TrainConfig:
         for k in ('epochs', 'batch_size', 'size'):
             if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in ('adam', 'adamw'): raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     @classmethod
     def from_params(cls, params: dict, **overrides) -> TrainConfig:
@@ -91,7 +95,11 @@ class TrainConfig:
         "What must match for a run folder to be resumed or shared (not the device or the speed switches)."
         d = asdict(self)
         for k in ('device', 'amp', 'channels_last', 'compile', 'data_root'): d.pop(k)
+        for k, default in _ADDED_LATER.items():     # at their defaults, fields added later leave existing run ids as they were
+            if d[k] == default: d.pop(k)
         return d
+
+_ADDED_LATER = {'optimizer': 'adam', 'weight_decay': 0.0}
 
 CROSS_ENTROPY = {'name': 'cross_entropy', 'label_smoothing': 0.0}
 

@@ -133,7 +133,9 @@ def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = Non
     model = model.to(dev)
     if cl: model = model.to(memory_format=torch.channels_last)
     if hasattr(objective, 'prepare'): objective.prepare(model, train_dl)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = (torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == 'adamw'
+           else torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     history, start = {'loss': [], 'test_acc': [], 'seconds': [], 'lr': []}, 1
     if (run_dir/'state.pt').exists():
