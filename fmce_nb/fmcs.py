@@ -95,7 +95,7 @@ class FMCSData:
         cuda = self.device.type == 'cuda'
         self.amp = cuda if amp is None else amp
         cfg = self.run.config
-        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.seed)
+        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
         self.data = data.subset(n_images, seed)
         self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=self.run.stats,
                                    channels_last=cuda)

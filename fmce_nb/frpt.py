@@ -385,7 +385,7 @@ def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method
     from fmce_nb.ral import weights_hash
     cfg = run.config
     return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)), 'dataset': cfg.dataset,
-            'n_train': cfg.n_train, 'subset_seed': cfg.seed, 'size': cfg.size, 'layer': layer,
+            'n_train': cfg.n_train, 'subset_seed': cfg.data_seed, 'size': cfg.size, 'layer': layer,
             'output_target': output_target, 'conv_method': conv_method}
 
 class TargetStore:
@@ -417,7 +417,7 @@ class TargetStore:
         path.mkdir(parents=True, exist_ok=True)
         model = run.model(epoch, device).eval()
         cfg = run.config
-        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.seed)
+        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
         dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
         target_fn = {'nearest': nearest_embedding, 'max_assign': max_assign,
                      'one_hot': lambda z, y: one_hot(y, z.shape[1])}[output_target]
@@ -461,6 +461,10 @@ class FRPTObjective:
     def prepare(self, model, loader):
         "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
         ident = self.store.meta['identity']
+        if len(loader.data) != len(self.store):
+            raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for {len(self.store)}: "
+                             f"post-train on the store's data (dataset {ident['dataset']}, n_train {ident['n_train']}, "
+                             f"subset_seed {ident['subset_seed']})")
         model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
         steps = [s for s, _ in _steps(model)]
         if self.layer not in layer_names(model): raise ValueError(f"{model.arch} has no layer {self.layer!r}; choose one of {layer_names(model)}")

@@ -96,6 +96,10 @@ SCHEMAS = {
                     'fmcs': {'type': 'object', 'required': ['distribution', 'expected']},
                     'cams': {'type': 'object', 'required': ['images', 'labels', 'pixels', 'normalized', 'empty']},
                     'localization': {'type': 'object', 'required': ['top10_mass', 'entropy', 'empty_share', 'images']}}),
+    'frpt': _schema('frpt', ['layer', 'rec_alpha', 'run', 'pretrained', 'test_acc', 'summary'],
+                    {'layer': {'type': 'string'}, 'rec_alpha': {'type': 'number', 'minimum': 0}, 'run': _RUN, 'pretrained': _RUN,
+                     'test_acc': {'type': 'array', 'items': _num, 'minItems': 1},
+                     'summary': {'type': 'object', 'required': ['epoch5', 'mean', 'best', 'pretrained']}}),
 }
 
 class RecordError(ValueError):
@@ -416,7 +420,37 @@ def _ral_figures(recs: list, figures_dir: Path) -> list:
         fig.tight_layout(); out.append(figures_dir/f"{stem}-localization.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
     return out
 
-SECTIONS = {'table1': _table1, 'table2': _table2, 'gradcam': _gradcam, 'ral': _ral}
+def _frpt(recs: list) -> list:
+    t = paper_table('frpt_authors')
+    L = ['## FR-PT: post-training with reconstructed targets', '', f"Authors' numbers: {t['where']}; protocol: {t['protocol']}.", '',
+         '| source | model | layer | alpha | epoch-5 acc | mean acc | best acc |', '|---|---|---|---|---|---|---|']
+    f = lambda v: '-' if v[0] is None else (f"{100 * v[0]:.2f}" + ('' if v[1] is None else f" ± {100 * v[1]:.2f}"))
+    for r in t['rows']:
+        L.append(f"| authors (Imagewoof) | {r['arch']} | {r['layer']} | {r['rec_alpha']:g} | {f(r['epoch5'])} | {f(r['mean'])} | {f(r['best'])} |")
+    L += ['', t['note'], '']
+    groups = defaultdict(lambda: defaultdict(dict))
+    for r in recs:
+        c = r['run']['config']
+        groups[(c['dataset'], c['arch'], r['layer'], r['pretrained']['id'])][r['rec_alpha']][c['seed']] = r
+    for (ds, arch, layer, pre), by in groups.items():
+        any_r = next(iter(next(iter(by.values())).values()))
+        L += [f"### Ours: {arch} on {ds}, targets at {layer}", '',
+              f"Pretrained run `{pre}` (top-1 {any_r['pretrained']['top1']:.4f}). Protocol: {any_r['protocol']}.", '',
+              '| alpha | seeds | epoch-5 acc | mean acc over epochs | best acc | paired difference of the mean acc to alpha 0, pp [95% CI] |',
+              '|---|---|---|---|---|---|']
+        for a in sorted(by):
+            rs = list(by[a].values())
+            if a == 0 or 0.0 not in by: diff = '(baseline)' if a == 0 else '-'
+            else:
+                seeds = sorted(set(by[a]) & set(by[0.0]))
+                d = paired_diff_ci([by[a][s]['summary']['mean'] for s in seeds], [by[0.0][s]['summary']['mean'] for s in seeds])
+                diff = f"{_pp(d['mean'])} [{_pp(d['ci'][0])}, {_pp(d['ci'][1])}] (n={d['n']})"
+            L.append(f"| {a:g}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['summary']['epoch5'] for r in rs])} | "
+                     f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | {fmt_mean_std([r['summary']['best'] for r in rs])} | {diff} |")
+        L += ['']
+    return L
+
+SECTIONS = {'table1': _table1, 'table2': _table2, 'gradcam': _gradcam, 'ral': _ral, 'frpt': _frpt}
 FIGURES = {'ral': _ral_figures}   # figures a section draws from its records (the others come from the cells)
 
 # %% ../nbs/10_report.ipynb

@@ -27,6 +27,7 @@ EXPERIMENTS = {
     'table2': Experiment('table2_fmcs.ipynb', {'run_dir': 'seed', 'run_dir2': 'seed2'}),
     'gradcam': Experiment('fig4_gradcam.ipynb'),
     'ral': Experiment('ral_raf.ipynb', {'fmce_run_dir': 'fmce_seed'}),
+    'frpt': Experiment('frpt_posttrain.ipynb', {'pre_run_dir': 'pre_seed'}),
 }
 
 def grid(**axes) -> list:
@@ -41,6 +42,13 @@ _PAPER_EPOCHS = {('mnist', 'resnet50'): 100, ('mnist', 'shufflenet_v2_x1_0'): 10
                  ('mini_imagenet', 'shufflenet_v2_x1_0'): 250}
 _BACKBONES = ['resnet50', 'shufflenet_v2_x1_0']
 _RAF = [1.0, 0.95, 0.9, 0.85, 0.8, 0.78, 0.75, 0.7, 0.5, 0.0]          # FMCE-Net++ Table I
+_FRPT_ALPHAS = [0.0, 0.02, 0.1, 0.3]                                  # the authors' code
+# FR-PT starts from briefly trained models (5 epochs, augmented), which still err on their training images: a model
+# that fits every training image gets targets equal to its own features, and post-training has nothing to do
+_FRPT_LAYERS = {'small_cnn': ['out', 'net.features.2', 'net.features.1'], 'resnet18': ['out', 'net.layer4']}
+def _frpt(datasets, seeds, **base):
+    return [dict(base, dataset=d, arch=a, layer=l, rec_alpha=al, seed=s) for d in datasets for a, ls in _FRPT_LAYERS.items()
+            for l in ls for al in _FRPT_ALPHAS for s in seeds]
 _HOLD_OUT = {'mnist': 55000, 'cifar10': 45000, 'mini_imagenet': 43000}  # training images when 5,000 are held out for validation
 # The cpu protocol: 1,000 training images (a seeded subset per seed), 32 px, no augmentation, batch 64 and the papers'
 # 100 epochs. The training loss falls to about 1e-3 and its CQI then passes mu = 1e-4 well before epoch 100.
@@ -57,13 +65,16 @@ _RAL_CPU = dict(_CPU, dataset='mnist5k', fmce_seed=0, net_epochs=10, n_val=1000,
 
 PROFILES = {
     'smoke': {'table1': [{}], 'table2': [{}], 'gradcam': [{}],
-              'ral': grid(raf=[1.0, 0.5], seed=[0, 1]) + grid(label_smoothing=0.1, raf=1.0, seed=[0, 1])},
+              'ral': grid(raf=[1.0, 0.5], seed=[0, 1]) + grid(label_smoothing=0.1, raf=1.0, seed=[0, 1]),
+              'frpt': grid(rec_alpha=[0.0, 0.1], seed=[0, 1])},
     'cpu': {
         'table1': grid(dataset=_CPU_DATA, seed=_CPU_SEEDS, **_CPU),
         'table2': [dict(_CPU, dataset=d, seed=s, seed2=(s + 1) % len(_CPU_SEEDS), net_epochs=10)
                    for d in _CPU_DATA for s in _CPU_SEEDS],
         'gradcam': grid(dataset=_CPU_DATA, seed=_CPU_SEEDS, **_CPU, layer='net.stage2', grid_images=6, measure_images=1000),
         'ral': grid(label_smoothing=0.1, raf=1.0, seed=_CPU_SEEDS, **_RAL_CPU) + grid(raf=_RAF_CPU, seed=_CPU_SEEDS, **_RAL_CPU),
+        'frpt': _frpt(_CPU_DATA, _CPU_SEEDS, epochs=5, size=32, batch_size=64, augment=True, n_train=1000, n_test=1000,
+                      pre_seed=0, post_epochs=10, post_batch_size=256),
     },
     # 80 epochs: with the EMA smoothing, CQI cannot pass mu = 1e-4 before about epoch 52 (see 02_cqi), so a
     # 50-epoch run could never converge; 'last' still yields markers (flagged as not converged) if it does not.
@@ -81,6 +92,8 @@ PROFILES = {
                + grid(dataset='fashion_mnist', arch=_BACKBONES, label_smoothing=0.1, raf=1.0, seed=[0, 1, 2, 3, 4], epochs=80, size=64,
                       batch_size=256, n_train=50000, n_test=None, K=10, on_no_convergence='last', fmce_seed=0, net_epochs=10,
                       n_val=10000, layer='early', grid_images=6, measure_images=500),
+        'frpt': _frpt(['fashion_mnist'], [0, 1, 2, 3, 4], epochs=5, size=32, batch_size=256, augment=True, n_train=None,
+                      n_test=None, pre_seed=0, post_epochs=10, post_batch_size=256),
     },
     'paper': {
         'table1': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, on_no_convergence='raise')
@@ -94,6 +107,9 @@ PROFILES = {
                      measure_images=500, seed=s, **method)
                 for (d, a), e in _PAPER_EPOCHS.items() for s in range(5)
                 for method in [{'raf': r} for r in _RAF] + [{'label_smoothing': 0.1, 'raf': 1.0}]],
+        # the authors' CIFAR protocol: 32 px, ten seeds, ten post-training epochs
+        'frpt': _frpt(['cifar10', 'cifar100'], list(range(10)), epochs=30, size=32, batch_size=256, augment=True, n_train=None,
+                      n_test=None, pre_seed=0, post_epochs=10, post_batch_size=256),
     },
 }
 
@@ -187,7 +203,7 @@ def plan(profile: str, root, only=None, grid_override: dict | None = None, nbs_d
                 raise ValueError(f"{profile}/{exp}: two cells have the same parameters and would share {d.name}: "
                                  f"{seen[d]} and {params}. Remove one of them.")
             seen[d] = params
-            try: settings = MarkerSettings.from_params(full)
+            try: settings = MarkerSettings.from_params(full) if 'K' in full else None     # an experiment with markers
             except ValueError as e: raise ValueError(f"{profile}/{exp}/{d.name}: {e}") from e
             runs = {}
             for role, seed_param in ex.runs.items():
@@ -196,7 +212,7 @@ def plan(profile: str, root, only=None, grid_override: dict | None = None, nbs_d
                 except (TypeError, ValueError) as e: raise ValueError(f"{profile}/{exp}/{d.name}: {e}") from e
                 rid = run_id(cfg)
                 t = trainings.setdefault(rid, Training(rid, cfg, root/'runs'/profile/'train'/rid, []))
-                if settings not in t.markers: t.markers.append(settings)
+                if settings is not None and settings not in t.markers: t.markers.append(settings)
                 runs[role] = t.dir
             cells.append(Cell(exp, params, full, d, runs))
     return Plan(profile, list(trainings.values()), cells)

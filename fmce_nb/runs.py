@@ -68,6 +68,7 @@ class TrainConfig:
     augment: bool = True
     n_train: int | None = None    # use a seeded subset of the training split
     n_test: int | None = None
+    subset_seed: int | None = None  # seeds the n_train / n_test subsets (None: `seed`); post-training keeps its base run's
     optimizer: str = 'adam'       # 'adam' (the papers) or 'adamw' (FR-PT's post-training)
     weight_decay: float = 0.0
     device: str = 'auto'
@@ -91,6 +92,11 @@ class TrainConfig:
 
     def resolved_device(self) -> torch.device: return resolve_device(self.device)
 
+    @property
+    def data_seed(self) -> int:
+        "The seed of the training and test subsets: `subset_seed`, or `seed` when it is None."
+        return self.seed if self.subset_seed is None else self.subset_seed
+
     def identity(self) -> dict:
         "What must match for a run folder to be resumed or shared (not the device or the speed switches)."
         d = asdict(self)
@@ -99,7 +105,7 @@ class TrainConfig:
             if d[k] == default: d.pop(k)
         return d
 
-_ADDED_LATER = {'optimizer': 'adam', 'weight_decay': 0.0}
+_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0}
 
 CROSS_ENTROPY = {'name': 'cross_entropy', 'label_smoothing': 0.0}
 

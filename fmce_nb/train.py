@@ -120,8 +120,8 @@ def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = Non
         if old.get('status') == 'done': return Run(run_dir)
 
     torch.manual_seed(cfg.seed)
-    tr = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.seed)
-    te = load_dataset(cfg.dataset, cfg.data_root, train=False).subset(cfg.n_test, cfg.seed)
+    tr = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
+    te = load_dataset(cfg.dataset, cfg.data_root, train=False).subset(cfg.n_test, cfg.data_seed)
     stats = channel_stats(tr.images)
     cl = cfg.channels_last and cuda
     train_dl = DeviceLoader(tr, cfg.batch_size, cfg.size, train=True, augment=cfg.augment, device=dev,

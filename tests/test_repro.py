@@ -46,6 +46,9 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     ral = [json.loads(c.read_text()) for c in (tmp_path/'results'/'smoke'/'ral').glob('*/results.json')]
     assert len(ral) == 6 and {r['fmce_run']['dir'] for r in ral} <= used     # FMCE-Net++ reads the shared run of seed 0
     assert len(list((tmp_path/'runs'/'smoke'/'train').glob('*/fmce_net/*/fmce_net.json'))) == 1, 'one FMCE-Net, trained once'
+    frpt = [json.loads(c.read_text()) for c in (tmp_path/'results'/'smoke'/'frpt').glob('*/results.json')]
+    assert len(frpt) == 4 and {r['pretrained']['dir'] for r in frpt} <= used     # FR-PT starts from the shared run
+    assert len(list((tmp_path/'runs'/'smoke'/'train').glob('*/frpt_targets/*/meta.json'))) == 1, 'one target store, built once'
     assert used == {str(p.parent.resolve()) for p in runs}
     marker_files = sorted(p.name for p in (tmp_path/'runs'/'smoke'/'train').glob('*/markers/*.json'))
     assert len(marker_files) == 2, marker_files     # one marker setting, stored once per run
@@ -59,14 +62,14 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp, 'a second call rewrote a run or a record'
     assert took < 60, f'a batch with nothing to do took {took:.0f}s'
     report = (tmp_path/'reports'/'smoke.md').read_text()
-    assert '## FMCE Table I' in report and '## FMCE Table II' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report
+    assert '## FMCE Table I' in report and '## FMCE Table II' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report and '## FR-PT' in report
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
     assert 'training runs (under' in dry and 'analysis cells (under' in dry
-    assert dry.count('[done]') == 2 and dry.count('[done  ]') == 9
+    assert dry.count('[done]') == 2 and dry.count('[done  ]') == 13
     # records kept, weights gone (as in a fresh checkout of committed results): nothing is trained again
     import shutil; shutil.rmtree(tmp_path/'runs')
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
-    assert dry.count('[skip]') == 2 and dry.count('[done  ]') == 9
+    assert dry.count('[skip]') == 2 and dry.count('[done  ]') == 13
     third = repro('--profile', 'smoke', '--root', tmp_path)
     assert third.returncode == 0 and 'training 0, running 0' in third.stdout, third.stdout + third.stderr
     assert not list(tmp_path.glob('runs/**/run.json'))
