@@ -84,7 +84,7 @@ def check_checkpoints(run: Run, epochs):
 class FMCSData:
     "The FMCS-Dataset of a run, computed batch by batch from the K marker checkpoints (nothing written to disk)."
     def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0,
-                 amp: bool | None = None, batch_size: int = 512):
+                 amp: bool | None = None, batch_size: int = 512, cache: bool | str = False, cache_limit: float = 2 ** 31):
         self.run = run if isinstance(run, Run) else Run(run)
         if self.run.epochs_done == 0: raise ValueError(f"{self.run.dir}: the run has no finished epoch yet")
         if isinstance(markers, Markers): markers = markers.markers
@@ -105,12 +105,28 @@ class FMCSData:
             if cuda: m = m.to(memory_format=torch.channels_last)
             self.backbones.append(m)
         self.N = len(self.data)
+        self._cache = None
         with torch.no_grad(): self.feature_shape = tuple(self.maps([0], [0])[0].shape)
+        if cache == 'auto': cache = self.store_bytes(torch.float32) <= cache_limit
+        if cache: self._cache = self._materialize(batch_size)
+
+    @torch.no_grad()
+    def _materialize(self, batch_size: int) -> torch.Tensor:
+        "All K x N maps (float32, on the device), computed once in full batches: worth it when the maps are small."
+        out = torch.empty(self.K, self.N, *self.feature_shape, device=self.device)
+        for a in range(0, self.N, batch_size):
+            n = torch.arange(a, min(a + batch_size, self.N), device=self.device)
+            x = self.loader.transform(n)
+            for k, m in enumerate(self.backbones):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    out[k, a:a + len(n)] = m.features(x).float()
+        return out
 
     @torch.no_grad()
     def maps(self, n, k, bounds=None) -> torch.Tensor:
         "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
         n = torch.as_tensor(np.asarray(n), device=self.device)
+        if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
         if bounds is None:
             k = np.asarray(k)
             if np.any(np.diff(k) < 0): raise ValueError("maps() needs the pairs sorted by phase; use plan_epoch")

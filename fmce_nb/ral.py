@@ -91,7 +91,7 @@ def run_fmce_net(run, settings, epochs: int = 10, lr: float = 1e-3, batch_size: 
     folder = run.dir/'fmce_net'/f"{settings.slug()}-{short_hash(how, 8)}"
     if (folder/'fmce_net.json').exists(): return load_fmce_net(folder, device)
     mk = run_markers(run, settings)
-    src = FMCSData(run, mk, device)
+    src = FMCSData(run, mk, device, cache='auto')
     pairs = all_pairs(len(src.data), src.K)
     net = FMCENet(src.feature_shape[0], src.K).to(src.device)
     history = fit(net, src, pairs, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, log=log)

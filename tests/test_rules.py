@@ -83,6 +83,14 @@ def tiny_run(tmp_path_factory):
                              n_test=64, device='cpu'), tmp_path_factory.mktemp('r')/'run')
 
 
+def test_cached_maps_are_the_maps_computed_batch_by_batch(tiny_run):
+    from fmce_nb.fmcs import FMCSData
+    fly, cached = FMCSData(tiny_run, (1, 3, 4), 'cpu'), FMCSData(tiny_run, (1, 3, 4), 'cpu', cache=True)
+    assert fly._cache is None and cached._cache.shape == (3, 96, 128, 2, 2)      # 16 px: the last block's map is 2x2
+    n, k = np.array([0, 5, 9, 95, 40]), np.array([0, 0, 1, 2, 2])
+    assert_close(cached.maps(n, k), fly.maps(n, k))
+
+
 def test_every_map_labelled_k_is_the_backbone_output_of_the_checkpoint_at_marker_k(tiny_run):
     from fmce_nb.fmcs import FMCSData, all_pairs, plan_epoch
     markers = (1, 3, 4)
