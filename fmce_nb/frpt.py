@@ -136,12 +136,17 @@ def _unwindows(w, k, shape):
     B, C, H, W = shape
     return w.reshape(B, C, H // k, W // k, k, k).permute(0, 1, 2, 4, 3, 5).reshape(shape)
 
+def _pool_why(pool) -> str | None:
+    "Why `pool` has no reverse here, or None: only square, non-overlapping windows have one."
+    k, s, p = (v if isinstance(v, int) else v[0] for v in (pool.kernel_size, pool.stride, pool.padding))
+    square = isinstance(pool.kernel_size, int) or len(set(pool.kernel_size)) == 1
+    if not square or s != k or p != 0 or getattr(pool, 'dilation', 1) not in (1, (1, 1)):
+        return f"{pool!r}: only square, non-overlapping windows (stride = kernel, no padding, no dilation) have a reverse here"
+
 def _pool_kernel(pool, x0, y):
-    k, s, p = pool.kernel_size, pool.stride, pool.padding
-    k, s, p = (k if isinstance(k, int) else k[0]), (s if isinstance(s, int) else s[0]), (p if isinstance(p, int) else p[0])
-    if isinstance(pool.kernel_size, tuple) and len(set(pool.kernel_size)) > 1 or s != k or p != 0 or getattr(pool, 'dilation', 1) not in (1, (1, 1)):
-        raise NotImplementedError(f"{pool!r}: only square, non-overlapping windows (stride = kernel, no padding, no dilation) "
-                                  "have a reverse here")
+    why = _pool_why(pool)
+    if why: raise NotImplementedError(why)
+    k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
     if x0.shape[-1] % k or x0.shape[-2] % k or y.shape != (*x0.shape[:2], x0.shape[2] // k, x0.shape[3] // k):
         raise ValueError(f"pool reverse: input {tuple(x0.shape)} and target {tuple(y.shape)} do not fit windows of {k}")
     return k
@@ -174,13 +179,18 @@ def bn_reverse(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
     return torch.where(gamma.abs() < 1e-4, torch.zeros_like(x), x)
 
 # %% ../nbs/09_frpt.ipynb
-def _check_conv(conv: nn.Conv2d, x0, y):
-    if not isinstance(conv, nn.Conv2d): raise NotImplementedError(f"{conv!r} is not a Conv2d")
+def _conv_why(conv: nn.Conv2d) -> str | None:
+    "Why `conv` has no reverse here, or None: only stride 1, dilation 1, one group and zero padding have one."
     bad = [n for n, v, ok in (('stride', conv.stride, (1, 1)), ('dilation', conv.dilation, (1, 1)), ('groups', conv.groups, 1))
            if v != ok]
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros': bad.append('padding mode')
-    if bad: raise NotImplementedError(f"{conv!r}: no reverse for a convolution with this {', '.join(bad)}; only stride 1, "
-                                      "dilation 1, one group and zero padding")
+    if bad: return (f"{conv!r}: no reverse for a convolution with this {', '.join(bad)}; only stride 1, dilation 1, one group "
+                    "and zero padding")
+
+def _check_conv(conv: nn.Conv2d, x0, y):
+    if not isinstance(conv, nn.Conv2d): raise NotImplementedError(f"{conv!r} is not a Conv2d")
+    why = _conv_why(conv)
+    if why: raise NotImplementedError(why)
     with torch.no_grad(): want = conv(x0[:1]).shape[1:]
     if x0.ndim != 4 or y.shape[1:] != want or len(y) != len(x0):
         raise ValueError(f"conv reverse: input {tuple(x0.shape)} gives outputs of shape {tuple(want)}, the target is {tuple(y.shape)}")
@@ -314,26 +324,37 @@ def _steps(model) -> list:
     else: raise NotImplementedError(f"reconstruct_targets walks small_cnn and resnet18/34, not {model.arch}")
     return steps + [('net.avgpool', net.avgpool), ('net.fc', net.fc)]
 
+def _last_steps(steps) -> dict:
+    "{name: the step whose output is its output}: each step itself, and each container ('net.features.2') its last step."
+    last = {}
+    for s, _ in steps:
+        parts = s.split('.')
+        for k in range(2, len(parts)): last['.'.join(parts[:k])] = s          # later steps overwrite: the last one stays
+    return {**last, **{s: s for s, _ in steps}}
+
 def layer_names(model) -> list:
     "The names `reconstruct_targets` accepts: 'out' (the logits) and every module whose output is a step's output."
+    steps = _steps(model)
+    last = _last_steps(steps)
     names = ['out']
-    for name, _ in reversed(_steps(model)):
-        names.append(name)
-        parts = name.split('.')
-        for k in range(2, len(parts)):                   # a container whose last step this is: 'net.features.2', 'net.layer4'
-            parent = '.'.join(parts[:k])
-            if parent != 'net' and parent not in names and name == [s for s, _ in _steps(model) if s.startswith(parent + '.')][-1]:
-                names.append(parent)
+    for s, _ in reversed(steps):
+        names += [s] + [c for c, e in last.items() if e == s and c != s and c not in names]
     return names
+
+def _steps_after(model, layer: str) -> list:
+    "The steps that follow the output of `layer` ([] for 'out'); an unknown name is refused with the ones there are."
+    names = layer_names(model)
+    if layer not in names: raise ValueError(f"{model.arch} has no layer {layer!r} to reconstruct at; choose one of {names}")
+    steps = _steps(model)
+    if layer == 'out': return []
+    stop = [s for s, _ in steps].index(_last_steps(steps)[layer])
+    return steps[stop + 1:]
 
 def _check_reversible(name, m):
     "Raise NotImplementedError, naming the step, if `m` has no reverse here (before any work is done)."
     why = None
-    if isinstance(m, nn.Conv2d):
-        if m.stride != (1, 1) or m.dilation != (1, 1) or m.groups != 1: why = f"{m!r}: only stride 1, dilation 1 and one group"
-    elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-        k, s, p = (v if isinstance(v, int) else v[0] for v in (m.kernel_size, m.stride, m.padding))
-        if s != k or p != 0: why = f"{m!r}: only non-overlapping windows (stride = kernel, no padding)"
+    if isinstance(m, nn.Conv2d): why = _conv_why(m)
+    elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): why = _pool_why(m)
     elif isinstance(m, nn.AdaptiveAvgPool2d):
         if m.output_size not in (1, (1, 1)): why = f"adaptive pooling to {m.output_size}"
     elif not isinstance(m, (nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity)):
@@ -343,8 +364,7 @@ def _check_reversible(name, m):
 
 def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, nn.Linear): return linear_reverse(x_in, target, m.weight, m.bias)
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        if m.output_size not in (1, (1, 1)): raise NotImplementedError(f"{name}: adaptive pooling to {m.output_size} has no reverse here")
+    if isinstance(m, nn.AdaptiveAvgPool2d):                # global pooling only: _check_reversible has refused the rest
         return gap_reverse(target.reshape(len(target), -1), tuple(x_in.shape[2:]))
     if isinstance(m, nn.BatchNorm2d): return bn_reverse(m, target)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): return pool_reverse(m, x_in, target)
@@ -357,8 +377,8 @@ def _reverse_step(name, m, x_in, target, conv_method):
 def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, output_target=nearest_embedding,
                         conv_method: str = 'cg') -> torch.Tensor:
     "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`."
-    names = layer_names(model)
-    if layer not in names: raise ValueError(f"{model.arch} has no layer {layer!r} to reconstruct at; choose one of {names}")
+    after = _steps_after(model, layer)
+    for name, m in after: _check_reversible(name, m)           # refuse before any work
     was = model.training; model.eval()
     try:
         steps, inputs, h = _steps(model), [], x
@@ -367,13 +387,9 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
             h = m(h)
             if isinstance(m, nn.AdaptiveAvgPool2d): h = torch.flatten(h, 1)
         target = output_target(h, y)
-        if layer == 'out': return target
-        last = lambda prefix: [s for s, _ in steps if s == prefix or s.startswith(prefix + '.')][-1]
-        stop = [s for s, _ in steps].index(last(layer))
-        for name, m in steps[stop + 1:]: _check_reversible(name, m)     # refuse before any work
-        for (name, m), x_in in zip(reversed(steps), reversed(inputs)):
-            if name == last(layer): return target
-            target = _reverse_step(name, m, x_in, target, conv_method)
+        walk = list(zip(steps, inputs))[len(steps) - len(after):]
+        for (name, m), x_in in reversed(walk): target = _reverse_step(name, m, x_in, target, conv_method)
+        return target
     finally: model.train(was)
 
 # %% ../nbs/09_frpt.ipynb
@@ -466,13 +482,7 @@ class FRPTObjective:
                              f"post-train on the store's data (dataset {ident['dataset']}, n_train {ident['n_train']}, "
                              f"subset_seed {ident['subset_seed']})")
         model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
-        steps = [s for s, _ in _steps(model)]
-        if self.layer not in layer_names(model): raise ValueError(f"{model.arch} has no layer {self.layer!r}; choose one of {layer_names(model)}")
-        if self.layer == 'out': after = []
-        else:
-            last = [s for s in steps if s == self.layer or s.startswith(self.layer + '.')][-1]
-            after = steps[steps.index(last) + 1:]
-        self.frozen = [model.get_submodule(s) for s in after]
+        self.frozen = [m for _, m in _steps_after(model, self.layer)]
         for m in self.frozen: m.requires_grad_(False)
         self.device = loader.device
 
