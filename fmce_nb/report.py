@@ -318,6 +318,14 @@ def _paired_vs(by: dict, label: str, base: str = 'RAF 1', key=lambda r: r['run']
 
 def _pp(x) -> str: return '-' if not np.isfinite(x) else f"{100 * x:+.2f}"
 
+def _diff_cell(d) -> str: return f"{_pp(d['mean'])} [{_pp(d['ci'][0])}, {_pp(d['ci'][1])}] (n={d['n']})"
+
+def _diff_words(d) -> str: return f"{_pp(d['mean'])} pp (95% CI {_pp(d['ci'][0])} to {_pp(d['ci'][1])})"
+
+def _best(by: dict, labels: list, key=lambda r: r['run']['top1']) -> str:
+    "The label among `labels` whose records have the highest mean of `key`."
+    return max(labels, key=lambda lab: mean_std([key(r) for r in by[lab].values()])[0])
+
 def _ral(recs: list) -> list:
     t = paper_table('fmcepp_table1')
     L = ['## FMCE-Net++: the RAF sweep', '', f"Paper: {t['where']}; protocol: {t['protocol']}.", '',
@@ -339,13 +347,11 @@ def _ral(recs: list) -> list:
               '| method | seeds | test top-1 | paired difference to RAF 1, pp [95% CI] | validation acc | '
               'expected FMCS (of K) | top-10% CAM mass | empty CAMs |', '|---|---|---|---|---|---|---|---|']
         ral = [lab for lab in by if lab.startswith('RAF')]
-        mean_of = lambda lab, key: mean_std([key(r) for r in by[lab].values()])[0]
-        best = max(ral, key=lambda lab: mean_of(lab, lambda r: r['run']['top1']))
-        chosen = max(ral, key=lambda lab: mean_of(lab, lambda r: r['val_acc']))
+        best, chosen = _best(by, ral), _best(by, ral, key=lambda r: r['val_acc'])
         for lab, rs in by.items():
             rs = list(rs.values())
             d = _paired_vs(by, lab) if lab != 'RAF 1' and 'RAF 1' in by else None
-            diff = '(baseline)' if lab == 'RAF 1' else '-' if d is None else f"{_pp(d['mean'])} [{_pp(d['ci'][0])}, {_pp(d['ci'][1])}] (n={d['n']})"
+            diff = '(baseline)' if lab == 'RAF 1' else '-' if d is None else _diff_cell(d)
             mark = ' **best on test**' if lab == best else ''
             mark += ' *chosen on validation*' if lab == chosen else ''
             L.append(f"| {lab}{mark}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['run']['top1'] for r in rs])} | {diff} | "
@@ -359,14 +365,13 @@ def _ral(recs: list) -> list:
                 d = _paired_vs(by, lab)
                 lines.append(f"{name} is {lab}: {fmt_mean_std([r['run']['top1'] for r in by[lab].values()])} against "
                              f"{fmt_mean_std([r['run']['top1'] for r in by['RAF 1'].values()])} for RAF 1, a paired difference of "
-                             f"{_pp(d['mean'])} pp (95% CI {_pp(d['ci'][0])} to {_pp(d['ci'][1])}).")
+                             f"{_diff_words(d)}.")
             above = [lab for lab in ral if lab != 'RAF 1' and _paired_vs(by, lab)['ci'][0] > 0]
             lines.append(f"RAF values whose interval lies above zero: {', '.join(above) if above else 'none'} (of {len(ral) - 1} tried; "
                          "picking the best of several on the test set flatters it, and these intervals are not corrected for that).")
             for lab in [lab for lab in by if lab.startswith('label')]:
                 d, e = _paired_vs(by, lab), _paired_vs(by, best, base=lab)
-                lines.append(f"{lab.capitalize()}: {_pp(d['mean'])} pp against RAF 1 (95% CI {_pp(d['ci'][0])} to {_pp(d['ci'][1])}); "
-                             f"the best RAF against it: {_pp(e['mean'])} pp (95% CI {_pp(e['ci'][0])} to {_pp(e['ci'][1])}).")
+                lines.append(f"{lab.capitalize()}: {_diff_words(d)} against RAF 1; the best RAF against it: {_diff_words(e)}.")
             L += [f"- {x}" for x in lines] + ['']
     return L
 
@@ -380,7 +385,7 @@ def _ral_figures(recs: list, figures_dir: Path) -> list:
         stem = f"ral-{ds}-{arch}-{size}px-{n_train}"
         ral = [lab for lab in by if lab.startswith('RAF')]
         top = {lab: [r['run']['top1'] for r in by[lab].values()] for lab in by}
-        best = max(ral, key=lambda lab: np.mean(top[lab]))
+        best = _best(by, ral)
         fig, ax = plt.subplots(figsize=(6, 3.6))          # Figure 1: accuracy per epoch, baseline against the best RAF
         for lab, color in (('RAF 1', 'crimson'), (best, 'indigo')):
             if lab not in by: continue
@@ -441,10 +446,7 @@ def _frpt(recs: list) -> list:
         for a in sorted(by):
             rs = list(by[a].values())
             if a == 0 or 0.0 not in by: diff = '(baseline)' if a == 0 else '-'
-            else:
-                seeds = sorted(set(by[a]) & set(by[0.0]))
-                d = paired_diff_ci([by[a][s]['summary']['mean'] for s in seeds], [by[0.0][s]['summary']['mean'] for s in seeds])
-                diff = f"{_pp(d['mean'])} [{_pp(d['ci'][0])}, {_pp(d['ci'][1])}] (n={d['n']})"
+            else: diff = _diff_cell(_paired_vs(by, a, base=0.0, key=lambda r: r['summary']['mean']))
             L.append(f"| {a:g}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['summary']['epoch5'] for r in rs])} | "
                      f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | {fmt_mean_std([r['summary']['best'] for r in rs])} | {diff} |")
         L += ['']
