@@ -59,35 +59,37 @@ class NonFiniteLossError(FloatingPointError):
                          f"weights and state of the epochs before it are kept. Lower the learning rate or check the data.")
         self.epoch, self.batch, self.value = epoch, batch, value
 
-def train_epoch(model, loader, opt, epoch: int, amp: bool = False, objective=None) -> float:
-    "One epoch over `loader.batches(epoch - 1)`; returns the mean of its batch losses (1-based `epoch`)."
+def train_epoch(model, loader, opt, epoch: int, amp: bool = False, objective=None) -> float | list:
+    "One epoch over `loader.batches(epoch - 1)`; the mean of its batch losses (1-based `epoch`), one per run for a sweep."
     objective = objective or CrossEntropy()
     model.train()
     dev = loader.device
-    losses = torch.empty(len(loader), device=dev)
+    losses = None
     for i, (x, y, idx) in enumerate(loader.batches(epoch - 1, with_index=True)):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = objective(model, x, y, idx)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()          # a sweep's runs share no weight: the sum gives each run its own gradient
         opt.step()
+        if losses is None: losses = torch.empty((len(loader), *loss.shape), device=dev)
         losses[i] = loss.detach()
     losses = (_all_reduce_sum(losses.float(), loader.world) / loader.world).cpu()   # mean over processes
     bad = torch.nonzero(~torch.isfinite(losses))
-    if len(bad): raise NonFiniteLossError(epoch, int(bad[0]) + 1, float(losses[bad[0]]))
-    return float(losses.double().mean())
+    if len(bad): raise NonFiniteLossError(epoch, int(bad[0, 0]) + 1, float(losses[tuple(bad[0])]))
+    return losses.double().mean(0).tolist()
 
 @torch.no_grad()
-def evaluate(model, loader, amp: bool = False) -> float:
-    "Top-1 accuracy of `model` over every batch of `loader`."
+def evaluate(model, loader, amp: bool = False) -> float | list:
+    "Top-1 accuracy of `model` over every batch of `loader` (one per run for a sweep's stacked models)."
     model.eval()
-    counts = torch.zeros(2, dtype=torch.long, device=loader.device)     # correct, seen
+    counts = None                                                        # correct, seen
     for x, y in loader.batches(0):
         with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
-            counts[0] += (model(x).argmax(1) == y).sum()
-        counts[1] += len(y)
-    correct, n = _all_reduce_sum(counts, loader.world).tolist()
-    return correct / n
+            hits = (model(x).argmax(-1) == y).sum(-1)
+        if counts is None: counts = torch.zeros((2, *hits.shape), dtype=torch.long, device=loader.device)
+        counts[0] += hits; counts[1] += y.shape[-1]
+    counts = _all_reduce_sum(counts, loader.world)
+    return (counts[0].double() / counts[1]).tolist()
 
 # %% ../nbs/04_train.ipynb
 def _state_dict_cpu(model):
@@ -101,6 +103,31 @@ def _save_state(run_dir, model, opt, sched, history, epoch):
 def _load_state(run_dir, device):
     # weights_only=True: a state file never runs code when loaded
     return torch.load(Path(run_dir)/'state.pt', map_location=device, weights_only=True)
+
+def _setup(cfg: TrainConfig, dev: torch.device, rank: int = 0, world: int = 1) -> tuple:
+    "(train data, test data, channel stats, train loader, test loader, model): a run of `cfg` as it starts, seeded."
+    cuda = dev.type == 'cuda'
+    torch.manual_seed(cfg.seed)
+    tr = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
+    te = load_dataset(cfg.dataset, cfg.data_root, train=False).subset(cfg.n_test, cfg.data_seed)
+    stats = channel_stats(tr.images)
+    cl = cfg.channels_last and cuda
+    train_dl = DeviceLoader(tr, cfg.batch_size, cfg.size, train=True, augment=cfg.augment, device=dev,
+                            seed=cfg.seed, stats=stats, channels_last=cl, shard=(rank, world))
+    test_dl = DeviceLoader(te, max(cfg.batch_size, 512), cfg.size, train=False, device=dev, stats=stats,
+                           channels_last=cl, shard=(rank, world))
+    model = build_model(cfg.arch, tr.num_classes)
+    if world > 1 and cuda: model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dev)
+    if cl: model = model.to(memory_format=torch.channels_last)
+    return tr, te, stats, train_dl, test_dl, model
+
+def _optimizer(cfg: TrainConfig, model) -> tuple:
+    "(optimizer, cosine schedule over cfg.epochs) for the parameters of `model` that require grad."
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = (torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == 'adamw'
+           else torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay))
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
 
 def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = None, log=None) -> Run:
     "Train (or resume) `cfg` minimizing `objective` (default: `CrossEntropy()`) in `run_dir`; returns the finished `Run`."
@@ -119,24 +146,9 @@ def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = Non
                              f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a new folder.")
         if old.get('status') == 'done': return Run(run_dir)
 
-    torch.manual_seed(cfg.seed)
-    tr = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
-    te = load_dataset(cfg.dataset, cfg.data_root, train=False).subset(cfg.n_test, cfg.data_seed)
-    stats = channel_stats(tr.images)
-    cl = cfg.channels_last and cuda
-    train_dl = DeviceLoader(tr, cfg.batch_size, cfg.size, train=True, augment=cfg.augment, device=dev,
-                            seed=cfg.seed, stats=stats, channels_last=cl, shard=(rank, world))
-    test_dl = DeviceLoader(te, max(cfg.batch_size, 512), cfg.size, train=False, device=dev, stats=stats,
-                           channels_last=cl, shard=(rank, world))
-    model = build_model(cfg.arch, tr.num_classes)
-    if world > 1 and cuda: model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(dev)
-    if cl: model = model.to(memory_format=torch.channels_last)
+    tr, te, stats, train_dl, test_dl, model = _setup(cfg, dev, rank, world)
     if hasattr(objective, 'prepare'): objective.prepare(model, train_dl)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == 'adamw'
-           else torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    opt, sched = _optimizer(cfg, model)
     history, start = {'loss': [], 'test_acc': [], 'seconds': [], 'lr': []}, 1
     if (run_dir/'state.pt').exists():
         st = _load_state(run_dir, dev)
