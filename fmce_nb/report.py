@@ -433,27 +433,65 @@ def _frpt(recs: list) -> list:
     for r in t['rows']:
         L.append(f"| authors (Imagewoof) | {r['arch']} | {r['layer']} | {r['rec_alpha']:g} | {f(r['epoch5'])} | {f(r['mean'])} | {f(r['best'])} |")
     L += ['', t['note'], '']
-    groups = defaultdict(lambda: defaultdict(dict))
-    for r in recs:
-        c = r['run']['config']
-        groups[(c['dataset'], c['arch'], r['layer'], r['pretrained']['id'])][r['rec_alpha']][c['seed']] = r
-    for (ds, arch, layer, pre), by in groups.items():
+    verdict = []                                    # (model, dataset, layer, alpha, paired difference of the mean acc)
+    for (ds, arch, layer, pre), by in sorted(_frpt_groups(recs).items()):
         any_r = next(iter(next(iter(by.values())).values()))
         L += [f"### Ours: {arch} on {ds}, targets at {layer}", '',
-              f"Pretrained run `{pre}` (top-1 {any_r['pretrained']['top1']:.4f}). Protocol: {any_r['protocol']}.", '',
+              f"Pretrained run `{pre}` (top-1 {any_r['pretrained']['top1']:.4f}). Protocol of one cell: {any_r['protocol']}.", '',
               '| alpha | seeds | epoch-5 acc | mean acc over epochs | best acc | paired difference of the mean acc to alpha 0, pp [95% CI] |',
               '|---|---|---|---|---|---|']
         for a in sorted(by):
             rs = list(by[a].values())
             if a == 0 or 0.0 not in by: diff = '(baseline)' if a == 0 else '-'
-            else: diff = _diff_cell(_paired_vs(by, a, base=0.0, key=lambda r: r['summary']['mean']))
+            else:
+                d = _paired_vs(by, a, base=0.0, key=lambda r: r['summary']['mean'])
+                diff = _diff_cell(d); verdict.append((arch, ds, layer, a, d))
             L.append(f"| {a:g}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['summary']['epoch5'] for r in rs])} | "
                      f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | {fmt_mean_std([r['summary']['best'] for r in rs])} | {diff} |")
         L += ['']
+    if verdict:
+        up = [v for v in verdict if v[4]['ci'][0] > 0]; down = [v for v in verdict if v[4]['ci'][1] < 0]
+        top = max(verdict, key=lambda v: v[4]['mean'])
+        name = lambda v: f"{v[0]} on {v[1]} at {v[2]}, alpha {v[3]:g}"
+        L += ['**Does post-training with reconstructed targets beat plain fine-tuning (alpha 0)?** '
+              f"Of {len(verdict)} comparisons (model x dataset x layer x alpha > 0, mean test accuracy over the post-training "
+              f"epochs, paired by seed), the 95% interval lies above zero in {len(up)}"
+              + (f" ({'; '.join(f'{name(v)}: {_diff_words(v[4])}' for v in up)})" if up else '')
+              + f", below zero in {len(down)}"
+              + (f" ({'; '.join(f'{name(v)}: {_diff_words(v[4])}' for v in down)})" if down else '')
+              + f", and contains zero in {len(verdict) - len(up) - len(down)}. The largest mean difference is {name(top)}: "
+              f"{_diff_words(top[4])}. The intervals are not corrected for the number of comparisons.", '']
     return L
 
+def _frpt_groups(recs: list) -> dict:
+    "{(dataset, arch, layer, pretrained run id): {alpha: {seed: record}}}."
+    groups = defaultdict(lambda: defaultdict(dict))
+    for r in recs:
+        c = r['run']['config']
+        groups[(c['dataset'], c['arch'], r['layer'], r['pretrained']['id'])][r['rec_alpha']][c['seed']] = r
+    return groups
+
+def _frpt_figures(recs: list, figures_dir: Path) -> list:
+    "Test accuracy per post-training epoch (0: the pretrained model), mean over seeds per alpha: one panel per layer."
+    import matplotlib.pyplot as plt
+    by_model = defaultdict(dict)
+    for (ds, arch, layer, pre), by in sorted(_frpt_groups(recs).items()): by_model[(ds, arch, pre)][layer] = by
+    out = []
+    for (ds, arch, pre), layers in by_model.items():
+        fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False, sharey=True)
+        for ax, (layer, by) in zip(axes[0], layers.items()):
+            for a in sorted(by):
+                rs = list(by[a].values())
+                acc = np.array([[r['pretrained']['top1'], *r['test_acc']] for r in rs])
+                ax.plot(range(acc.shape[1]), acc.mean(0), 'o-', ms=3, label=f"alpha {a:g} (n={len(rs)})")
+            ax.set(title=layer, xlabel='post-training epoch (0: pretrained)')
+        axes[0, 0].set_ylabel('test accuracy, mean over seeds'); axes[0, -1].legend(fontsize=7)
+        fig.suptitle(f"FR-PT: {arch} on {ds}"); fig.tight_layout()
+        out.append(figures_dir/f"frpt-{ds}-{arch}-accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
+    return out
+
 SECTIONS = {'table1': _table1, 'table2': _table2, 'gradcam': _gradcam, 'ral': _ral, 'frpt': _frpt}
-FIGURES = {'ral': _ral_figures}   # figures a section draws from its records (the others come from the cells)
+FIGURES = {'ral': _ral_figures, 'frpt': _frpt_figures}   # figures a section draws from its records (the others come from the cells)
 
 # %% ../nbs/10_report.ipynb
 def load_results(results_dir) -> tuple:
