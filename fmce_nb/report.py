@@ -405,7 +405,12 @@ def _ral_figures(recs: list, figures_dir: Path) -> list:
         if 'RAF 1' in by: ax.axhline(np.mean(top['RAF 1']), color='red', ls='--', lw=1)
         ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
         good = [np.mean(top[lab]) for lab in labs if np.mean(top[lab]) > 0.5]
-        if good: ax.set_ylim(min(good) - 0.05, min(1, max(good) + 0.02))
+        if good:
+            lo = min(good) - 0.05
+            ax.set_ylim(lo, min(1, max(good) + 0.02))
+            for i, lab in enumerate(labs):                # a bar below the axis still shows its value
+                if np.mean(top[lab]) < lo: ax.annotate(f"{np.mean(top[lab]):.2f} (below axis)", (i, lo), ha='center',
+                                                       va='bottom', rotation=90, fontsize=7)
         ax.set(ylabel='test top-1', title=f'{arch} on {ds}: mean ± std over seeds (red: RAF 1)'); fig.tight_layout()
         out.append(figures_dir/f"{stem}-fig3_raf_bars.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
         seed0 = {lab: rs[min(rs)] for lab, rs in by.items()}           # Figures 5-6: one column per method, lowest seed
