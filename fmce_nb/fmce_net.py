@@ -128,18 +128,23 @@ def load_fmce_net(path, device='cpu') -> tuple:
 
 # %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
-def fmcs_score(net: FMCENet, model: nn.Module, images: torch.Tensor, module: str | None = None) -> dict:
-    "Predicted FMCS distribution and expected FMCS of `model`'s feature maps (`features`, or named `module`) on `images`."
+def fmcs_score(net: FMCENet, model: nn.Module, images, module: str | None = None) -> dict:
+    "Predicted FMCS distribution and expected FMCS of `model`'s maps (`features`, or named `module`) on `images`."
     from fmce_nb.models import FeatureTap
+    if module is None and not hasattr(model, 'features'):
+        raise ValueError("give `module`, the name of the module whose output FMCE-Net reads")
+    batches = (x for x, *_ in images.batches(0)) if hasattr(images, 'batches') else [images]   # a loader, or a tensor
     net.eval(); was = model.training; model.eval()
+    total, n = 0, 0
     try:
-        if module is None and hasattr(model, 'features'): f = model.features(images)
-        else:
-            if module is None: raise ValueError("give `module`, the name of the module whose output FMCE-Net reads")
-            with FeatureTap(model, module) as tap: model(images)
-            f = tap.output
+        for x in batches:
+            if module is None: f = model.features(x)
+            else:
+                with FeatureTap(model, module) as tap: model(x)
+                f = tap.output
+            total = total + net(f.float()).softmax(1).sum(0); n += len(x)
     finally: model.train(was)
-    p = net(f.float()).softmax(1).mean(0).cpu()
+    p = (total / n).cpu()
     k = torch.arange(1, net.K + 1, dtype=p.dtype)
     return {'distribution': p.tolist(), 'expected_fmcs': float((p * k).sum()), 'most_likely': int(p.argmax()) + 1}
 
