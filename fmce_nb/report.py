@@ -375,6 +375,13 @@ def _ral(recs: list) -> list:
             L += [f"- {x}" for x in lines] + ['']
     return L
 
+def _bars(ax, values: dict, **kw):
+    "One bar per method: the mean over seeds with a sample-std error bar, labelled below."
+    labs = list(values)
+    ax.bar(range(len(labs)), [np.mean(values[lab]) for lab in labs],
+           yerr=[np.std(values[lab], ddof=1) if len(values[lab]) > 1 else 0 for lab in labs], capsize=3, **kw)
+    ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
+
 def _ral_figures(recs: list, figures_dir: Path) -> list:
     "Figures 1, 3, 5-6 of FMCE-Net++ and the localization per RAF, drawn from the records; returns their paths."
     import matplotlib; import matplotlib.pyplot as plt
@@ -399,11 +406,8 @@ def _ral_figures(recs: list, figures_dir: Path) -> list:
         out.append(figures_dir/f"{stem}-fig1_accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
         fig, ax = plt.subplots(figsize=(7, 3.4))          # Figure 3: bars per RAF with the baseline line
         labs = list(by)
-        ax.bar(range(len(labs)), [np.mean(top[lab]) for lab in labs],
-               yerr=[np.std(top[lab], ddof=1) if len(top[lab]) > 1 else 0 for lab in labs], capsize=3,
-               color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in labs])
+        _bars(ax, top, color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in labs])
         if 'RAF 1' in by: ax.axhline(np.mean(top['RAF 1']), color='red', ls='--', lw=1)
-        ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
         good = [np.mean(top[lab]) for lab in labs if np.mean(top[lab]) > 0.5]
         if good:
             lo = min(good) - 0.05
@@ -422,11 +426,8 @@ def _ral_figures(recs: list, figures_dir: Path) -> list:
                        title=f"Grad-CAM ({next(iter(seed0.values()))['params']['layer']}) of {arch} on {ds} per method, seed {min(next(iter(by.values())))}")
         out.append(figures_dir/f"{stem}-fig5_gradcam.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
         fig, ax = plt.subplots(figsize=(7, 3.2))          # the localization measure per method
-        loc = {lab: [r['localization']['top10_mass'] for r in by[lab].values()] for lab in labs}
-        ax.bar(range(len(labs)), [np.mean(loc[lab]) for lab in labs],
-               yerr=[np.std(loc[lab], ddof=1) if len(loc[lab]) > 1 else 0 for lab in labs], capsize=3)
-        ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
-        ax.set(ylabel='top-10% CAM mass', title=f'{arch} on {ds}: localization of the final weights, mean ± std over seeds')
+        _bars(ax, {lab: [r['localization']['top10_mass'] for r in by[lab].values()] for lab in labs})
+        ax.set(ylabel='top-10% CAM mass', title=f'{arch} on {ds}: final weights, mean ± std over seeds')
         fig.tight_layout(); out.append(figures_dir/f"{stem}-localization.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
     return out
 
