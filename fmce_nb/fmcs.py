@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import load_dataset, DeviceLoader
+from .data import DeviceLoader
 from .runs import Run, weights_path, atomic_write, write_json, resolve_device
 from .cqi import Markers
 
@@ -95,7 +95,7 @@ class FMCSData:
         cuda = self.device.type == 'cuda'
         self.amp = cuda if amp is None else amp
         cfg = self.run.config
-        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
+        data = cfg.split(train=True)
         self.data = data.subset(n_images, seed)
         self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=self.run.stats,
                                    channels_last=cuda)

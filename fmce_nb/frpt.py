@@ -425,7 +425,7 @@ class TargetStore:
     def build(cls, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
               conv_method: str = 'cg', batch_size: int = 256, device='cpu', log=None, stop_after: int | None = None):
         "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images."
-        from fmce_nb.data import load_dataset, DeviceLoader
+        from fmce_nb.data import DeviceLoader
         from fmce_nb.runs import write_json
         path, epoch = Path(path), epoch or run.epochs_done
         ident = _store_identity(run, epoch, layer, output_target, conv_method)
@@ -433,7 +433,7 @@ class TargetStore:
         path.mkdir(parents=True, exist_ok=True)
         model = run.model(epoch, device).eval()
         cfg = run.config
-        data = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
+        data = cfg.split(train=True)
         dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
         target_fn = {'nearest': nearest_embedding, 'max_assign': max_assign,
                      'one_hot': lambda z, y: one_hot(y, z.shape[1])}[output_target]

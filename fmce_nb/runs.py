@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import fmce_nb
 from .cqi import Markers, NotConvergedError, MarkerError, epoch_markers, paper_mu, _check_params
 from .models import build_model, FMCEClassifier
+from .data import load_dataset
 
 # %% auto 0
 __all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'resolve_device', 'TrainConfig', 'short_hash', 'run_identity', 'run_id',
@@ -96,6 +97,11 @@ class TrainConfig:
     def data_seed(self) -> int:
         "The seed of the training and test subsets: `subset_seed`, or `seed` when it is None."
         return self.seed if self.subset_seed is None else self.subset_seed
+
+    def split(self, train: bool = True):
+        "The images this run trains on (`train`) or is tested on: the seeded n_train / n_test subset of that split."
+        return load_dataset(self.dataset, self.data_root, train=train).subset(self.n_train if train else self.n_test,
+                                                                              self.data_seed)
 
     def identity(self) -> dict:
         "What must match for a run folder to be resumed or shared (not the device or the speed switches)."

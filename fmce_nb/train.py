@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from .data import load_dataset, DeviceLoader, channel_stats
+from .data import DeviceLoader, channel_stats
 from .models import build_model
 from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path, environment,
                           provenance, run_identity)
@@ -108,8 +108,7 @@ def _setup(cfg: TrainConfig, dev: torch.device, rank: int = 0, world: int = 1) -
     "(train data, test data, channel stats, train loader, test loader, model): a run of `cfg` as it starts, seeded."
     cuda = dev.type == 'cuda'
     torch.manual_seed(cfg.seed)
-    tr = load_dataset(cfg.dataset, cfg.data_root, train=True).subset(cfg.n_train, cfg.data_seed)
-    te = load_dataset(cfg.dataset, cfg.data_root, train=False).subset(cfg.n_test, cfg.data_seed)
+    tr, te = cfg.split(train=True), cfg.split(train=False)
     stats = channel_stats(tr.images)
     cl = cfg.channels_last and cuda
     train_dl = DeviceLoader(tr, cfg.batch_size, cfg.size, train=True, augment=cfg.augment, device=dev,
