@@ -459,13 +459,11 @@ def _frpt(recs: list) -> list:
         up = [v for v in verdict if v[4]['ci'][0] > 0]; down = [v for v in verdict if v[4]['ci'][1] < 0]
         top = max(verdict, key=lambda v: v[4]['mean'])
         name = lambda v: f"{v[0]} on {v[1]} at {v[2]}, alpha {v[3]:g}"
+        listed = lambda vs: f" ({'; '.join(f'{name(v)}: {_diff_words(v[4])}' for v in vs)})" if vs else ''
         L += ['**Does post-training with reconstructed targets beat plain fine-tuning (alpha 0)?** '
               f"Of {len(verdict)} comparisons (model x dataset x layer x alpha > 0, mean test accuracy over the post-training "
-              f"epochs, paired by seed), the 95% interval lies above zero in {len(up)}"
-              + (f" ({'; '.join(f'{name(v)}: {_diff_words(v[4])}' for v in up)})" if up else '')
-              + f", below zero in {len(down)}"
-              + (f" ({'; '.join(f'{name(v)}: {_diff_words(v[4])}' for v in down)})" if down else '')
-              + f", and contains zero in {len(verdict) - len(up) - len(down)}. The largest mean difference is {name(top)}: "
+              f"epochs, paired by seed), the 95% interval lies above zero in {len(up)}{listed(up)}, below zero in "
+              f"{len(down)}{listed(down)}, and contains zero in {len(verdict) - len(up) - len(down)}. The largest mean difference is {name(top)}: "
               f"{_diff_words(top[4])}. The intervals are not corrected for the number of comparisons.", '']
     return L
 
