@@ -10,7 +10,8 @@ from torch import nn
 import torchvision
 
 # %% auto 0
-__all__ = ['ARCHS', 'SmallCNN', 'FMCEClassifier', 'build_model', 'FeatureTap', 'feature_extractor']
+__all__ = ['ARCHS', 'SmallCNN', 'FMCEClassifier', 'build_model', 'cpu_bf16', 'bf16_pays', 'speed_modes', 'FeatureTap',
+           'feature_extractor']
 
 # %% ../nbs/01_models.ipynb
 class SmallCNN(nn.Module):
@@ -34,11 +35,30 @@ def _shufflenet_features(m, x):
 
 def _pool_fc(m, f): return m.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1))
 
+# %% ../nbs/01_models.ipynb
+def _small_stem(ctor):
+    "`ctor` (a torchvision constructor) with a 3x3 stride-1 first convolution and no max-pool: total stride 8."
+    def build(**kw):
+        m = ctor(**kw)
+        if hasattr(m, 'layer1'):                       # ResNet: conv1 -> bn1 -> relu -> maxpool
+            m.conv1 = nn.Conv2d(3, m.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+            nn.init.kaiming_normal_(m.conv1.weight, mode='fan_out', nonlinearity='relu')   # torchvision's own init
+        else:                                          # ShuffleNet v2: conv1 = (conv, BN, ReLU) -> maxpool
+            m.conv1[0] = nn.Conv2d(3, m.conv1[0].out_channels, 3, stride=1, padding=1, bias=False)
+        m.maxpool = nn.Identity()
+        return m
+    return build
+
+# %% ../nbs/01_models.ipynb
 # arch -> (constructor, features, head, name of the functional module, its channels)
 _ARCHS = {
     'resnet50':           (torchvision.models.resnet50, _resnet_features, _pool_fc, 'layer4', 2048),
     'resnet18':           (torchvision.models.resnet18, _resnet_features, _pool_fc, 'layer4', 512),
     'shufflenet_v2_x1_0': (torchvision.models.shufflenet_v2_x1_0, _shufflenet_features, _pool_fc, 'conv5', 1024),
+    'resnet50_smallstem': (_small_stem(torchvision.models.resnet50), _resnet_features, _pool_fc, 'layer4', 2048),
+    'resnet18_smallstem': (_small_stem(torchvision.models.resnet18), _resnet_features, _pool_fc, 'layer4', 512),
+    'shufflenet_v2_x1_0_smallstem': (_small_stem(torchvision.models.shufflenet_v2_x1_0), _shufflenet_features,
+                                     _pool_fc, 'conv5', 1024),
     'small_cnn':          (None, lambda m, x: m.features(x), _pool_fc, 'features', 128),
 }
 ARCHS = tuple(_ARCHS)
@@ -70,6 +90,32 @@ class FMCEClassifier(nn.Module):
 def build_model(arch: str, num_classes: int = 10) -> FMCEClassifier:
     "A freshly initialized (untrained) `arch` for `num_classes` classes."
     return FMCEClassifier(arch, num_classes)
+
+# %% ../nbs/01_models.ipynb
+def cpu_bf16() -> bool:
+    "Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles), the condition for bf16 to pay on it."
+    cpu = getattr(torch, 'cpu', None)
+    return any(getattr(cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
+
+def bf16_pays(device) -> bool:
+    "Whether bf16 autocast speeds up dense convolutions on `device`: a GPU, or a CPU with native bf16."
+    device = torch.device(device)
+    return device.type == 'cuda' or (device.type == 'cpu' and cpu_bf16())
+
+# %% ../nbs/01_models.ipynb
+# (bf16 pays, channels-last pays) for each arch on a CPU with native bf16, from the measured table above
+_CPU_MODES = {'small_cnn': (True, True), 'resnet18': (True, True), 'resnet50': (True, True),
+              'resnet18_smallstem': (True, True), 'resnet50_smallstem': (True, True),
+              'shufflenet_v2_x1_0': (False, True), 'shufflenet_v2_x1_0_smallstem': (False, False)}
+
+def speed_modes(arch: str, device) -> dict:
+    "{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` on `device`."
+    if arch not in _ARCHS: raise ValueError(f"Unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    device = torch.device(device)
+    if device.type == 'cuda': return {'amp': True, 'channels_last': True}
+    if device.type != 'cpu': return {'amp': False, 'channels_last': False}
+    amp, cl = _CPU_MODES[arch]
+    return {'amp': amp and bf16_pays(device), 'channels_last': cl}
 
 # %% ../nbs/01_models.ipynb
 def _check_name(model: nn.Module, name: str):
