@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 
+from .models import bf16_pays
 from .runs import atomic_write, write_json
 
 # %% auto 0
@@ -54,12 +55,12 @@ class FMCENet(nn.Module):
 
 # %% ../nbs/06_fmce_net.ipynb
 def fit(net: FMCENet, source, pairs, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0,
-        log=None) -> list:
+        log=None, amp: bool | None = None) -> list:
     "Train `net` on `pairs` of `source` (FMCSData or FMCSStore); returns the mean loss of each epoch."
     dev = next(net.parameters()).device
     torch.manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    amp = dev.type == 'cuda'
+    amp = bf16_pays(dev) if amp is None else amp        # FMCE-Net is dense 3x3 convolutions: bf16 pays where native
     history = []
     for ep in range(epochs):
         net.train()
@@ -80,7 +81,7 @@ def predict(net: FMCENet, source, pairs, batch_size: int = 512):
     dev = next(net.parameters()).device
     ys, ps, prs = [], [], []
     for x, y in source.batches(pairs, batch_size, shuffle=False):
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16_pays(dev)):
             logits = net(x).float()
         ys.append(y.cpu()); prs.append(logits.softmax(1).cpu())
     y, pr = torch.cat(ys).numpy(), torch.cat(prs).numpy()

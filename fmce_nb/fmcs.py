@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .data import DeviceLoader
+from .models import speed_modes
 from .runs import Run, weights_path, atomic_write, write_json, resolve_device
 from .cqi import Markers
 
@@ -92,17 +93,18 @@ class FMCSData:
         if self.K < 2: raise ValueError(f"need at least 2 markers, got {self.markers}")
         check_checkpoints(self.run, self.markers)
         self.device = resolve_device(device)
-        cuda = self.device.type == 'cuda'
-        self.amp = cuda if amp is None else amp
         cfg = self.run.config
+        modes = speed_modes(cfg.arch, self.device)         # bf16 and channels-last where they pay for this backbone
+        self.amp = modes['amp'] if amp is None else amp
+        cl = modes['channels_last']
         data = cfg.split(train=True)
         self.data = data.subset(n_images, seed)
         self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=self.run.stats,
-                                   channels_last=cuda)
+                                   channels_last=cl)
         self.backbones = []
         for e in self.markers:
             m = self.run.model(e, self.device).eval().requires_grad_(False)
-            if cuda: m = m.to(memory_format=torch.channels_last)
+            if cl: m = m.to(memory_format=torch.channels_last)
             self.backbones.append(m)
         self.N = len(self.data)
         self._cache = None

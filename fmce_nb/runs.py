@@ -14,12 +14,13 @@ from safetensors.torch import load_file
 
 import fmce_nb
 from .cqi import Markers, NotConvergedError, MarkerError, epoch_markers, paper_mu, _check_params
-from .models import build_model, FMCEClassifier
+from .models import build_model, FMCEClassifier, speed_modes
 from .data import load_dataset
 
 # %% auto 0
-__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'resolve_device', 'TrainConfig', 'short_hash', 'run_identity', 'run_id',
-           'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
+__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash',
+           'run_identity', 'run_id', 'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings',
+           'run_markers', 'keep_only']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path, write):
@@ -73,8 +74,8 @@ class TrainConfig:
     optimizer: str = 'adam'       # 'adam' (the papers) or 'adamw' (FR-PT's post-training)
     weight_decay: float = 0.0
     device: str = 'auto'
-    amp: bool = True              # bf16 autocast (CUDA only)
-    channels_last: bool = True    # (CUDA only)
+    amp: bool | None = None       # bf16 autocast; None: where it pays for the arch on the device (`speed_modes`)
+    channels_last: bool | None = None  # channels-last memory; None: likewise
     compile: bool = False         # torch.compile the model
     data_root: str | None = None
 
@@ -93,6 +94,16 @@ class TrainConfig:
 
     def resolved_device(self) -> torch.device: return resolve_device(self.device)
 
+    def modes(self) -> dict:
+        "{'amp', 'channels_last'} as this run uses them: the fields where set, else `speed_modes` of the arch and device."
+        auto = speed_modes(self.arch, self.resolved_device())
+        return {k: auto[k] if getattr(self, k) is None else bool(getattr(self, k)) for k in auto}
+
+    @property
+    def precision(self) -> str:
+        "'bf16' or 'fp32': the precision of the run's products, part of its identity."
+        return 'bf16' if self.modes()['amp'] else 'fp32'
+
     @property
     def data_seed(self) -> int:
         "The seed of the training and test subsets: `subset_seed`, or `seed` when it is None."
@@ -107,11 +118,20 @@ class TrainConfig:
         "What must match for a run folder to be resumed or shared (not the device or the speed switches)."
         d = asdict(self)
         for k in ('device', 'amp', 'channels_last', 'compile', 'data_root'): d.pop(k)
+        d['precision'] = self.precision
         for k, default in _ADDED_LATER.items():     # at their defaults, fields added later leave existing run ids as they were
             if d[k] == default: d.pop(k)
         return d
 
-_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0}
+_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0, 'precision': 'fp32'}
+
+def stored_config(meta: dict) -> TrainConfig:
+    "The config of a run.json, with the modes it ran in. A run.json without `modes` predates them: bf16 and channels-last then ran on CUDA only."
+    cfg = dict(meta['config'])
+    if 'modes' not in meta:
+        cuda = str(meta.get('env', {}).get('device', 'cpu')).startswith('cuda')
+        for k in ('amp', 'channels_last'): cfg[k] = cuda and cfg.get(k, True) is not False
+    return TrainConfig(**cfg)
 
 CROSS_ENTROPY = {'name': 'cross_entropy', 'label_smoothing': 0.0}
 
@@ -170,7 +190,7 @@ class Run:
             raise FileNotFoundError(f"{self.dir} is not a run folder (no run.json). Train one with "
                                     f"fmce_nb.train.train(TrainConfig(...), '{self.dir}') or the fmce-train command.")
         self.meta = json.loads(f.read_text())
-        self.config = TrainConfig(**self.meta['config'])
+        self.config = stored_config(self.meta)
         self.history = self.meta['history']
 
     @property

@@ -103,7 +103,7 @@ def train_sweep(cfgs, objective=None, log=None) -> tuple:
     stack = StackedModels(models)
     opt, sched = _optimizer(cfg, stack)
     train_dl, test_dl = StackedLoader(train_dls), StackedLoader(test_dls)
-    amp, per_run = cfg.amp and dev.type == 'cuda', PerRun(objective)
+    amp, per_run = cfg.modes()['amp'], PerRun(objective)
     history = {'loss': [], 'test_acc': [], 'seconds': [], 'lr': []}
     for epoch in range(1, cfg.epochs + 1):
         t0, lr = time.perf_counter(), opt.param_groups[0]['lr']

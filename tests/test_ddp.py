@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 ARGS = ['--dataset', 'synthetic', '--arch', 'small_cnn', '--epochs', '4', '--size', '24', '--batch_size', '64',
-        '--seed', '0', '--device', 'cpu', '--quiet']
+        '--seed', '0', '--device', 'cpu', '--amp', 'false', '--quiet']   # fp32, pinned: RTOL is fp32's
 TRAIN = [sys.executable, '-c', 'from fmce_nb.train import main; main()']
 # BatchNorm statistics are per process on the CPU (SyncBatchNorm needs CUDA): each process normalizes its 32
 # samples instead of the 64 of the global batch. That, and float summation order, is all that differs.
