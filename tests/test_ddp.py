@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _guard import run
+
 ARGS = ['--dataset', 'synthetic', '--arch', 'small_cnn', '--epochs', '4', '--size', '24', '--batch_size', '64',
         '--seed', '0', '--device', 'cpu', '--amp', 'false', '--quiet']   # fp32, pinned: RTOL is fp32's
 TRAIN = [sys.executable, '-c', 'from fmce_nb.train import main; main()']
@@ -17,11 +19,10 @@ RTOL = 0.02
 @pytest.mark.skipif(shutil.which('torchrun') is None, reason='torchrun not on PATH')
 def test_two_processes_match_one(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    one = subprocess.run(TRAIN + ARGS + ['--out', str(tmp_path/'one')], capture_output=True, text=True, timeout=600, env=env)
+    one = run(TRAIN + ARGS + ['--out', str(tmp_path/'one')], env=env)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(['torchrun', '--standalone', '--nproc_per_node', '2', '--no-python'] + TRAIN[:1] + TRAIN[1:]
-                         + ARGS + ['--out', str(tmp_path/'two')], capture_output=True, text=True, timeout=600,
-                         env={**env, 'GLOO_SOCKET_IFNAME': 'lo'})
+    two = run(['torchrun', '--standalone', '--nproc_per_node', '2', '--no-python'] + TRAIN[:1] + TRAIN[1:]
+              + ARGS + ['--out', str(tmp_path/'two')], env={**env, 'GLOO_SOCKET_IFNAME': 'lo'})
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     a = json.loads((tmp_path/'one'/'run.json').read_text())
     b = json.loads((tmp_path/'two'/'run.json').read_text())

@@ -225,6 +225,38 @@ def test_markers_on_a_curve_with_a_known_answer():
         epoch_markers(L, K=10, mu=(np.exp(-4) + np.exp(-3.5)) / 2 * (1 - np.exp(-0.5)), alpha=1e-9, window=1)
 
 
+def test_G_is_the_drop_of_the_smoothed_loss_not_of_the_raw_one():
+    # ema, a = .5, L = 4, 2, 1, 1, ...: S = 4, 3, 2, 1.5, 1.25, 1.125, 1.0625; D = -1, -1, -.5, -.25, -.125, -.0625.
+    # B = 2: CQI_6 = (.25 + .125)/2 = .1875 > mu = .1, CQI_7 = (.125 + .0625)/2 = .09375 <= mu -> E_0 = 1, E_K = 7.
+    # G = |log S_7 - log S_1| = log(4 / 1.0625) = 1.32567 (the raw loss would give log 4 = 1.38629).
+    # K = 3: targets G/3 = .44189, 2G/3 = .88378 against the drops log(4/S_m) = .28768, .69315, .98083, ... of
+    # epochs 2, 3, 4: nearest are epochs 2 and 4.
+    mk = epoch_markers([4., 2., 1., 1., 1., 1., 1., 1.], K=3, mu=0.1, alpha=0.5, window=2)
+    G = math.log(4 / 1.0625)
+    close(mk.targets, [G / 3, 2 * G / 3], rtol=0, atol=1e-12)
+    close(mk.G, G, rtol=0, atol=1e-12)
+    assert (mk.e0, mk.markers) == (1, (2, 4, 7))
+
+
+def test_the_learning_rate_of_every_epoch_is_the_cosine_schedule(tiny_run):
+    # CosineAnnealingLR over the run's 4 epochs, stepped once per epoch: lr_m = 1e-3 (1 + cos(pi (m - 1) / 4)) / 2
+    # = 1e-3, 8.5355e-4, 5e-4, 1.4645e-4 (a step per batch would have moved it 2 steps per epoch here: 96 images / 64)
+    close(tiny_run.history['lr'], [1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)], rtol=0, atol=1e-15)
+
+
+def test_the_maps_of_phase_k_come_from_the_checkpoint_of_marker_k(tiny_run):
+    from safetensors.torch import load_file
+    from fmce_nb.fmcs import FMCSData
+    from fmce_nb.runs import weights_path
+    markers = (1, 2, 3)                                     # epoch 4 exists too, so a shifted checkpoint would load
+    fm = FMCSData(tiny_run, markers, 'cpu')
+    for k, e in enumerate(markers):
+        want = load_file(weights_path(tiny_run.dir, e))     # the file of epoch E_k, read here directly
+        got = fm.backbones[k].state_dict()
+        for name in ('net.fc.weight', 'net.features.0.0.weight'):
+            assert_close(got[name].contiguous(), want[name], rtol=0, atol=0)
+
+
 def test_markers_need_K_plus_one_epochs():
     # EMA a = .5 on 8, 4, 3.5: S = 8, 6, 4.75; |D| = 2, 1.25; mu = 1.5 -> E_K = 3; G = ln(8/4.75); K = 2: the target
     # G/2 = .26 is nearest the drop of epoch 2, ln(8/6) = .29 (epoch 3's is .52): markers 2, 3. Three epochs suffice.
