@@ -103,19 +103,20 @@ def bf16_pays(device) -> bool:
     return device.type == 'cuda' or (device.type == 'cpu' and cpu_bf16())
 
 # %% ../nbs/01_models.ipynb
-# (bf16 pays, channels-last pays) for each arch on a CPU with native bf16, from the measured table above
-_CPU_MODES = {'small_cnn': (True, True), 'resnet18': (True, True), 'resnet50': (True, True),
-              'resnet18_smallstem': (True, True), 'resnet50_smallstem': (True, True),
-              'shufflenet_v2_x1_0': (False, True), 'shufflenet_v2_x1_0_smallstem': (False, False)}
+# per arch on a CPU with native bf16, from the measured table above: (the input size from which bf16 pays, or None
+# where it never does; whether channels-last pays)
+_CPU_MODES = {'small_cnn': (0, True), 'resnet18': (0, True), 'resnet50': (0, True),
+              'resnet18_smallstem': (0, True), 'resnet50_smallstem': (0, True),
+              'shufflenet_v2_x1_0': (None, True), 'shufflenet_v2_x1_0_smallstem': (56, False)}
 
-def speed_modes(arch: str, device) -> dict:
-    "{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` on `device`."
+def speed_modes(arch: str, device, size: int = 32) -> dict:
+    "{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` at `size` px on `device`."
     if arch not in _ARCHS: raise ValueError(f"Unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     device = torch.device(device)
     if device.type == 'cuda': return {'amp': True, 'channels_last': True}
     if device.type != 'cpu': return {'amp': False, 'channels_last': False}
-    amp, cl = _CPU_MODES[arch]
-    return {'amp': amp and bf16_pays(device), 'channels_last': cl}
+    bf16_from, cl = _CPU_MODES[arch]
+    return {'amp': bf16_from is not None and size >= bf16_from and bf16_pays(device), 'channels_last': cl}
 
 # %% ../nbs/01_models.ipynb
 def _check_name(model: nn.Module, name: str):
