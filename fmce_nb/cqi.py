@@ -15,10 +15,10 @@ __all__ = ['SMOOTHINGS', 'paper_mu', 'smooth', 'cqi', 'NotConvergedError', 'Mark
 # %% ../nbs/02_cqi.ipynb
 SMOOTHINGS = ('ema', 'paper')
 
-def _as_losses(losses, min_len: int = 2) -> np.ndarray:
+def _as_losses(losses, min_len: int = 2, why: str = '') -> np.ndarray:
     a = np.asarray(losses, dtype=float)
     if a.ndim != 1: raise ValueError(f"losses must be a 1-D sequence (one mean loss per epoch), got shape {a.shape}")
-    if len(a) < min_len: raise ValueError(f"need at least {min_len} epochs of losses, got {len(a)}")
+    if len(a) < min_len: raise ValueError(f"need at least {min_len} epochs of losses, got {len(a)}{why}")
     bad = np.flatnonzero(~np.isfinite(a))
     if len(bad): raise ValueError(f"loss at epoch {bad[0] + 1} is {a[bad[0]]}: losses must be finite")
     bad = np.flatnonzero(a <= 0)
@@ -141,7 +141,7 @@ def epoch_markers(losses, K: int = 10, mu: float = 1e-4, alpha: float = 0.85, wi
                   smoothing: str = 'ema', on_no_convergence: str = 'raise') -> Markers:
     "E_0 and the K epoch markers E_1 < ... < E_K of a loss sequence (1-based epochs)."
     _check_params(alpha, window, smoothing, K=K, mu=mu)
-    L = _as_losses(losses, min_len=K + 1)
+    L = _as_losses(losses, min_len=K + 1, why=f": K={K} markers need K + 1 epochs at least. Train longer or use a smaller K")
     e0, ek, converged, c = convergence_epoch(L, mu, alpha, window, smoothing, on_no_convergence)
     if ek - e0 < K:
         raise MarkerError(f"only {ek - e0} epochs lie in (E_0, E_K] = ({e0}, {ek}]: too few for K={K} distinct "

@@ -46,6 +46,8 @@ class ImageData:
 
     def subset(self, n, seed=0):
         "The first `n` images of a seeded shuffle (all of them if `n` is None or larger than the split)."
+        if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
+            raise ValueError(f"{self.name}: a subset needs a whole number of images >= 1 (or None for all {len(self)}), got {n!r}")
         if n is None or n >= len(self): return self
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 
 from .models import bf16_pays
-from .runs import atomic_write, write_json
+from .runs import atomic_write, write_json, read_json, read_weights
 
 # %% auto 0
 __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'save_fmce_net',
@@ -122,9 +122,9 @@ def load_fmce_net(path, device='cpu') -> tuple:
     "(FMCENet, info dict) from a folder written by `save_fmce_net`."
     path = Path(path)
     if not (path/'fmce_net.json').exists(): raise FileNotFoundError(f"no fmce_net.json in {path}")
-    info = json.loads((path/'fmce_net.json').read_text())
+    info = read_json(path/'fmce_net.json')
     net = FMCENet(info['in_channels'], info['K'])
-    net.load_state_dict(load_file(str(path/'fmce_net.safetensors'), device=str(device)))
+    net.load_state_dict(read_weights(path/'fmce_net.safetensors', device))
     return net.to(device).eval(), info
 
 # %% ../nbs/06_fmce_net.ipynb

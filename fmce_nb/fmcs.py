@@ -14,7 +14,7 @@ from torch import nn
 
 from .data import DeviceLoader
 from .models import speed_modes
-from .runs import Run, weights_path, atomic_write, write_json, resolve_device
+from .runs import Run, weights_path, atomic_write, write_json, read_json, read_npy, resolve_device
 from .cqi import Markers
 
 # %% auto 0
@@ -94,7 +94,7 @@ class FMCSData:
         check_checkpoints(self.run, self.markers)
         self.device = resolve_device(device)
         cfg = self.run.config
-        modes = speed_modes(cfg.arch, self.device)         # bf16 and channels-last where they pay for this backbone
+        modes = speed_modes(cfg.arch, self.device, cfg.size)         # bf16 and channels-last where they pay for this backbone
         self.amp = modes['amp'] if amp is None else amp
         cl = modes['channels_last']
         data = cfg.split(train=True)
@@ -158,10 +158,10 @@ class FMCSStore:
         self.path, self.device = Path(path), torch.device(device)
         meta = self.path/'meta.json'
         if not meta.exists(): raise FileNotFoundError(f"{self.path} is not an FMCS store (no meta.json); build one with FMCSStore.build")
-        self.meta = json.loads(meta.read_text())
+        self.meta = read_json(meta)
         self.K, self.N, self.markers = self.meta['K'], self.meta['N'], tuple(self.meta['markers'])
         self.feature_shape = tuple(self.meta['feature_shape'])
-        self._mm = [np.load(self.path/f'phase_{k:02d}.npy', mmap_mode='r') for k in range(self.K)]
+        self._mm = [read_npy(self.path/f'phase_{k:02d}.npy') for k in range(self.K)]
 
     @staticmethod
     def build(fmcs: FMCSData, path, batch_size: int = 512, log=print) -> 'FMCSStore':

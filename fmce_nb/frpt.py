@@ -396,6 +396,7 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
 import json, os
 import numpy as np
 from pathlib import Path
+from .runs import read_json, read_npy
 
 def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str) -> dict:
     from fmce_nb.ral import weights_hash
@@ -410,11 +411,11 @@ class TargetStore:
         self.path = Path(path)
         if not (self.path/'meta.json').exists():
             raise FileNotFoundError(f"{self.path} holds no finished target store (no meta.json); build it with TargetStore.build")
-        self.meta = json.loads((self.path/'meta.json').read_text())
+        self.meta = read_json(self.path/'meta.json')
         if expect is not None and self.meta['identity'] != expect:
             diff = {k: (self.meta['identity'].get(k), v) for k, v in expect.items() if self.meta['identity'].get(k) != v}
             raise ValueError(f"{self.path} was built from another model or dataset: (stored, asked) = {diff}; build a store for this one")
-        self.targets = np.load(self.path/'targets.npy', mmap_mode='r')
+        self.targets = read_npy(self.path/'targets.npy')
 
     def __len__(self): return len(self.targets)
     def __getitem__(self, idx) -> torch.Tensor:

@@ -13,7 +13,7 @@ from .report import find_repo, render_report
 
 # %% auto 0
 __all__ = ['EXPERIMENTS', 'PROFILES', 'Experiment', 'grid', 'notebook_parameters', 'validate', 'Training', 'Cell', 'Plan',
-           'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'report', 'main']
+           'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'report', 'read_grid', 'main']
 
 # %% ../nbs/11_repro.ipynb
 @dataclass(frozen=True)
@@ -125,6 +125,8 @@ def notebook_parameters(path) -> dict:
             out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
 
+def _a(noun: str) -> str: return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
 def validate(params: dict, defaults: dict, where: str = ''):
     "Raise ValueError naming every unknown parameter and every value of the wrong type."
     errors = []
@@ -134,7 +136,7 @@ def validate(params: dict, defaults: dict, where: str = ''):
         d = defaults[k]
         if v is None or d is None: continue
         ok = (isinstance(v, bool) == isinstance(d, bool)) and (isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)))
-        if not ok: errors.append(f"parameter {k!r} = {v!r} is a {type(v).__name__}, the notebook expects a {type(d).__name__}")
+        if not ok: errors.append(f"parameter {k!r} = {v!r} is {_a(type(v).__name__)}, the notebook expects {_a(type(d).__name__)}")
     if errors: raise ValueError(f"{where}: " + '; '.join(errors))
 
 # %% ../nbs/11_repro.ipynb
@@ -230,13 +232,13 @@ def train_job(config: dict, run_dir: str, markers: list) -> dict:
     return {'status': 'done', 'seconds': round(time.time() - t0, 1), 'top1': float(run.test_acc[-1])}
 
 # %% ../nbs/11_repro.ipynb
-def _ipc_kernel_manager():
+def _ipc_kernel_manager(folder):
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
-        "A kernel reached through local socket files in a private temporary folder: nothing listens on the network."
+        "A kernel reached through local socket files in `folder`: nothing listens on the network."
         def __init__(self, **kw):
             kw.setdefault('transport', 'ipc')
-            kw.setdefault('ip', os.path.join(tempfile.mkdtemp(prefix='fmce-kernel-'), 'kernel'))
+            kw.setdefault('ip', os.path.join(folder, 'kernel'))
             super().__init__(**kw)
     return IPCKernelManager
 
@@ -252,9 +254,10 @@ def run_cell(experiment: str, params: dict, cell_dir, nbs_dir, timeout: int | No
     tmp_out = cell_dir/f'.running-{nb.name}'
     status = {'experiment': experiment, 'params': params, 'notebook': nb.name, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')}
     try:
-        pm.execute_notebook(str(nb), str(tmp_out), parameters=p, kernel_name='python3', cwd=str(nb.parent),
-                            progress_bar=False, log_output=False, execution_timeout=timeout,
-                            kernel_manager_class=_ipc_kernel_manager())
+        with tempfile.TemporaryDirectory(prefix='fmce-kernel-') as sockets:        # removed with the kernel's sockets
+            pm.execute_notebook(str(nb), str(tmp_out), parameters=p, kernel_name='python3', cwd=str(nb.parent),
+                                progress_bar=False, log_output=False, execution_timeout=timeout,
+                                kernel_manager_class=_ipc_kernel_manager(sockets))
         status['status'] = 'done'
     except Exception as e:
         status['status'] = 'failed'; status['error'] = f"{type(e).__name__}: {str(e)[-2000:]}"
@@ -347,6 +350,17 @@ def report(profile: str, root) -> Path:
     return render_report(root/'results'/profile, root/'reports'/f'{profile}.md', root/'figures'/profile,
                          title=f'fmce_nb results: {profile} profile')
 
+def read_grid(path) -> dict:
+    "The {experiment: [params, ...]} of a `--grid` file, or a ValueError that says what is wrong with it."
+    path = Path(path)
+    if not path.is_file(): raise ValueError(f"--grid {path}: no such file")
+    try: grid = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"--grid {path} is not valid JSON: {e}") from None
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and all(isinstance(c, dict) for c in v) for v in grid.values()):
+        raise ValueError(f"--grid {path} must hold an object {{experiment: [{{parameter: value, ...}}, ...]}}, "
+                         f'e.g. {{"table1": [{{"seed": 0}}, {{"seed": 1}}]}}')
+    return grid
+
 def main(argv=None):
     "fmce-repro --profile smoke|cpu|reduced|paper [--only table1,table2,gradcam] [--dry-run] [--report-only]"
     p = argparse.ArgumentParser(prog='fmce-repro', description='Train the runs of a profile once, run its experiment notebooks on them, and render its report.')
@@ -364,8 +378,7 @@ def main(argv=None):
     nbs = repo/'nbs'/'experiments'
     if a.report_only:
         print(f"report: {report(a.profile, root)}"); return
-    override = json.loads(Path(a.grid).read_text()) if a.grid else None
-    try: pl = plan(a.profile, root, a.only.split(','), override, nbs)
+    try: pl = plan(a.profile, root, a.only.split(','), read_grid(a.grid) if a.grid else None, nbs)
     except ValueError as e: sys.exit(f"fmce-repro: {e}")
     _print_plan(pl, root)
     if a.dry_run: return

@@ -14,13 +14,13 @@ from safetensors.torch import load_file
 
 import fmce_nb
 from .cqi import Markers, NotConvergedError, MarkerError, epoch_markers, paper_mu, _check_params
-from .models import build_model, FMCEClassifier, speed_modes
-from .data import load_dataset
+from .models import ARCHS, build_model, FMCEClassifier, speed_modes
+from .data import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash',
-           'run_identity', 'run_id', 'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings',
-           'run_markers', 'keep_only']
+__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'CorruptFileError', 'read_json', 'read_weights', 'read_npy',
+           'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'run_identity', 'run_id', 'provenance',
+           'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path, write):
@@ -48,6 +48,30 @@ def _jsonable(o):
 def write_json(path, obj):
     "Atomically write `obj` as indented JSON."
     atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=1, default=_jsonable) + '\n'))
+
+# %% ../nbs/03_runs.ipynb
+class CorruptFileError(ValueError):
+    "A file of a run folder (or of a store built from one) that cannot be read: the message names it and the fix."
+    def __init__(self, path, why: str):
+        super().__init__(f"{path} cannot be read ({why}). Our writes are atomic, so it was damaged outside this "
+                         f"library: delete {Path(path).parent} and run again to rebuild it.")
+        self.path = Path(path)
+
+def read_json(path) -> dict:
+    "The JSON object in `path`, or a `CorruptFileError` that names the file."
+    try: return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CorruptFileError(path, f"not valid JSON: {e}") from None
+
+def read_weights(path, device='cpu') -> dict:
+    "The tensors of a safetensors file, or a `CorruptFileError` that names the file."
+    from safetensors import SafetensorError
+    try: return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e: raise CorruptFileError(path, f"not a safetensors file: {e}") from None
+
+def read_npy(path, mmap_mode='r') -> np.ndarray:
+    "The array in a `.npy` file (memory-mapped by default), or a `CorruptFileError` that names the file."
+    try: return np.load(path, mmap_mode=mmap_mode)
+    except (ValueError, OSError, EOFError) as e: raise CorruptFileError(path, f"not a complete .npy array: {e}") from None
 
 # %% ../nbs/03_runs.ipynb
 def resolve_device(device='auto') -> torch.device:
@@ -80,6 +104,12 @@ class TrainConfig:
     data_root: str | None = None
 
     def __post_init__(self):
+        if self.dataset not in DATASETS: raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.arch not in ARCHS: raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.device not in (None, 'auto'):
+            try: torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"device {self.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
         for k in ('epochs', 'batch_size', 'size'):
             if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
@@ -96,7 +126,7 @@ class TrainConfig:
 
     def modes(self) -> dict:
         "{'amp', 'channels_last'} as this run uses them: the fields where set, else `speed_modes` of the arch and device."
-        auto = speed_modes(self.arch, self.resolved_device())
+        auto = speed_modes(self.arch, self.resolved_device(), self.size)
         return {k: auto[k] if getattr(self, k) is None else bool(getattr(self, k)) for k in auto}
 
     @property
@@ -189,7 +219,7 @@ class Run:
         if not f.exists():
             raise FileNotFoundError(f"{self.dir} is not a run folder (no run.json). Train one with "
                                     f"fmce_nb.train.train(TrainConfig(...), '{self.dir}') or the fmce-train command.")
-        self.meta = json.loads(f.read_text())
+        self.meta = read_json(f)
         self.config = stored_config(self.meta)
         self.history = self.meta['history']
 
@@ -219,7 +249,7 @@ class Run:
         if not p.exists():
             raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}; saved epochs: {self.saved_epochs()}")
         m = build_model(self.config.arch, self.num_classes)
-        m.load_state_dict(load_file(str(p), device=str(device)))
+        m.load_state_dict(read_weights(p, device))
         return m.to(device)
 
     def summary(self) -> dict:
@@ -298,7 +328,7 @@ def run_markers(run, settings: MarkerSettings | None = None, **kwargs) -> Marker
     path = run.dir/'markers'/f'{s.slug()}.json'
     losses_hash = short_hash(run.history['loss'])
     if path.exists():
-        rec = json.loads(path.read_text())
+        rec = read_json(path)
         if rec.get('losses_hash') == losses_hash: return _stored_markers(rec)
     rec = {'settings': asdict(s), 'losses_hash': losses_hash}
     try:

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from .data import DeviceLoader, channel_stats
 from .models import build_model
 from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path, environment,
-                          provenance, run_identity, stored_config)
+                          provenance, read_json, run_identity, stored_config)
 from .cqi import paper_mu
 
 # %% auto 0
@@ -134,15 +134,17 @@ def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = Non
     "Train (or resume) `cfg` minimizing `objective` (default: `CrossEntropy()`) in `run_dir`; returns the finished `Run`."
     objective = objective or CrossEntropy()
     rank, world, local = dist_context()
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     dev = cfg.resolved_device()
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r}: no CUDA GPU is visible here; use device='auto' or 'cpu'")
+    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local)
     cuda = dev.type == 'cuda'
     main_proc = rank == 0
     meta_path = run_dir/'run.json'
     modes = cfg.modes()
     if meta_path.exists():
-        old = json.loads(meta_path.read_text())
+        old = read_json(meta_path)
         if run_identity(stored_config(old), old.get('objective')) != run_identity(cfg, objective.spec()):
             raise ValueError(f"{run_dir} holds a run with another config, precision or objective ({old['config']}, "
                              f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a new folder.")
@@ -218,30 +220,58 @@ def _print_summary(run: Run, mu: float | None, K: int, out=print):
     try: out(f"epoch markers (K={K}, mu={mu:g}): {list(epoch_markers(L, K=K, mu=mu).markers)}")
     except ValueError as e: out(f"no epoch markers yet: {e}")
 
-def _auto_bool(s: str) -> bool | None:
-    s = s.lower()
-    if s == 'auto': return None
-    if s in ('1', 'true', 'yes', '0', 'false', 'no'): return s in ('1', 'true', 'yes')
-    raise argparse.ArgumentTypeError(f"expected true, false or auto, got {s!r}")
+def _bool(s: str) -> bool:
+    if s.lower() in ('1', 'true', 'yes', '0', 'false', 'no'): return s.lower() in ('1', 'true', 'yes')
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
-def main(argv=None):
-    "Command line: `fmce-train --dataset mnist5k --arch small_cnn --epochs 5 --out runs/demo`."
+def _auto_bool(s: str) -> bool | None: return None if s.lower() == 'auto' else _bool(s)
+
+_HELP = {
+    'dataset': 'the data (one of: %(choices)s)', 'arch': 'the backbone (one of: %(choices)s)',
+    'epochs': 'epochs to train (the papers: 100-250)', 'batch_size': 'training batch size (the papers: 256)',
+    'lr': 'Adam learning rate, annealed by a cosine over the epochs (the papers: 1e-3)',
+    'size': 'input resolution in pixels (the papers: 224)', 'seed': 'seeds the weights, the batch order and the subsets',
+    'augment': 'random crop with padding, and a horizontal flip where the data allows it',
+    'n_train': 'train on a seeded subset of this many images (default: the whole training split)',
+    'n_test': 'test on a seeded subset of this many images (default: the whole test split)',
+    'subset_seed': 'seeds the n_train / n_test subsets instead of --seed', 'optimizer': 'adam (the papers) or adamw',
+    'weight_decay': 'weight decay of the optimizer', 'device': "auto (a GPU where there is one), cpu, cuda or cuda:N",
+    'amp': 'bf16 autocast: true, false, or auto (default: where it was measured to pay for the arch on the device)',
+    'channels_last': 'channels-last memory: true, false, or auto (default: where it was measured to pay)',
+    'compile': 'torch.compile the model', 'data_root': "folder of the datasets (default: $FMCE_NB_DATA, the checkout's data/, or ~/.cache/fmce_nb/data)",
+}
+
+def _parser() -> argparse.ArgumentParser:
+    from fmce_nb.data import DATASETS
+    from fmce_nb.models import ARCHS
     p = argparse.ArgumentParser(prog='fmce-train', description='Train the original task and record loss and weight sequences.')
     for f in fields(TrainConfig):
-        default = f.default
-        if isinstance(default, bool): p.add_argument(f'--{f.name}', type=lambda s: s.lower() in ('1', 'true', 'yes'), default=default, metavar='BOOL')
-        elif f.name in ('amp', 'channels_last'):
-            p.add_argument(f'--{f.name}', type=_auto_bool, default=None, metavar='BOOL|auto',
-                           help='auto (default): where it was measured to pay for the arch on the device (speed_modes)')
-        elif f.name in ('n_train', 'n_test'): p.add_argument(f'--{f.name}', type=int, default=default)
-        elif f.name == 'data_root': p.add_argument(f'--{f.name}', default=default)
-        else: p.add_argument(f'--{f.name}', type=type(default), default=default)
+        kw = {'default': f.default, 'help': _HELP[f.name]}
+        if f.name in ('amp', 'channels_last'): kw.update(type=_auto_bool, metavar='BOOL|auto')
+        elif isinstance(f.default, bool): kw.update(type=_bool, metavar='BOOL')
+        elif f.name in ('n_train', 'n_test', 'subset_seed'): kw.update(type=int)
+        elif f.name == 'data_root': pass
+        else: kw.update(type=type(f.default))
+        if f.name == 'dataset': kw['choices'] = DATASETS
+        if f.name == 'arch': kw['choices'] = ARCHS
+        if f.name == 'optimizer': kw['choices'] = ('adam', 'adamw')
+        p.add_argument(f'--{f.name}', **kw)
+    p.add_argument('--download', action='store_true', help='fetch the dataset first where torchvision can (needs internet)')
     p.add_argument('--out', default=None, help='run folder (default: runs/<dataset>-<arch>-<size>px-seed<seed>)')
     p.add_argument('--mu', type=float, default=None, help="CQI threshold for the printed markers (default: the paper's rule, paper_mu)")
     p.add_argument('--K', type=int, default=10, help='number of convergence phases for the printed markers')
     p.add_argument('--quiet', action='store_true', help='no per-epoch lines')
+    return p
+
+def main(argv=None):
+    "Command line: `fmce-train --dataset mnist5k --arch small_cnn --epochs 5 --out runs/demo`."
+    from fmce_nb.data import load_dataset
+    p = _parser()
     a = p.parse_args(argv)
-    cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
+    try: cfg = TrainConfig(**{f.name: getattr(a, f.name) for f in fields(TrainConfig)})
+    except ValueError as e: p.error(str(e))                     # checked before any folder is made
+    if a.download:
+        for train_split in (True, False): load_dataset(cfg.dataset, cfg.data_root, train=train_split, download=True)
     out = a.out or f"runs/{cfg.dataset}-{cfg.arch}-{cfg.size}px-seed{cfg.seed}"
     rank = dist_context()[0]
     if rank == 0: print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, device {cfg.resolved_device()}, "

@@ -102,7 +102,7 @@ def test_unknown_parameter_is_an_error_before_anything_runs(tmp_path):
 def test_wrong_type_is_an_error(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY, epochs='5')]})
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
-    assert r.returncode != 0 and 'expects a int' in r.stderr
+    assert r.returncode != 0 and 'expects an int' in r.stderr
 
 
 def test_killed_batch_finishes_without_redoing_work(tmp_path):
@@ -170,3 +170,12 @@ def test_the_committed_cpu_records_are_the_cells_of_the_cpu_plan():
     pl = plan('cpu', repo)
     assert committed and {c.dir for c in pl.cells} == committed
     assert [c.dir.name for c in pl.cells if c.status != 'done'] == []
+
+
+@pytest.mark.parametrize('content, says', [(None, 'no such file'), ('{"table1": [', 'is not valid JSON'),
+                                           ('{"table1": {"seed": 0}}', 'must hold an object {experiment: [')])
+def test_a_bad_grid_file_is_one_plain_error(tmp_path, content, says):
+    g = tmp_path/'grid.json'
+    if content is not None: g.write_text(content)
+    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
+    assert r.returncode != 0 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr

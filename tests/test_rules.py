@@ -479,3 +479,15 @@ def test_held_out_images_never_overlap_the_training_subset():
     key = lambda d: {tuple(r) for r in d.images.flatten(1).tolist()}
     assert len(val) == 100 and not key(sub) & key(val)
     assert key(tr.subset(300, seed=5)) == key(sub) | key(val)
+
+
+def test_too_short_a_curve_for_K_says_that_K_is_why():
+    with pytest.raises(ValueError, match=r'^need at least 5 epochs of losses, got 3: K=4 markers need K \+ 1 epochs'):
+        epoch_markers([3., 2., 1.], K=4)
+
+
+@pytest.mark.parametrize('n', [-5, 0, 2.5, True])
+def test_a_subset_of_no_images_or_of_a_fraction_is_refused(n):
+    from fmce_nb.data import load_dataset
+    with pytest.raises(ValueError, match=r'whole number of images >= 1 \(or None for all 1438\)'):
+        load_dataset('digits').subset(n)

@@ -1,0 +1,71 @@
+"""Bad input gets one clear error that names the problem, the file or value, and the fix, before anything is made."""
+import json, sys
+
+import numpy as np
+import pytest
+
+from _guard import run
+
+from fmce_nb.runs import CorruptFileError, Run, TrainConfig, _write_run, weights_path
+from fmce_nb.models import build_model
+
+TRAIN = [sys.executable, '-c', 'from fmce_nb.train import main; main()']
+
+
+@pytest.mark.parametrize('kw, says', [({'dataset': 'mnist10k'}, "unknown dataset 'mnist10k'; choose one of mnist, mnist5k"),
+                                      ({'arch': 'vgg16'}, "unknown arch 'vgg16'; choose one of resnet50"),
+                                      ({'device': 'gpu'}, "device 'gpu' is not a device; use 'auto', 'cpu'")])
+def test_a_config_with_an_unknown_name_is_refused_when_made(kw, says):
+    with pytest.raises(ValueError, match=f'^{says}'):
+        TrainConfig(**kw)
+
+
+def test_fmce_train_refuses_an_unknown_arch_before_making_a_folder_and_lists_the_choices(tmp_path):
+    r = run(TRAIN + ['--arch', 'resnet19', '--out', str(tmp_path/'run')])
+    assert r.returncode == 2 and "invalid choice: 'resnet19'" in r.stderr and 'resnet18_smallstem' in r.stderr
+    assert not (tmp_path/'run').exists()
+    r = run(TRAIN + ['--device', 'gpu', '--out', str(tmp_path/'run')])
+    assert r.returncode == 2 and "device 'gpu' is not a device" in r.stderr and not (tmp_path/'run').exists()
+
+
+def test_fmce_train_help_gives_every_option_a_line_and_lists_the_names():
+    from fmce_nb.train import _parser
+    p = _parser()
+    actions = [a for a in p._actions if a.option_strings]
+    assert len(actions) >= 23 and [a.dest for a in actions if not a.help] == []
+    out = run(TRAIN + ['--help']).stdout
+    assert 'small_cnn' in out and 'shufflenet_v2_x1_0_smallstem' in out and 'fashion_mnist' in out and '--download' in out
+
+
+@pytest.fixture
+def written_run(tmp_path):
+    cfg = TrainConfig(dataset='digits', arch='small_cnn', epochs=2, size=16, amp=False)
+    sd = build_model('small_cnn').state_dict()
+    _write_run(tmp_path/'run', cfg, [1.0, 0.5], weights={1: sd, 2: sd})
+    return tmp_path/'run'
+
+
+def test_a_damaged_run_json_names_the_file_and_the_fix(written_run):
+    (written_run/'run.json').write_text('{"config": {"dataset": ')
+    with pytest.raises(CorruptFileError, match=f"{written_run/'run.json'} cannot be read .* delete {written_run} and run again"):
+        Run(written_run)
+
+
+def test_damaged_weights_name_the_file(written_run):
+    weights_path(written_run, 2).write_bytes(b'\xff' * 100)        # safetensors reads this as a huge header length
+    r = Run(written_run)
+    r.model(1)                                                      # the intact epoch still loads
+    with pytest.raises(CorruptFileError, match='epoch_0002.safetensors cannot be read'):
+        r.model(2)
+
+
+def test_a_truncated_target_store_names_its_file(tmp_path):
+    from fmce_nb.frpt import TargetStore
+    (tmp_path/'meta.json').write_text(json.dumps({'identity': {}}))
+    np.save(tmp_path/'targets.npy', np.zeros((50, 10), np.float32))
+    (tmp_path/'targets.npy').write_bytes((tmp_path/'targets.npy').read_bytes()[:500])
+    with pytest.raises(CorruptFileError, match='targets.npy cannot be read'):
+        TargetStore(tmp_path)
+    (tmp_path/'meta.json').write_text('{')
+    with pytest.raises(CorruptFileError, match='meta.json cannot be read'):
+        TargetStore(tmp_path)
