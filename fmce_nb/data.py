@@ -45,10 +45,11 @@ class ImageData:
     def shape(self): return tuple(self.images.shape[1:])
 
     def subset(self, n, seed=0):
-        "The first `n` images of a seeded shuffle (all of them if `n` is None or larger than the split)."
-        if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
-            raise ValueError(f"{self.name}: a subset needs a whole number of images >= 1 (or None for all {len(self)}), got {n!r}")
-        if n is None or n >= len(self): return self
+        "The first `n` images of a seeded shuffle (all of them if `n` is None)."
+        if n is not None and (isinstance(n, bool) or int(n) != n or not 1 <= n <= len(self)):
+            raise ValueError(f"{self.name}: a subset needs a whole number of images from 1 to the split's {len(self)} "
+                             f"(or None for all of them), got {n!r}")
+        if n is None or n == len(self): return self
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
                          f"{self.source} (subset of {n})", self.train, self.hflip)

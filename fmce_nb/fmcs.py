@@ -98,7 +98,7 @@ class FMCSData:
         self.amp = modes['amp'] if amp is None else amp
         cl = modes['channels_last']
         data = cfg.split(train=True)
-        self.data = data.subset(n_images, seed)
+        self.data = data.subset(None if n_images is None else min(n_images, len(data)), seed)   # at most n_images
         self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=self.run.stats,
                                    channels_last=cl)
         self.backbones = []
