@@ -103,18 +103,23 @@ def _bisect(f, a, lo, hi, rising: bool, steps: int = 80):
         lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
     return (lo + hi) / 2
 
-def _two_branch_reverse(f, zmin: float, z0, a, span: float = 1e3):
-    "Nearest root to z0 of f(z) = a for f falling to a single minimum at zmin, then rising."
+def _two_branch_reverse(f, zmin: float, z0, a, span: float = 1e3, lo: float | None = None):
+    "Nearest root to z0 of f(z) = a for f falling to a single minimum at zmin (from `lo` on), then rising."
     fmin = f(torch.tensor(zmin, dtype=a.dtype))
     a = torch.maximum(a, fmin)
     zm = torch.full_like(a, zmin)
     right = _bisect(f, a, zm, torch.maximum(zm + 1, a.abs() + 10).clamp(max=span), rising=True)
-    left = _bisect(f, a, torch.full_like(a, -span), zm, rising=False)
+    left = _bisect(f, a, torch.full_like(a, -span if lo is None else lo), zm, rising=False)
     left = torch.where(f(left).sub(a).abs() <= 1e-4 * (1 + a.abs()), left, right)       # no left root: take the right
     return torch.where((left - z0).abs() < (right - z0).abs(), left, right)
 
-_MINIMA = {nn.SiLU: (F.silu, -1.2784645427610738), nn.GELU: (F.gelu, -0.7517915246935645),
-           nn.Hardswish: (F.hardswish, -1.5)}
+_MINIMA = {nn.SiLU: (F.silu, -1.2784645427610738), nn.GELU: (F.gelu, -0.7517915246935645)}
+
+def _hardswish_reverse(z0, a):
+    "Hardswish falls from 0 at -3 to its minimum at -1.5, then rises; on all of (-inf, -3] it is 0."
+    z = _two_branch_reverse(F.hardswish, -1.5, z0, a, lo=-3.)
+    ray = torch.minimum(z0, torch.full_like(z0, -3.))          # the nearest point of the ray (-inf, -3] that maps to 0
+    return torch.where((a == 0) & ((ray - z0).abs() < (z - z0).abs()), ray, z)
 
 def act_reverse(act: nn.Module | None, z0: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     "The pre-activation nearest `z0` that `act` maps to `a` (the nearest reachable one where `a` cannot be reached)."
@@ -122,6 +127,7 @@ def act_reverse(act: nn.Module | None, z0: torch.Tensor, a: torch.Tensor) -> tor
     if act is None or isinstance(act, nn.Identity): return a
     if isinstance(act, nn.ReLU): return _relu_reverse(z0, a)
     if isinstance(act, nn.ReLU6): return _relu6_reverse(z0, a)
+    if isinstance(act, nn.Hardswish): return _hardswish_reverse(z0, a)
     for cls, (f, zmin) in _MINIMA.items():
         if isinstance(act, cls) and not (cls is nn.GELU and act.approximate != 'none'):
             return _two_branch_reverse(f, zmin, z0, a)
@@ -155,7 +161,9 @@ def pool_reverse(pool: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Te
     "The input nearest `x0` that `pool` (MaxPool2d or AvgPool2d, non-overlapping) maps to `y`."
     k = _pool_kernel(pool, x0, y)
     w, t = _windows(x0, k), y[..., None]
-    if isinstance(pool, nn.AvgPool2d): w = w + (t - w.mean(-1, keepdim=True))
+    if isinstance(pool, nn.AvgPool2d):        # y = window sum / d (d = k*k, or divisor_override): add the same to each
+        d = pool.divisor_override or k * k
+        w = w + (t * d - w.sum(-1, keepdim=True)) / (k * k)
     elif isinstance(pool, nn.MaxPool2d):
         w = torch.minimum(w, t)
         top = w.argmax(-1, keepdim=True)
@@ -179,17 +187,21 @@ def bn_reverse(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
     return torch.where(gamma.abs() < 1e-4, torch.zeros_like(x), x)
 
 # %% ../nbs/09_frpt.ipynb
-def _conv_why(conv: nn.Conv2d) -> str | None:
-    "Why `conv` has no reverse here, or None: only stride 1, dilation 1, one group and zero padding have one."
+def _conv_why(conv: nn.Conv2d, method: str = 'cg') -> str | None:
+    "Why `conv` has no reverse here by `method`, or None: only stride 1, dilation 1, one group and zero padding have one."
     bad = [n for n, v, ok in (('stride', conv.stride, (1, 1)), ('dilation', conv.dilation, (1, 1)), ('groups', conv.groups, 1))
            if v != ok]
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros': bad.append('padding mode')
     if bad: return (f"{conv!r}: no reverse for a convolution with this {', '.join(bad)}; only stride 1, dilation 1, one group "
                     "and zero padding")
+    if method == 'fft' and any(conv.padding):
+        # the circular problem of the FFT solve pins the zero border, which the padded input does not keep: the answer
+        # then misses its target (relative residual 0.2-0.4 measured), so it is refused rather than returned
+        return f"{conv!r}: the FFT reverse holds for padding 0 only; use conv_method='cg' (or 'dense') for padded convolutions"
 
-def _check_conv(conv: nn.Conv2d, x0, y):
+def _check_conv(conv: nn.Conv2d, x0, y, method: str = 'cg'):
     if not isinstance(conv, nn.Conv2d): raise NotImplementedError(f"{conv!r} is not a Conv2d")
-    why = _conv_why(conv)
+    why = _conv_why(conv, method)
     if why: raise NotImplementedError(why)
     with torch.no_grad(): want = conv(x0[:1]).shape[1:]
     if x0.ndim != 4 or y.shape[1:] != want or len(y) != len(x0):
@@ -235,8 +247,8 @@ def conv_reverse_cg(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, iters: i
     return x0 + (At(sol) if shrink else sol)
 
 def conv_reverse_fft(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, rtol: float = 1e-7) -> torch.Tensor:
-    "The reverse of `conv` by one small solve per spatial frequency of the padded, circular problem."
-    _check_conv(conv, x0, y)
+    "The reverse of `conv` (no padding) by one small solve per spatial frequency of the circular problem."
+    _check_conv(conv, x0, y, 'fft')
     (ph, pw), (kh, kw) = conv.padding, conv.kernel_size
     B, C, H, W = x0.shape
     Nh, Nw = H + 2 * ph, W + 2 * pw
@@ -299,17 +311,18 @@ def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: in
                 z = torch.where(worse.reshape(-1, *[1] * (z.ndim - 1)), z, cand)
         return z
     if method != 'vjp': raise ValueError(f"method must be 'auto', 'gauss_newton' or 'vjp', got {method!r}")
-    z = z.requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
     radius = 100 * z0.flatten(1).norm(dim=1).clamp_min(1e-6)
     tn = t.flatten(1).norm(dim=1).clamp_min(1e-12) ** 2
-    for _ in range(iters * 10):
-        opt.zero_grad()
-        (((block(z) - t) ** 2).flatten(1).sum(1) / tn).sum().backward()
-        opt.step()
-        with torch.no_grad():
-            d = (z - z0).flatten(1)
-            z.copy_(z0 + (d * (radius / d.norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None]).reshape(z.shape))
+    with torch.enable_grad():                       # also under reconstruct_targets' no_grad
+        z = z.requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        for _ in range(iters * 10):
+            opt.zero_grad()
+            (((block(z) - t) ** 2).flatten(1).sum(1) / tn).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                d = (z - z0).flatten(1)
+                z.copy_(z0 + (d * (radius / d.norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None]).reshape(z.shape))
     return z.detach()
 
 # %% ../nbs/09_frpt.ipynb
@@ -350,10 +363,10 @@ def _steps_after(model, layer: str) -> list:
     stop = [s for s, _ in steps].index(_last_steps(steps)[layer])
     return steps[stop + 1:]
 
-def _check_reversible(name, m):
+def _check_reversible(name, m, conv_method: str = 'cg'):
     "Raise NotImplementedError, naming the step, if `m` has no reverse here (before any work is done)."
     why = None
-    if isinstance(m, nn.Conv2d): why = _conv_why(m)
+    if isinstance(m, nn.Conv2d): why = _conv_why(m, conv_method)
     elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): why = _pool_why(m)
     elif isinstance(m, nn.AdaptiveAvgPool2d):
         if m.output_size not in (1, (1, 1)): why = f"adaptive pooling to {m.output_size}"
@@ -378,7 +391,7 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
                         conv_method: str = 'cg') -> torch.Tensor:
     "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`."
     after = _steps_after(model, layer)
-    for name, m in after: _check_reversible(name, m)           # refuse before any work
+    for name, m in after: _check_reversible(name, m, conv_method)   # refuse before any work
     was = model.training; model.eval()
     try:
         steps, inputs, h = _steps(model), [], x
