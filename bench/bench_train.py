@@ -68,7 +68,7 @@ for arch, size in cases:
     size = int(size)
     fns = {k: bare_fn(arch, size, *v) for k, v in MODES.items()}
     fns['fp32 NCHW'](2)                                                   # warm-up, then size each timing
-    n = max(2, round(a.seconds * rate(fns['fp32 NCHW'], 2) / bs))
+    n = min(max(2, round(a.seconds * rate(fns["fp32 NCHW"], 2) / bs)), len(ds) // bs)   # the loop reads real images: at most the split
     for f in fns.values(): f(1)
     d = speed_modes(arch, dev, size)
     default = next(k for k, v in MODES.items() if v == (d['amp'], d['channels_last']))

@@ -327,14 +327,18 @@ def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: in
 
 # %% ../nbs/09_frpt.ipynb
 def _steps(model) -> list:
-    "The forward pass of an FMCEClassifier as [(name, module)], ending with ('net.fc', fc); flatten is implied."
+    "The forward pass of an FMCEClassifier as [(name, module)], ending with its last linear layer (flatten after global pooling implied)."
     net = model.net
     if model.arch == 'small_cnn':
         steps = [(f'net.features.{i}.{j}', m) for i, blk in enumerate(net.features) for j, m in enumerate(blk)]
-    elif model.arch in ('resnet18', 'resnet34'):
+    elif model.arch == 'simple_cnn':           # every layer its own step: the pre-activations conv1..3, fc1 are named
+        return [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'act1', 'pool1', 'conv2', 'act2', 'pool2', 'conv3', 'act3',
+                                                         'flatten', 'fc1', 'act4', 'fc2')]
+    elif model.arch in ('resnet18', 'resnet34', 'resnet18_smallstem'):
         steps = [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'bn1', 'relu', 'maxpool')]
         steps += [(f'net.layer{i}.{j}', b) for i in range(1, 5) for j, b in enumerate(getattr(net, f'layer{i}'))]
-    else: raise NotImplementedError(f"reconstruct_targets walks small_cnn and resnet18/34, not {model.arch}")
+    else: raise NotImplementedError(f"reconstruct_targets walks small_cnn, simple_cnn and resnet18/34 (and resnet18_smallstem), "
+                                    f"not {model.arch}")
     return steps + [('net.avgpool', net.avgpool), ('net.fc', net.fc)]
 
 def _last_steps(steps) -> dict:
@@ -370,13 +374,14 @@ def _check_reversible(name, m, conv_method: str = 'cg'):
     elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): why = _pool_why(m)
     elif isinstance(m, nn.AdaptiveAvgPool2d):
         if m.output_size not in (1, (1, 1)): why = f"adaptive pooling to {m.output_size}"
-    elif not isinstance(m, (nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity)):
+    elif not isinstance(m, (nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity, nn.Flatten)):
         from torchvision.models.resnet import BasicBlock, Bottleneck
         if not isinstance(m, (BasicBlock, Bottleneck)): why = f"{type(m).__name__} is not a step with a reverse here"
     if why: raise NotImplementedError(f"no reverse for {name}: {why}")
 
 def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, nn.Linear): return linear_reverse(x_in, target, m.weight, m.bias)
+    if isinstance(m, nn.Flatten): return target.reshape(x_in.shape)
     if isinstance(m, nn.AdaptiveAvgPool2d):                # global pooling only: _check_reversible has refused the rest
         return gap_reverse(target.reshape(len(target), -1), tuple(x_in.shape[2:]))
     if isinstance(m, nn.BatchNorm2d): return bn_reverse(m, target)

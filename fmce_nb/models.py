@@ -10,8 +10,8 @@ from torch import nn
 import torchvision
 
 # %% auto 0
-__all__ = ['ARCHS', 'SmallCNN', 'FMCEClassifier', 'build_model', 'cpu_bf16', 'bf16_pays', 'speed_modes', 'FeatureTap',
-           'feature_extractor']
+__all__ = ['ARCHS', 'SmallCNN', 'SimpleCNN', 'FMCEClassifier', 'build_model', 'cpu_bf16', 'bf16_pays', 'speed_modes',
+           'FeatureTap', 'feature_extractor']
 
 # %% ../nbs/01_models.ipynb
 class SmallCNN(nn.Module):
@@ -24,6 +24,23 @@ class SmallCNN(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * width, num_classes)
     def forward(self, x): return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+# %% ../nbs/01_models.ipynb
+class SimpleCNN(nn.Module):
+    "FR-PT's SimpleCNN v2: conv 5x5, 3x3, 3x3 (10 channels, no padding) with ReLU, max-pool after two, fc 160-128-classes."
+    def __init__(self, num_classes: int = 10, width: int = 10, hidden: int = 128):
+        super().__init__()
+        self.conv1, self.act1, self.pool1 = nn.Conv2d(3, width, 5), nn.ReLU(), nn.MaxPool2d(2)
+        self.conv2, self.act2, self.pool2 = nn.Conv2d(width, width, 3), nn.ReLU(), nn.MaxPool2d(2)
+        self.conv3, self.act3 = nn.Conv2d(width, width, 3), nn.ReLU()
+        self.flatten, self.fc1, self.act4, self.fc2 = nn.Flatten(), nn.Linear(16 * width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+    def features(self, x):
+        if x.shape[-2:] != (32, 32): raise ValueError(f"SimpleCNN takes 32x32 inputs (its fc1 reads 10x4x4), got {tuple(x.shape[-2:])}")
+        return self.act3(self.conv3(self.pool2(self.act2(self.conv2(self.pool1(self.act1(self.conv1(x))))))))
+    def head(self, f): return self.fc2(self.act4(self.fc1(self.flatten(f))))
+    def forward(self, x): return self.head(self.features(x))
 
 # %% ../nbs/01_models.ipynb
 def _resnet_features(m, x):
@@ -60,6 +77,8 @@ _ARCHS = {
     'shufflenet_v2_x1_0_smallstem': (_small_stem(torchvision.models.shufflenet_v2_x1_0), _shufflenet_features,
                                      _pool_fc, 'conv5', 1024),
     'small_cnn':          (None, lambda m, x: m.features(x), _pool_fc, 'features', 128),
+    'simple_cnn':         (lambda weights=None, num_classes=10: SimpleCNN(num_classes), lambda m, x: m.features(x),
+                           lambda m, f: m.head(f), 'act3', 10),
 }
 ARCHS = tuple(_ARCHS)
 
@@ -105,7 +124,7 @@ def bf16_pays(device) -> bool:
 # %% ../nbs/01_models.ipynb
 # per arch on a CPU with native bf16, from the measured table above: (the input size from which bf16 pays, or None
 # where it never does; whether channels-last pays)
-_CPU_MODES = {'small_cnn': (0, True), 'resnet18': (0, True), 'resnet50': (0, True),
+_CPU_MODES = {'small_cnn': (0, True), 'simple_cnn': (0, True), 'resnet18': (0, True), 'resnet50': (0, True),
               'resnet18_smallstem': (0, True), 'resnet50_smallstem': (0, True),
               'shufflenet_v2_x1_0': (None, True), 'shufflenet_v2_x1_0_smallstem': (56, False)}
 

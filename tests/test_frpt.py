@@ -77,3 +77,21 @@ def test_alpha_zero_is_plain_cross_entropy():
     assert_close(obj(lambda x: x, torch.tensor([[0., 0.]]), torch.tensor([1]), torch.tensor([0])), torch.tensor(math.log(2)))
     with pytest.raises(ValueError, match='alpha must be >= 0'):
         FRPTObjective(_Store(), pretrained=None, layer='out', alpha=-0.1)
+
+
+def test_simple_cnn_targets_at_its_pre_activations_and_the_exact_last_step():
+    from fmce_nb.frpt import layer_names, nearest_embedding
+    torch.manual_seed(0)
+    m = build_model('simple_cnn').eval()
+    assert {'net.conv1', 'net.conv2', 'net.conv3', 'net.fc1'} <= set(layer_names(m))
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 4, 9])
+    # at 32 px: conv1 28x28, pool 14, conv2 12x12, pool 6, conv3 4x4, fc1 128
+    shapes = {l: tuple(reconstruct_targets(m, x, y, l).shape[1:]) for l in ('net.conv1', 'net.conv2', 'net.conv3', 'net.fc1')}
+    assert shapes == {'net.conv1': (10, 28, 28), 'net.conv2': (10, 12, 12), 'net.conv3': (10, 4, 4), 'net.fc1': (128,)}
+    with torch.no_grad():                 # below fc2 alone (128 unknowns, 10 equations) the reverse reaches the target
+        assert_close(m.net.fc2(reconstruct_targets(m, x, y, 'net.act4')), nearest_embedding(m(x), y), atol=1e-4, rtol=1e-4)
+
+
+def test_the_small_stem_resnet18_is_walked_to_its_4x4_layer4():
+    m = build_model('resnet18_smallstem').eval()
+    assert reconstruct_targets(m, torch.randn(2, 3, 32, 32), torch.tensor([3, 5]), 'net.layer4').shape == (2, 512, 4, 4)
