@@ -13,7 +13,7 @@ from .report import find_repo, render_report
 
 # %% auto 0
 __all__ = ['EXPERIMENTS', 'PROFILES', 'Experiment', 'grid', 'notebook_parameters', 'validate', 'Training', 'Cell', 'Plan',
-           'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'report', 'read_grid', 'main']
+           'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'varied_parameters', 'report', 'read_grid', 'main']
 
 # %% ../nbs/11_repro.ipynb
 @dataclass(frozen=True)
@@ -333,6 +333,15 @@ def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'lo
     return {'trained': tr, 'cells': results}
 
 # %% ../nbs/11_repro.ipynb
+def varied_parameters(cells: list) -> dict:
+    "{experiment: the names of the parameters whose values differ between its cells}, run folders and places left out."
+    by = {}
+    for c in cells: by.setdefault(c.experiment, []).append(c)
+    skip = set(_PLACES)
+    for ex in EXPERIMENTS.values(): skip |= set(ex.runs)
+    return {e: [k for k in cs[0].full if k not in skip and len({json.dumps(c.full.get(k), sort_keys=True) for c in cs}) > 1]
+            for e, cs in by.items()}
+
 def _print_plan(pl: Plan, root: Path, out=print):
     out(f"profile {pl.profile}: {len(pl.trainings)} training runs, {len(pl.cells)} analysis cells")
     out(f"training runs (under {root/'runs'/pl.profile/'train'}):")
@@ -342,7 +351,10 @@ def _print_plan(pl: Plan, root: Path, out=print):
         out(f"  [{st if st == 'done' or t.dir in needed else 'skip':4s}] {t.id}" + ('' if st == 'done' or t.dir in needed
             else '   (not trained: every cell that reads it is done)'))
     out(f"analysis cells (under {root/'results'/pl.profile}):")
-    for c in pl.cells: out(f"  [{c.status:6s}] {c.experiment}/{c.dir.name}")
+    varied = varied_parameters(pl.cells)
+    for c in pl.cells:
+        label = ' '.join(f"{k}={c.full.get(k)}" for k in varied[c.experiment])
+        out(f"  [{c.status:6s}] {c.experiment}/{c.dir.name}" + (f"  {label}" if label else ''))
 
 def report(profile: str, root) -> Path:
     "Render `reports/<profile>.md` and `figures/<profile>/` from the records under `results/<profile>/`."

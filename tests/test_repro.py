@@ -179,3 +179,10 @@ def test_a_bad_grid_file_is_one_plain_error(tmp_path, content, says):
     if content is not None: g.write_text(content)
     r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
     assert r.returncode != 0 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_dry_run_lines_name_the_parameters_that_vary(tmp_path):
+    g = write_grid(tmp_path, {'table1': [dict(TINY, seed=0), dict(TINY, seed=1, size=24)]})
+    lines = [l for l in repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run').stdout.splitlines()
+             if 'table1/' in l]
+    assert len(lines) == 2 and lines[0].endswith('  size=16 seed=0') and lines[1].endswith('  size=24 seed=1'), lines
