@@ -12,8 +12,9 @@ from .runs import (TrainConfig, MarkerSettings, Run, run_id, run_markers, short_
 from .report import find_repo, render_report
 
 # %% auto 0
-__all__ = ['EXPERIMENTS', 'PROFILES', 'Experiment', 'grid', 'notebook_parameters', 'validate', 'Training', 'Cell', 'Plan',
-           'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'varied_parameters', 'report', 'read_grid', 'main']
+__all__ = ['EXPERIMENTS', 'PROFILES', 'Experiment', 'grid', 'notebook_parameters', 'validate', 'check_parameters', 'Training',
+           'Cell', 'Plan', 'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'varied_parameters', 'report',
+           'read_grid', 'main']
 
 # %% ../nbs/11_repro.ipynb
 @dataclass(frozen=True)
@@ -138,6 +139,19 @@ def validate(params: dict, defaults: dict, where: str = ''):
         ok = (isinstance(v, bool) == isinstance(d, bool)) and (isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)))
         if not ok: errors.append(f"parameter {k!r} = {v!r} is {_a(type(v).__name__)}, the notebook expects {_a(type(d).__name__)}")
     if errors: raise ValueError(f"{where}: " + '; '.join(errors))
+
+# %% ../nbs/11_repro.ipynb
+_PLAIN = (str, int, float, bool, type(None), list, dict, tuple)
+
+def check_parameters(namespace: dict, notebook: str):
+    "Raise ValueError for a plain value in `namespace` that `notebook` (in nbs/experiments/) does not declare as a parameter."
+    path = Path(notebook)
+    if not path.is_absolute() and not path.exists(): path = find_repo()/'nbs'/'experiments'/notebook
+    known = notebook_parameters(path)
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith('_') and k not in known and k not in ('In', 'Out') and isinstance(v, _PLAIN))
+    if unknown: raise ValueError(f"{path.name}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                                 f"the notebook has: {', '.join(sorted(known))}")
 
 # %% ../nbs/11_repro.ipynb
 _PLACES = ('out_dir', 'profile', 'device')

@@ -186,3 +186,13 @@ def test_dry_run_lines_name_the_parameters_that_vary(tmp_path):
     lines = [l for l in repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run').stdout.splitlines()
              if 'table1/' in l]
     assert len(lines) == 2 and lines[0].endswith('  size=16 seed=0') and lines[1].endswith('  size=24 seed=1'), lines
+
+
+def test_a_notebook_run_alone_refuses_a_misspelt_parameter(tmp_path):
+    import papermill as pm
+    from fmce_nb.report import find_repo
+    nb = find_repo()/'nbs'/'experiments'/'table1_markers.ipynb'
+    with pytest.raises(Exception, match="unknown parameter\\(s\\) 'epoch'"):
+        pm.execute_notebook(str(nb), str(tmp_path/'out.ipynb'), parameters={'epoch': 3, 'out_dir': str(tmp_path)},
+                            cwd=str(nb.parent), progress_bar=False, log_output=False)
+    assert not (tmp_path/'run').exists()                       # stopped before any training
