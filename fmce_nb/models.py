@@ -10,8 +10,8 @@ from torch import nn
 import torchvision
 
 # %% auto 0
-__all__ = ['ARCHS', 'SmallCNN', 'SimpleCNN', 'FMCEClassifier', 'build_model', 'cpu_bf16', 'bf16_pays', 'speed_modes',
-           'FeatureTap', 'feature_extractor']
+__all__ = ['ARCHS', 'SmallCNN', 'SimpleCNN', 'check_arch', 'FMCEClassifier', 'build_model', 'cpu_bf16', 'bf16_pays',
+           'speed_modes', 'FeatureTap', 'feature_extractor']
 
 # %% ../nbs/01_models.ipynb
 class SmallCNN(nn.Module):
@@ -83,11 +83,15 @@ _ARCHS = {
 ARCHS = tuple(_ARCHS)
 
 # %% ../nbs/01_models.ipynb
+def check_arch(arch: str):
+    "Raise ValueError, listing the archs there are, unless `arch` is one of them."
+    if arch not in _ARCHS: raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+
 class FMCEClassifier(nn.Module):
     "A torchvision classifier `net` seen as D = F(C(x)): `features` is C, `head` is F."
     def __init__(self, arch: str, num_classes: int = 10, net: nn.Module | None = None):
         super().__init__()
-        if arch not in _ARCHS: raise ValueError(f"Unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        check_arch(arch)
         if num_classes < 2: raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         ctor, self._features, self._head, self.module_name, self.feature_channels = _ARCHS[arch]
         self.arch, self.num_classes = arch, num_classes
@@ -130,7 +134,7 @@ _CPU_MODES = {'small_cnn': (0, True), 'simple_cnn': (0, True), 'resnet18': (0, T
 
 def speed_modes(arch: str, device, size: int = 32) -> dict:
     "{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` at `size` px on `device`."
-    if arch not in _ARCHS: raise ValueError(f"Unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    check_arch(arch)
     device = torch.device(device)
     if device.type == 'cuda': return {'amp': True, 'channels_last': True}
     if device.type != 'cpu': return {'amp': False, 'channels_last': False}

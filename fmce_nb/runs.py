@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import fmce_nb
 from .cqi import Markers, NotConvergedError, MarkerError, epoch_markers, paper_mu, _check_params
-from .models import ARCHS, build_model, FMCEClassifier, speed_modes
+from .models import build_model, check_arch, FMCEClassifier, speed_modes
 from .data import DATASETS, load_dataset
 
 # %% auto 0
@@ -66,11 +66,13 @@ def read_weights(path, device='cpu') -> dict:
     "The tensors of a safetensors file, or a `CorruptFileError` that names the file."
     from safetensors import SafetensorError
     try: return load_file(str(path), device=str(device))
+    except FileNotFoundError: raise                                     # missing is not damaged
     except (SafetensorError, OSError) as e: raise CorruptFileError(path, f"not a safetensors file: {e}") from None
 
 def read_npy(path, mmap_mode='r') -> np.ndarray:
     "The array in a `.npy` file (memory-mapped by default), or a `CorruptFileError` that names the file."
     try: return np.load(path, mmap_mode=mmap_mode)
+    except FileNotFoundError: raise
     except (ValueError, OSError, EOFError) as e: raise CorruptFileError(path, f"not a complete .npy array: {e}") from None
 
 # %% ../nbs/03_runs.ipynb
@@ -105,7 +107,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.dataset not in DATASETS: raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.arch not in ARCHS: raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        check_arch(self.arch)
         if self.device not in (None, 'auto'):
             try: torch.device(self.device)
             except (RuntimeError, TypeError):

@@ -69,3 +69,10 @@ def test_a_truncated_target_store_names_its_file(tmp_path):
     (tmp_path/'meta.json').write_text('{')
     with pytest.raises(CorruptFileError, match='meta.json cannot be read'):
         TargetStore(tmp_path)
+
+
+def test_a_missing_file_is_missing_not_damaged(tmp_path):
+    from fmce_nb.runs import read_npy, read_weights
+    for read, name in ((read_weights, 'w.safetensors'), (read_npy, 'a.npy')):
+        with pytest.raises(FileNotFoundError):
+            read(tmp_path/name)
