@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_report.ipynb 2
 from __future__ import annotations
-import json, math, shutil, time
+import json, math, os, shutil, time
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,11 +12,14 @@ import numpy as np
 from jsonschema import Draft202012Validator
 
 from .runs import write_json, atomic_write, provenance
+from .experiment import experiments, where
 
 # %% auto 0
-__all__ = ['RECORD_VERSION', 'SCHEMAS', 'SECTIONS', 'FIGURES', 'find_repo', 'paper_values', 'paper_table', 'RecordError',
-           'check_record', 'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std',
-           'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'load_results', 'render_report']
+__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'find_repo',
+           'paper_values', 'paper_table', 'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record',
+           'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp',
+           'diff_cell', 'diff_words', 'paired_by_seed', 'dagger', 'notebook_links', 'bars', 'load_results',
+           'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -28,10 +31,12 @@ def find_repo(start=None) -> Path:
     raise FileNotFoundError("cannot find the fmce_nb checkout (a folder with settings.ini and data/paper_values.json) "
                             f"above {here}; the paper values ship with the repository, not with the package")
 
+# %% ../nbs/10_report.ipynb
 def paper_values() -> dict:
     "Every number quoted from the papers, as stored in data/paper_values.json."
     return json.loads((find_repo()/'data'/'paper_values.json').read_text())
 
+# %% ../nbs/10_report.ipynb
 def paper_table(name: str) -> dict:
     "One quoted table, e.g. `paper_table('fmce_table1')`."
     pv = paper_values()
@@ -41,24 +46,29 @@ def paper_table(name: str) -> dict:
 # %% ../nbs/10_report.ipynb
 RECORD_VERSION = 2
 
-_num = {'type': 'number'}
-_opt_num = {'type': ['number', 'null']}
-_int = {'type': 'integer'}
-_RUN = {'type': 'object', 'required': ['id', 'config', 'objective', 'num_classes', 'n_train', 'n_test', 'top1',
-                                       'epochs_done', 'env'],
-        'properties': {'config': {'type': 'object', 'required': ['dataset', 'arch', 'epochs', 'size', 'seed']},
-                       'top1': _num, 'num_classes': _int, 'epochs_done': _int}}
-_MARKERS = {'type': 'object', 'required': ['settings', 'e0', 'markers', 'ek', 'converged', 'G', 'mu', 'K', 'min_cqi',
-                                           'min_cqi_epoch'],
-            'properties': {'markers': {'type': 'array', 'items': _int, 'minItems': 2}, 'e0': _int, 'ek': _int,
-                           'converged': {'type': 'boolean'}, 'mu': _num, 'K': _int, 'min_cqi': _opt_num,
-                           'settings': {'type': 'object', 'required': ['K', 'mu', 'smoothing', 'alpha', 'window',
-                                                                       'on_no_convergence']}}}
-_METRICS = {'type': 'object', 'required': ['accuracy', 'precision', 'recall', 'f1', 'n'],
-            'properties': {k: _num for k in ('accuracy', 'precision', 'recall', 'f1')}}
-_SPLITS = {'type': 'object', 'required': ['paper', 'image', 'cross-run'], 'additionalProperties': _METRICS}
+# %% ../nbs/10_report.ipynb
+NUMBER, OPT_NUMBER, INTEGER = {'type': 'number'}, {'type': ['number', 'null']}, {'type': 'integer'}
 
-def _schema(experiment: str, required: list, properties: dict) -> dict:
+# %% ../nbs/10_report.ipynb
+RUN_SCHEMA = {'type': 'object', 'required': ['id', 'config', 'objective', 'num_classes', 'n_train', 'n_test', 'top1',
+                                             'epochs_done', 'env'],
+              'properties': {'config': {'type': 'object', 'required': ['dataset', 'arch', 'epochs', 'size', 'seed']},
+                             'top1': NUMBER, 'num_classes': INTEGER, 'epochs_done': INTEGER}}
+
+# %% ../nbs/10_report.ipynb
+MARKERS_SCHEMA = {
+    'type': 'object', 'required': ['settings', 'e0', 'markers', 'ek', 'converged', 'G', 'mu', 'K', 'min_cqi', 'min_cqi_epoch'],
+    'properties': {'markers': {'type': 'array', 'items': INTEGER, 'minItems': 2}, 'e0': INTEGER, 'ek': INTEGER,
+                   'converged': {'type': 'boolean'}, 'mu': NUMBER, 'K': INTEGER, 'min_cqi': OPT_NUMBER,
+                   'settings': {'type': 'object', 'required': ['K', 'mu', 'smoothing', 'alpha', 'window', 'on_no_convergence']}}}
+
+# %% ../nbs/10_report.ipynb
+METRICS_SCHEMA = {'type': 'object', 'required': ['accuracy', 'precision', 'recall', 'f1', 'n'],
+                  'properties': {k: NUMBER for k in ('accuracy', 'precision', 'recall', 'f1')}}
+
+# %% ../nbs/10_report.ipynb
+def record_schema(experiment: str, required: list, properties: dict) -> dict:
+    "The JSON schema of `experiment`'s record: the fields every record has, and `required` with their `properties`."
     return {'type': 'object',
             'required': ['schema_version', 'experiment', 'profile', 'params', 'provenance', 'protocol', *required],
             'properties': {'schema_version': {'const': RECORD_VERSION}, 'experiment': {'const': experiment},
@@ -66,55 +76,23 @@ def _schema(experiment: str, required: list, properties: dict) -> dict:
                            'provenance': {'type': 'object', 'required': ['git_commit', 'dirty', 'clean']},
                            **properties}}
 
-SCHEMAS = {
-    'table1': _schema('table1', ['run', 'markers', 'losses', 'test_acc', 'sensitivity', 'smoothing_evidence'],
-                      {'run': _RUN, 'markers': _MARKERS, 'losses': {'type': 'array', 'items': _num},
-                       'test_acc': {'type': 'array', 'items': _num}, 'sensitivity': {'type': 'object'},
-                       'smoothing_evidence': {'type': 'object', 'additionalProperties': {
-                           'type': 'object', 'required': ['markers', 'ek', 'distance_to_paper', 'error']}}}),
-    'table2': _schema('table2', ['run', 'run2', 'markers', 'markers2', 'K', 'fmce_net', 'shortcut', 'cka_vs_last',
-                                 'feature_shape', 'fmcs_images', 'net_epochs'],
-                      {'run': _RUN, 'run2': _RUN, 'markers': _MARKERS, 'markers2': _MARKERS, 'K': _int,
-                       'fmce_net': _SPLITS,
-                       'shortcut': {'type': 'object', 'additionalProperties': {
-                           'type': 'object', 'required': ['mean_std', 'norm'], 'additionalProperties': _METRICS}},
-                       'cka_vs_last': {'type': 'array', 'items': _num}, 'fmcs_images': _int, 'net_epochs': _int}),
-    'gradcam': _schema('gradcam', ['run', 'markers', 'layer', 'cam_resolution', 'measure_images', 'per_phase',
-                                   'trend', 'finding'],
-                       {'run': _RUN, 'markers': _MARKERS, 'layer': {'type': 'string'},
-                        'cam_resolution': {'type': 'array', 'items': _int}, 'measure_images': _int,
-                        'per_phase': {'type': 'array', 'items': {'type': 'object', 'required': ['fmcs', 'epoch', 'empty_share']}},
-                        'trend': {'type': 'object', 'required': ['top10_mass', 'entropy'], 'additionalProperties': {
-                            'type': 'object', 'required': ['mean', 'ci95', 'per_image'],
-                            'properties': {'per_image': {'type': 'array', 'items': _num}}}},
-                        'finding': {'type': 'string'}}),
-    'ral': _schema('ral', ['method', 'raf', 'label_smoothing', 'run', 'fmce_run', 'markers', 'fmce_net', 'test_acc',
-                           'val_acc', 'n_val', 'fmcs', 'cams', 'localization'],
-                   {'method': {'enum': ['ral', 'label_smoothing']}, 'raf': {'type': 'number', 'minimum': 0, 'maximum': 1},
-                    'label_smoothing': _num, 'run': _RUN, 'fmce_run': _RUN, 'markers': _MARKERS,
-                    'test_acc': {'type': 'array', 'items': _num, 'minItems': 1}, 'val_acc': _num, 'n_val': _int,
-                    'fmcs': {'type': 'object', 'required': ['distribution', 'expected']},
-                    'cams': {'type': 'object', 'required': ['images', 'labels', 'pixels', 'normalized', 'empty']},
-                    'localization': {'type': 'object', 'required': ['top10_mass', 'entropy', 'empty_share', 'images']}}),
-    'frpt': _schema('frpt', ['layer', 'rec_alpha', 'run', 'pretrained', 'test_acc', 'summary'],
-                    {'layer': {'type': 'string'}, 'rec_alpha': {'type': 'number', 'minimum': 0}, 'run': _RUN, 'pretrained': _RUN,
-                     'test_acc': {'type': 'array', 'items': _num, 'minItems': 1},
-                     'summary': {'type': 'object', 'required': ['epoch5', 'mean', 'best', 'pretrained']}}),
-}
-
+# %% ../nbs/10_report.ipynb
 class RecordError(ValueError):
     "A record that does not fit its experiment's schema (or names no known experiment)."
 
-def check_record(record: dict, where: str = 'record'):
-    "Raise `RecordError` naming every way `record` departs from its schema."
+# %% ../nbs/10_report.ipynb
+def check_record(record: dict, where: str = 'record', registry: dict | None = None):
+    "Raise `RecordError` naming every way `record` departs from its experiment's schema."
+    registry = experiments() if registry is None else registry
     exp = record.get('experiment') if isinstance(record, dict) else None
-    if exp not in SCHEMAS: raise RecordError(f"{where}: 'experiment' is {exp!r}, not one of {sorted(SCHEMAS)}")
-    errors = sorted(Draft202012Validator(SCHEMAS[exp]).iter_errors(record), key=lambda e: list(e.absolute_path))
+    if exp not in registry: raise RecordError(f"{where}: 'experiment' is {exp!r}, not one of {sorted(registry)}")
+    errors = sorted(Draft202012Validator(registry[exp].schema).iter_errors(record), key=lambda e: list(e.absolute_path))
     if errors:
         msgs = '; '.join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:200]}" for e in errors[:6])
         raise RecordError(f"{where} does not fit the {exp} record schema (version {RECORD_VERSION}): {msgs}. "
                           "Run its cell again with this version of fmce_nb.")
 
+# %% ../nbs/10_report.ipynb
 def write_record(path, record: dict) -> dict:
     "Add the schema version and provenance to `record`, check it against its schema, and write it atomically."
     record = {'schema_version': RECORD_VERSION, **record}
@@ -123,6 +101,7 @@ def write_record(path, record: dict) -> dict:
     write_json(path, record)
     return record
 
+# %% ../nbs/10_report.ipynb
 def read_record(path) -> dict:
     "A record read back and checked against its schema."
     try: record = json.loads(Path(path).read_text())
@@ -144,17 +123,21 @@ def mean_std(values) -> tuple:
     if len(v) == 0: return math.nan, math.nan, 0
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
 
+# %% ../nbs/10_report.ipynb
 def fmt_mean_std(values, nd: int = 4) -> str:
+    "'mean ± std (n=N)' of the finite values with `nd` decimals; the mean alone for one value, '-' for none."
     m, s, n = mean_std(values)
     if n == 0: return '-'
     return f"{m:.{nd}f}" if n == 1 else f"{m:.{nd}f} ± {s:.{nd}f} (n={n})"
 
+# %% ../nbs/10_report.ipynb
 def _group_key(record: dict, role: str = 'run') -> tuple:
     "The identity of a record's run config without its seed, and its marker settings."
     cfg = {k: v for k, v in record[role]['config'].items() if k != 'seed'}
     return (json.dumps(cfg, sort_keys=True), json.dumps(record[role]['objective'], sort_keys=True),
             json.dumps(record['markers']['settings'], sort_keys=True))
 
+# %% ../nbs/10_report.ipynb
 def group_by_config(records: list) -> dict:
     "{group key: [records]} for records that differ only in their run's seed."
     groups = defaultdict(list)
@@ -188,314 +171,46 @@ def hierarchical_ci(groups, level: float = 0.95, n_boot: int = 4000, seed: int =
     return est, (float(lo), float(hi))
 
 # %% ../nbs/10_report.ipynb
-def _dagger(r) -> str: return '' if r['provenance'].get('clean') else ' †'
+def pp(x) -> str:
+    "A fraction as signed percentage points, '-' if it is not finite: 0.0123 -> '+1.23'."
+    return '-' if x is None or not np.isfinite(x) else f"{100 * x:+.2f}"
 
-def _acc(run) -> str: return f"{run['top1']:.4f}"
+# %% ../nbs/10_report.ipynb
+def diff_cell(d: dict) -> str:
+    "A `paired_diff_ci` result as a table cell: 'mean [low, high] (n=N)' in percentage points."
+    return f"{pp(d['mean'])} [{pp(d['ci'][0])}, {pp(d['ci'][1])}] (n={d['n']})"
 
-def _table1(recs: list) -> list:
-    t1 = paper_table('fmce_table1')
-    L = ['## FMCE Table I: epoch markers', '', f"Paper: {t1['where']}; protocol: {t1['protocol']}.", '',
-         '| source | dataset | backbone | epochs | size | seed | mu | converged | markers E_1..E_K | top-1 |',
-         '|---|---|---|---|---|---|---|---|---|---|']
-    for r in t1['rows']:
-        L.append(f"| paper | {r['dataset']} | {r['arch']} | {r['epochs']} | 224 | - | {r['mu']:g} | yes | {r['markers']} | {r['top1']:.4f} |")
-    for r in recs:
-        c, m = r['run']['config'], r['markers']
-        L.append(f"| ours{_dagger(r)} | {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | {c['seed']} | "
-                 f"{m['mu']:g} | {'yes' if m['converged'] else 'no (E_K = last epoch)'} | {m['markers']} | {_acc(r['run'])} |")
-    L += ['', 'Over seeds (records that differ only in the seed):', '',
-          '| dataset | backbone | epochs | size | seeds | converged | E_K | top-1 |', '|---|---|---|---|---|---|---|---|']
-    for g in group_by_config(recs).values():
-        c = g[0]['run']['config']
-        L.append(f"| {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | {len(g)} | "
-                 f"{sum(r['markers']['converged'] for r in g)} of {len(g)} | "
-                 f"{fmt_mean_std([r['markers']['ek'] for r in g], 1)} | {fmt_mean_std([r['run']['top1'] for r in g])} |")
-    L += ['']
-    for r in recs:
-        m = r['markers']
-        note = '' if m['converged'] else (
-            f" **Not converged**: CQI never reached mu = {m['mu']:g}; its smallest value after E_0 was "
-            f"{m['min_cqi']:.2e} (epoch {m['min_cqi_epoch']} of {r['run']['epochs_done']}), so E_K is the last epoch.")
-        L.append(f"- `{r['run']['id']}`: {r['protocol']}.{note}")
-    return L + [''] + _smoothing_evidence(recs)
+# %% ../nbs/10_report.ipynb
+def diff_words(d: dict) -> str:
+    "A `paired_diff_ci` result in a sentence: 'mean pp (95% CI low to high)'."
+    return f"{pp(d['mean'])} pp (95% CI {pp(d['ci'][0])} to {pp(d['ci'][1])})"
 
-def _smoothing_evidence(recs: list) -> list:
-    "Which smoothing's markers come closer to the shape E_k/E_K of the paper's published markers, over seeds."
-    recs = [r for r in recs if r['smoothing_evidence']]
-    if not recs: return []
-    L = ["### Which smoothing reproduces the paper's marker pattern", '',
-         "Distance = mean over k of |E_k/E_K - the paper's E_k/E_K|, averaged over the paper's rows; computed on our "
-         "real loss curves for the EMA (our default) and the paper's literal two-tap formula, same B and mu.", '',
-         '| dataset | backbone | size | seeds | smoothing | converged | E_K | distance to the paper\'s shape |', '|---|---|---|---|---|---|---|---|']
-    for g in group_by_config(recs).values():
-        c = g[0]['run']['config']
-        for sm in g[0]['smoothing_evidence']:
-            ev = [r['smoothing_evidence'][sm] for r in g]
-            ok = [e for e in ev if e['markers']]
-            L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {sm} | {len(ok)} of {len(g)} | "
-                     f"{fmt_mean_std([e['ek'] for e in ok], 1)} | {fmt_mean_std([e['distance_to_paper'] for e in ok])} |")
-    return L + ['']
-
-def _table2(recs: list) -> list:
-    t2 = paper_table('fmce_table2')
-    L = ['## FMCE Table II: FMCE-Net predicting the FMCS, with controls', '', f"Paper: {t2['where']}.", '',
-         '| source | dataset | backbone | seed | top-1 of the run (A / B) | test set | accuracy | precision | recall | F1 | '
-         'shortcut (mean+std) acc | shortcut (norm) acc |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
-    for r in t2['rows']:
-        L.append(f"| paper | {r['dataset']} | {r['arch']} | - | - | paper split | {r['accuracy']:.4f} | {r['precision']:.4f} | "
-                 f"{r['recall']:.4f} | {r['f1']:.4f} | - | - |")
-    L.append(f"| paper | mean of its rows | | | | | " + ' | '.join(f"{t2['mean'][k]:.4f}" for k in ('accuracy', 'precision', 'recall', 'f1')) + ' | | |')
-    for r in recs:
-        c = r['run']['config']
-        for split, m in r['fmce_net'].items():
-            sc = r['shortcut'][split]
-            L.append(f"| ours{_dagger(r)} | {c['dataset']} | {c['arch']} | {c['seed']} | {_acc(r['run'])} / {_acc(r['run2'])} | "
-                     f"{split} | {m['accuracy']:.4f} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | "
-                     f"{sc['mean_std']['accuracy']:.4f} | {sc['norm']['accuracy']:.4f} |")
-    L += ['', 'Over seeds (records that differ only in the seed of run A):', '',
-          '| dataset | backbone | size | seeds | top-1 of run A | top-1 of run B | test set | FMCE-Net accuracy | F1 | shortcut (mean+std) acc |',
-          '|---|---|---|---|---|---|---|---|---|---|']
-    for g in group_by_config(recs).values():
-        c = g[0]['run']['config']
-        for split in g[0]['fmce_net']:
-            L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
-                     f"{fmt_mean_std([r['run2']['top1'] for r in g])} | {split} | {fmt_mean_std([r['fmce_net'][split]['accuracy'] for r in g])} | "
-                     f"{fmt_mean_std([r['fmce_net'][split]['f1'] for r in g])} | "
-                     f"{fmt_mean_std([r['shortcut'][split]['mean_std']['accuracy'] for r in g])} |")
-    L += ['']
-    for r in recs:
-        L.append(f"- `{r['run']['id']}` / `{r['run2']['id']}`: {r['protocol']}; linear CKA of phase k with phase K: "
-                 f"{[round(c, 3) for c in r['cka_vs_last']]}")
-        for split, m in r['fmce_net'].items():
-            best = max(r['shortcut'][split].items(), key=lambda kv: kv[1]['accuracy'])
-            gap = m['accuracy'] - best[1]['accuracy']
-            verdict = ('FMCE-Net is clearly better than' if gap > 0.05 else 'FMCE-Net is only slightly better than'
-                       if gap > 0.01 else 'FMCE-Net does about as well as' if gap >= -0.01 else 'FMCE-Net does worse than')
-            L.append(f"  - {split}: {verdict} a logistic regression on {best[0].replace('_', '+')} statistics "
-                     f"({m['accuracy']:.4f} vs {best[1]['accuracy']:.4f}; chance is {1 / r['K']:.2f}).")
-    return L + ['']
-
-def _gradcam(recs: list) -> list:
-    L = ['## Grad-CAM across phases (FMCE Figures 4-6)', '',
-         "Trend = each image's Spearman rho between the phase and its localization measure (empty CAMs scored as flat "
-         "maps), averaged over images and seeds; the 95% interval resamples seeds, then images (`hierarchical_ci`).", '',
-         '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase 1 -> K | '
-         'trend of top-10% mass [95% CI] | trend of entropy [95% CI] |', '|---|---|---|---|---|---|---|---|---|---|']
-    groups = defaultdict(list)
-    for r in recs: groups[(_group_key(r), r['layer'], r['measure_images'])].append(r)
-    for g in groups.values():
-        c = g[0]['run']['config']
-        cells = []
-        for key in ('top10_mass', 'entropy'):
-            est, (lo, hi) = hierarchical_ci([r['trend'][key]['per_image'] for r in g])
-            cells.append(f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-        L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {g[0]['layer']} ({'x'.join(map(str, g[0]['cam_resolution']))}) | "
-                 f"{len(g)} | {g[0]['measure_images']} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
-                 f"{fmt_mean_std([r['per_phase'][0]['empty_share'] for r in g], 2)} -> "
-                 f"{fmt_mean_std([r['per_phase'][-1]['empty_share'] for r in g], 2)} | {cells[0]} | {cells[1]} |")
-    L += ['']
-    for r in recs:
-        L.append(f"- `{r['run']['id']}`{_dagger(r)} (top-1 {_acc(r['run'])}): {r['finding']} Empty CAMs per phase: "
-                 f"{[round(p['empty_share'], 2) for p in r['per_phase']]}.")
-    return L + ['']
-
-def _ral_label(r) -> str:
-    return f"RAF {r['raf']:g}" if r['method'] == 'ral' else f"label smoothing {r['label_smoothing']:g}"
-
-def _ral_groups(recs: list) -> dict:
-    "{(dataset, arch, size, n_train, FMCE run): {label: {seed: record}}}, labels in descending RAF, label smoothing last."
-    groups = defaultdict(dict)
-    for r in recs:
-        c = r['run']['config']
-        key = (c['dataset'], c['arch'], c['size'], c['n_train'], r['fmce_run']['id'])
-        groups[key].setdefault(_ral_label(r), {})[c['seed']] = r
-    order = lambda lab: (lab.startswith('label'), -float(lab.split()[-1]) if lab.startswith('RAF') else 0)
-    return {k: dict(sorted(v.items(), key=lambda kv: order(kv[0]))) for k, v in groups.items()}
-
-def _paired_vs(by: dict, label: str, base: str = 'RAF 1', key=lambda r: r['run']['top1']) -> dict:
+# %% ../nbs/10_report.ipynb
+def paired_by_seed(by: dict, label, base, key) -> dict:
+    "`paired_diff_ci` of `key(record)` between methods `label` and `base` of `by` ({label: {seed: record}}), on their common seeds."
     seeds = sorted(set(by[label]) & set(by.get(base, {})))
     return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
 
-def _pp(x) -> str: return '-' if not np.isfinite(x) else f"{100 * x:+.2f}"
+# %% ../nbs/10_report.ipynb
+def dagger(records) -> str:
+    "' †' if any of `records` (one record or a list) was made from uncommitted code or no known commit, else ''."
+    records = records if isinstance(records, list) else [records]
+    return ' †' if any(not r['provenance'].get('clean') for r in records) else ''
 
-def _diff_cell(d) -> str: return f"{_pp(d['mean'])} [{_pp(d['ci'][0])}, {_pp(d['ci'][1])}] (n={d['n']})"
+# %% ../nbs/10_report.ipynb
+def notebook_links(records, text=None) -> str:
+    "Markdown links to the executed notebooks of `records` (one or a list), labelled by seed unless `text` is given."
+    records = records if isinstance(records, list) else [records]
+    links = [f"[{text if text is not None else r['run']['config']['seed']}]({r['notebook']})" for r in records if r.get('notebook')]
+    return ' '.join(links) if links else '-'
 
-def _diff_words(d) -> str: return f"{_pp(d['mean'])} pp (95% CI {_pp(d['ci'][0])} to {_pp(d['ci'][1])})"
-
-def _best(by: dict, labels: list, key=lambda r: r['run']['top1']) -> str:
-    "The label among `labels` whose records have the highest mean of `key`."
-    return max(labels, key=lambda lab: mean_std([key(r) for r in by[lab].values()])[0])
-
-def _ral(recs: list) -> list:
-    t = paper_table('fmcepp_table1')
-    L = ['## FMCE-Net++: the RAF sweep', '', f"Paper: {t['where']}; protocol: {t['protocol']}.", '',
-         "The paper's rows as printed (test accuracy, mean ± std over 5 seeds; the text assigns some rows to other "
-         "datasets, see below):", '',
-         '| backbone (as printed) | dataset (as printed) | dataset in the text | ' + ' | '.join(f'RAF {x:g}' for x in t['raf']) + ' |',
-         '|---|---|---|' + '---|' * len(t['raf'])]
-    for row in t['rows']:
-        cells = ['-' if v is None else f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" for v in row['acc_mean_std'].values()]
-        L.append(f"| {row['arch_as_printed']} | {row['dataset_as_printed']} | {row['dataset_in_text']} | " + ' | '.join(cells) + ' |')
-    L += ['', "Where the paper contradicts itself:", ''] + [f"- {x}" for x in t['inconsistencies']] + ['']
-    for (ds, arch, size, n_train, fmce), by in _ral_groups(recs).items():
-        any_r = next(iter(next(iter(by.values())).values()))
-        L += [f"### Ours: {arch} on {ds}, {size}px, {n_train} training images", '',
-              f"FMCE run `{fmce}` (top-1 {any_r['fmce_run']['top1']:.4f}; E_K = {any_r['markers']['ek']}"
-              f"{'' if any_r['markers']['converged'] else ', not converged'}), whose E_K is every run's epoch budget. "
-              f"FMCE-Net accuracy on its own FMCS-Dataset: {any_r['fmce_net']['train_accuracy']:.4f}. "
-              f"Protocol of one run: {any_r['protocol']}.", '',
-              '| method | seeds | test top-1 | paired difference to RAF 1, pp [95% CI] | validation acc | '
-              'expected FMCS (of K) | top-10% CAM mass | empty CAMs |', '|---|---|---|---|---|---|---|---|']
-        ral = [lab for lab in by if lab.startswith('RAF')]
-        best, chosen = _best(by, ral), _best(by, ral, key=lambda r: r['val_acc'])
-        for lab, rs in by.items():
-            rs = list(rs.values())
-            d = _paired_vs(by, lab) if lab != 'RAF 1' and 'RAF 1' in by else None
-            diff = '(baseline)' if lab == 'RAF 1' else '-' if d is None else _diff_cell(d)
-            mark = ' **best on test**' if lab == best else ''
-            mark += ' *chosen on validation*' if lab == chosen else ''
-            L.append(f"| {lab}{mark}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['run']['top1'] for r in rs])} | {diff} | "
-                     f"{fmt_mean_std([r['val_acc'] for r in rs])} | {fmt_mean_std([r['fmcs']['expected'] for r in rs], 2)} | "
-                     f"{fmt_mean_std([r['localization']['top10_mass'] for r in rs], 3)} | "
-                     f"{fmt_mean_std([r['localization']['empty_share'] for r in rs], 2)} |")
-        L += ['']
-        if 'RAF 1' in by:
-            lines = []
-            for name, lab in (('The best RAF on the test set', best), ('The RAF chosen on validation', chosen)):
-                d = _paired_vs(by, lab)
-                lines.append(f"{name} is {lab}: {fmt_mean_std([r['run']['top1'] for r in by[lab].values()])} against "
-                             f"{fmt_mean_std([r['run']['top1'] for r in by['RAF 1'].values()])} for RAF 1, a paired difference of "
-                             f"{_diff_words(d)}.")
-            above = [lab for lab in ral if lab != 'RAF 1' and _paired_vs(by, lab)['ci'][0] > 0]
-            lines.append(f"RAF values whose interval lies above zero: {', '.join(above) if above else 'none'} (of {len(ral) - 1} tried; "
-                         "picking the best of several on the test set flatters it, and these intervals are not corrected for that).")
-            for lab in [lab for lab in by if lab.startswith('label')]:
-                d, e = _paired_vs(by, lab), _paired_vs(by, best, base=lab)
-                lines.append(f"{lab.capitalize()}: {_diff_words(d)} against RAF 1; the best RAF against it: {_diff_words(e)}.")
-            L += [f"- {x}" for x in lines] + ['']
-    return L
-
-def _bars(ax, values: dict, **kw):
-    "One bar per method: the mean over seeds with a sample-std error bar, labelled below."
+# %% ../nbs/10_report.ipynb
+def bars(ax, values: dict, **kw):
+    "One bar per method of `values` ({label: [values over seeds]}): the mean with a sample-std error bar, labelled below."
     labs = list(values)
     ax.bar(range(len(labs)), [np.mean(values[lab]) for lab in labs],
            yerr=[np.std(values[lab], ddof=1) if len(values[lab]) > 1 else 0 for lab in labs], capsize=3, **kw)
     ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
-
-def _ral_figures(recs: list, figures_dir: Path) -> list:
-    "Figures 1, 3, 5-6 of FMCE-Net++ and the localization per RAF, drawn from the records; returns their paths."
-    import matplotlib; import matplotlib.pyplot as plt
-    import torch
-    from fmce_nb.viz import cam_grid, to_rgb
-    out = []
-    for (ds, arch, size, n_train, fmce), by in _ral_groups(recs).items():
-        stem = f"ral-{ds}-{arch}-{size}px-{n_train}"
-        ral = [lab for lab in by if lab.startswith('RAF')]
-        top = {lab: [r['run']['top1'] for r in by[lab].values()] for lab in by}
-        best = _best(by, ral)
-        fig, ax = plt.subplots(figsize=(6, 3.6))          # Figure 1: accuracy per epoch, baseline against the best RAF
-        for lab, color in (('RAF 1', 'crimson'), (best, 'indigo')):
-            if lab not in by: continue
-            acc = np.array([r['test_acc'] for r in by[lab].values()])
-            m, s = acc.mean(0), acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
-            ep = np.arange(1, acc.shape[1] + 1)
-            ax.plot(ep, m, color=color, label=f"{lab} (n={len(acc)})"); ax.fill_between(ep, m - s, m + s, color=color, alpha=.2)
-        ax.set(xlabel='epoch', ylabel='test accuracy', title=f'{arch} on {ds}: mean ± std over seeds')
-        lo = min(np.mean(top[lab]) for lab in ('RAF 1', best) if lab in by)
-        ax.set_ylim(max(0, lo - 0.1), 1); ax.legend(fontsize=8); fig.tight_layout()
-        out.append(figures_dir/f"{stem}-fig1_accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
-        fig, ax = plt.subplots(figsize=(7, 3.4))          # Figure 3: bars per RAF with the baseline line
-        labs = list(by)
-        _bars(ax, top, color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in labs])
-        if 'RAF 1' in by: ax.axhline(np.mean(top['RAF 1']), color='red', ls='--', lw=1)
-        good = [np.mean(top[lab]) for lab in labs if np.mean(top[lab]) > 0.5]
-        if good:
-            lo = min(good) - 0.05
-            ax.set_ylim(lo, min(1, max(good) + 0.02))
-            for i, lab in enumerate(labs):                # a bar below the axis still shows its value
-                if np.mean(top[lab]) < lo: ax.annotate(f"{np.mean(top[lab]):.2f} (below axis)", (i, lo), ha='center',
-                                                       va='bottom', rotation=90, fontsize=7)
-        ax.set(ylabel='test top-1', title=f'{arch} on {ds}: mean ± std over seeds (red: RAF 1)'); fig.tight_layout()
-        out.append(figures_dir/f"{stem}-fig3_raf_bars.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
-        seed0 = {lab: rs[min(rs)] for lab, rs in by.items()}           # Figures 5-6: one column per method, lowest seed
-        first = next(iter(seed0.values()))['cams']
-        rgb = to_rgb(torch.tensor(first['pixels'], dtype=torch.uint8), size)
-        rows = [(f"class {first['labels'][i]}", rgb[i], [np.array(r['cams']['normalized'][i]) for r in seed0.values()],
-                 [r['cams']['empty'][i] for r in seed0.values()]) for i in range(len(first['labels']))]
-        fig = cam_grid(rows, [lab.replace('label smoothing', 'LS') for lab in seed0],
-                       title=f"Grad-CAM ({next(iter(seed0.values()))['params']['layer']}) of {arch} on {ds} per method, seed {min(next(iter(by.values())))}")
-        out.append(figures_dir/f"{stem}-fig5_gradcam.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
-        fig, ax = plt.subplots(figsize=(7, 3.2))          # the localization measure per method
-        _bars(ax, {lab: [r['localization']['top10_mass'] for r in by[lab].values()] for lab in labs})
-        ax.set(ylabel='top-10% CAM mass', title=f'{arch} on {ds}: final weights, mean ± std over seeds')
-        fig.tight_layout(); out.append(figures_dir/f"{stem}-localization.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
-    return out
-
-def _frpt(recs: list) -> list:
-    t = paper_table('frpt_authors')
-    L = ['## FR-PT: post-training with reconstructed targets', '', f"Authors' numbers: {t['where']}; protocol: {t['protocol']}.", '',
-         '| source | model | layer | alpha | epoch-5 acc | mean acc | best acc |', '|---|---|---|---|---|---|---|']
-    f = lambda v: '-' if v[0] is None else (f"{100 * v[0]:.2f}" + ('' if v[1] is None else f" ± {100 * v[1]:.2f}"))
-    for r in t['rows']:
-        L.append(f"| authors (Imagewoof) | {r['arch']} | {r['layer']} | {r['rec_alpha']:g} | {f(r['epoch5'])} | {f(r['mean'])} | {f(r['best'])} |")
-    L += ['', t['note'], '']
-    verdict = []                                    # (model, dataset, layer, alpha, paired difference of the mean acc)
-    for (ds, arch, layer, pre), by in sorted(_frpt_groups(recs).items()):
-        any_r = next(iter(next(iter(by.values())).values()))
-        L += [f"### Ours: {arch} on {ds}, targets at {layer}", '',
-              f"Pretrained run `{pre}` (top-1 {any_r['pretrained']['top1']:.4f}). Protocol of one cell: {any_r['protocol']}.", '',
-              '| alpha | seeds | epoch-5 acc | mean acc over epochs | best acc | paired difference of the mean acc to alpha 0, pp [95% CI] |',
-              '|---|---|---|---|---|---|']
-        for a in sorted(by):
-            rs = list(by[a].values())
-            if a == 0 or 0.0 not in by: diff = '(baseline)' if a == 0 else '-'
-            else:
-                d = _paired_vs(by, a, base=0.0, key=lambda r: r['summary']['mean'])
-                diff = _diff_cell(d); verdict.append((arch, ds, layer, a, d))
-            L.append(f"| {a:g}{''.join(sorted({_dagger(r) for r in rs}))} | {len(rs)} | {fmt_mean_std([r['summary']['epoch5'] for r in rs])} | "
-                     f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | {fmt_mean_std([r['summary']['best'] for r in rs])} | {diff} |")
-        L += ['']
-    if verdict:
-        up = [v for v in verdict if v[4]['ci'][0] > 0]; down = [v for v in verdict if v[4]['ci'][1] < 0]
-        top = max(verdict, key=lambda v: v[4]['mean'])
-        name = lambda v: f"{v[0]} on {v[1]} at {v[2]}, alpha {v[3]:g}"
-        listed = lambda vs: f" ({'; '.join(f'{name(v)}: {_diff_words(v[4])}' for v in vs)})" if vs else ''
-        L += ['**Does post-training with reconstructed targets beat plain fine-tuning (alpha 0)?** '
-              f"Of {len(verdict)} comparisons (model x dataset x layer x alpha > 0, mean test accuracy over the post-training "
-              f"epochs, paired by seed), the 95% interval lies above zero in {len(up)}{listed(up)}, below zero in "
-              f"{len(down)}{listed(down)}, and contains zero in {len(verdict) - len(up) - len(down)}. The largest mean difference is {name(top)}: "
-              f"{_diff_words(top[4])}. The intervals are not corrected for the number of comparisons.", '']
-    return L
-
-def _frpt_groups(recs: list) -> dict:
-    "{(dataset, arch, layer, pretrained run id): {alpha: {seed: record}}}."
-    groups = defaultdict(lambda: defaultdict(dict))
-    for r in recs:
-        c = r['run']['config']
-        groups[(c['dataset'], c['arch'], r['layer'], r['pretrained']['id'])][r['rec_alpha']][c['seed']] = r
-    return groups
-
-def _frpt_figures(recs: list, figures_dir: Path) -> list:
-    "Test accuracy per post-training epoch (0: the pretrained model), mean over seeds per alpha: one panel per layer."
-    import matplotlib.pyplot as plt
-    by_model = defaultdict(dict)
-    for (ds, arch, layer, pre), by in sorted(_frpt_groups(recs).items()): by_model[(ds, arch, pre)][layer] = by
-    out = []
-    for (ds, arch, pre), layers in by_model.items():
-        fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False, sharey=True)
-        for ax, (layer, by) in zip(axes[0], layers.items()):
-            for a in sorted(by):
-                rs = list(by[a].values())
-                acc = np.array([[r['pretrained']['top1'], *r['test_acc']] for r in rs])
-                ax.plot(range(acc.shape[1]), acc.mean(0), 'o-', ms=3, label=f"alpha {a:g} (n={len(rs)})")
-            ax.set(title=layer, xlabel='post-training epoch (0: pretrained)')
-        axes[0, 0].set_ylabel('test accuracy, mean over seeds'); axes[0, -1].legend(fontsize=7)
-        fig.suptitle(f"FR-PT: {arch} on {ds}"); fig.tight_layout()
-        out.append(figures_dir/f"frpt-{ds}-{arch}-accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
-    return out
-
-SECTIONS = {'table1': _table1, 'table2': _table2, 'gradcam': _gradcam, 'ral': _ral, 'frpt': _frpt}
-FIGURES = {'ral': _ral_figures, 'frpt': _frpt_figures}   # figures a section draws from its records (the others come from the cells)
 
 # %% ../nbs/10_report.ipynb
 def load_results(results_dir) -> tuple:
@@ -510,40 +225,44 @@ def load_results(results_dir) -> tuple:
             records[exp].append((cell, read_record(cell/'results.json')))
     return dict(records), failed
 
+# %% ../nbs/10_report.ipynb
+def _report_head(title: str, source: str, records: list) -> list:
+    L = [f"# {title or 'fmce_nb results'}", '',
+         f"Rendered by `fmce-repro` on {time.strftime('%Y-%m-%d %H:%M')} from the records under `{source}/`; the papers' "
+         "numbers come from `data/paper_values.json`. Each row links the executed notebooks that made it.", '']
+    envs = sorted({json.dumps({**r[k]['env'], 'git_commit': r['provenance'].get('git_commit')})
+                   for r in records for k in ('run', 'run2') if k in r})
+    L += ['## Hardware, software and code', ''] + [f"- `{e}`" for e in envs]
+    if dagger(records): L.append("- † marks results made from code with uncommitted changes in `nbs/` or `fmce_nb/`, or from no known commit.")
+    return L + ['']
+
+# %% ../nbs/10_report.ipynb
+def _report_figures(records: dict, figures_dir: Path, registry: dict) -> list:
+    figs = []
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for exp, rs in records.items():
+        for cell, _ in rs:
+            for png in sorted(cell.glob('*.png')):
+                figs.append(figures_dir/f"{exp}-{cell.name}-{png.name}"); shutil.copyfile(png, figs[-1])
+    for name, ex in registry.items():
+        if ex.figures and name in records: figs += ex.figures([r for _, r in records[name]], figures_dir)
+    for old in set(figures_dir.glob('*.png')) - set(figs): old.unlink()
+    return figs
+
+# %% ../nbs/10_report.ipynb
 def render_report(results_dir, out, figures_dir=None, title: str = '') -> Path:
     "Write the Markdown report of the records under `results_dir` to `out`; copy their figures to `figures_dir`."
     results_dir, out = Path(results_dir), Path(out)
-    records, failed = load_results(results_dir)
-    def rel(p):
-        try: return Path(p).resolve().relative_to(out.parent.resolve().parent)
-        except ValueError: return Path(p)
-    L = [f"# {title or 'fmce_nb results'}", '',
-         f"Rendered by `fmce-repro` on {time.strftime('%Y-%m-%d %H:%M')} from the records under `{rel(results_dir)}/`; "
-         "the papers' numbers come from `data/paper_values.json`.", '']
-    allr = [r for rs in records.values() for _, r in rs]
-    envs = sorted({json.dumps({**r[k]['env'], 'git_commit': r['provenance'].get('git_commit')})
-                   for r in allr for k in ('run', 'run2') if k in r})
-    L += ['## Hardware, software and code', ''] + [f"- `{e}`" for e in envs]
-    if any(not r['provenance'].get('clean') for r in allr):
-        L.append("- † marks results made from code with uncommitted changes in `nbs/` or `fmce_nb/`, or from no known commit.")
-    L += ['']
-    for exp, section in SECTIONS.items():
-        if exp in records: L += section([r for _, r in records[exp]])
-    if failed:
-        L += ['## Failed cells', ''] + [f"- {e}/{c.name}: {err[:400]}" for e, c, err in failed] + ['']
-    figs = []
-    if figures_dir is not None:
-        figures_dir = Path(figures_dir)
-        for exp, rs in records.items():
-            for cell, _ in rs:
-                for png in sorted(cell.glob('*.png')):
-                    dst = figures_dir/f"{exp}-{cell.name}-{png.name}"
-                    dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(png, dst); figs.append(dst)
-        figures_dir.mkdir(parents=True, exist_ok=True)
-        for exp, draw in FIGURES.items():
-            if exp in records: figs += draw([r for _, r in records[exp]], figures_dir)
-        for old in set(figures_dir.glob('*.png')) - set(figs): old.unlink()     # the folder holds this report's figures only
-    if figs:
-        L += ['## Figures', ''] + [f"![{f.stem}]({Path('..')/rel(f)})" for f in figs]
+    registry, (records, failed) = experiments(), load_results(results_dir)
+    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), out.parent.resolve())).as_posix()
+    linked = {exp: [{**r, 'notebook': rel(cell/registry[exp].notebook)} if (cell/registry[exp].notebook).exists() else r
+                    for cell, r in rs] for exp, rs in records.items() if exp in registry}
+    L = _report_head(title, where(results_dir), [r for rs in linked.values() for r in rs])
+    for name, ex in registry.items():
+        if name in linked: L += ex.section(linked[name])
+    if failed: L += ['## Failed cells', ''] + [f"- {e}/{c.name}: {err[:400]}" for e, c, err in failed] + ['']
+    figs = _report_figures(records, Path(figures_dir), registry) if figures_dir is not None else []
+    if figs: L += ['## Figures', ''] + [f"![{f.stem}]({rel(f)})" for f in figs]
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda p: Path(p).write_text('\n'.join(L) + '\n'))
     return out

@@ -4,115 +4,17 @@
 
 # %% ../nbs/11_repro.ipynb 3
 from __future__ import annotations
-import argparse, ast, itertools, json, logging, os, sys, tempfile, time
-from dataclasses import dataclass, field, asdict
+import argparse, ast, json, logging, os, sys, tempfile, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 from .runs import (TrainConfig, MarkerSettings, Run, run_id, run_markers, short_hash, write_json)
 from .report import find_repo, render_report
+from .experiment import PROFILES, experiments, profile_grid
 
 # %% auto 0
-__all__ = ['EXPERIMENTS', 'PROFILES', 'Experiment', 'grid', 'notebook_parameters', 'validate', 'check_parameters', 'Training',
-           'Cell', 'Plan', 'cell_id', 'plan', 'train_job', 'run_cell', 'run_batch', 'varied_parameters', 'report',
-           'read_grid', 'main']
-
-# %% ../nbs/11_repro.ipynb
-@dataclass(frozen=True)
-class Experiment:
-    "A parameterized notebook, and the run-folder parameters it reads, each with the parameter that seeds that run."
-    notebook: str
-    runs: dict = field(default_factory=lambda: {'run_dir': 'seed'})
-
-EXPERIMENTS = {
-    'table1': Experiment('table1_markers.ipynb'),
-    'table2': Experiment('table2_fmcs.ipynb', {'run_dir': 'seed', 'run_dir2': 'seed2'}),
-    'gradcam': Experiment('fig4_gradcam.ipynb'),
-    'ral': Experiment('ral_raf.ipynb', {'fmce_run_dir': 'fmce_seed'}),
-    'frpt': Experiment('frpt_posttrain.ipynb', {'pre_run_dir': 'pre_seed'}),
-}
-
-def grid(**axes) -> list:
-    "All combinations of the list-valued arguments, the others held fixed: grid(a=[1, 2], b=3) -> [{a:1,b:3}, {a:2,b:3}]."
-    keys = list(axes)
-    vals = [v if isinstance(v, list) else [v] for v in axes.values()]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*vals)]
-
-# %% ../nbs/11_repro.ipynb
-_PAPER_EPOCHS = {('mnist', 'resnet50'): 100, ('mnist', 'shufflenet_v2_x1_0'): 100, ('cifar10', 'resnet50'): 150,
-                 ('cifar10', 'shufflenet_v2_x1_0'): 150, ('mini_imagenet', 'resnet50'): 150,
-                 ('mini_imagenet', 'shufflenet_v2_x1_0'): 250}
-_BACKBONES = ['resnet50', 'shufflenet_v2_x1_0']
-_RAF = [1.0, 0.95, 0.9, 0.85, 0.8, 0.78, 0.75, 0.7, 0.5, 0.0]          # FMCE-Net++ Table I
-_FRPT_ALPHAS = [0.0, 0.02, 0.1, 0.3]                                  # the authors' code
-# FR-PT starts from briefly trained models (5 epochs, augmented), which still err on their training images: a model
-# that fits every training image gets targets equal to its own features, and post-training has nothing to do
-_FRPT_LAYERS = {'small_cnn': ['out', 'net.features.2', 'net.features.1'], 'resnet18': ['out', 'net.layer4']}
-def _frpt(datasets, seeds, **base):
-    return [dict(base, dataset=d, arch=a, layer=l, rec_alpha=al, seed=s) for d in datasets for a, ls in _FRPT_LAYERS.items()
-            for l in ls for al in _FRPT_ALPHAS for s in seeds]
-_HOLD_OUT = {'mnist': 55000, 'cifar10': 45000, 'mini_imagenet': 43000}  # training images when 5,000 are held out for validation
-# The cpu protocol: 1,000 training images (a seeded subset per seed), 32 px, no augmentation, batch 64 and the papers'
-# 100 epochs. The training loss falls to about 1e-3 and its CQI then passes mu = 1e-4 well before epoch 100.
-# Grad-CAM reads ShuffleNet's stage2, whose map is 4x4 at 32 px (conv5 is 1x1 there).
-_CPU = dict(arch='shufflenet_v2_x1_0', epochs=100, size=32, batch_size=64, augment=False, n_train=1000, n_test=1000, K=10,
-            on_no_convergence='last')
-_CPU_DATA, _CPU_SEEDS = ['mnist5k', 'fashion_mnist'], [0, 1, 2]
-# FMCE-Net++: the paper's RAF list less 0.85 and 0.78 (the time it takes), 3 seeds, and label smoothing 0.1 at the same
-# epochs and seeds; the FMCE run is the Table I run of seed 0, whose E_K sets the epochs of every RAF run. The cells
-# run in this order, so a batch cut short still has the baseline, the comparison row and a spread of RAF values.
-_RAF_CPU = [1.0, 0.9, 0.8, 0.7, 0.5, 0.0, 0.95, 0.75]
-_RAL_CPU = dict(_CPU, dataset='mnist5k', fmce_seed=0, net_epochs=10, n_val=1000, layer='net.stage2', grid_images=4,
-                measure_images=500)
-
-PROFILES = {
-    'smoke': {'table1': [{}], 'table2': [{}], 'gradcam': [{}],
-              'ral': grid(raf=[1.0, 0.5], seed=[0, 1]) + grid(label_smoothing=0.1, raf=1.0, seed=[0, 1]),
-              'frpt': grid(rec_alpha=[0.0, 0.1], seed=[0, 1])},
-    'cpu': {
-        'table1': grid(dataset=_CPU_DATA, seed=_CPU_SEEDS, **_CPU),
-        'table2': [dict(_CPU, dataset=d, seed=s, seed2=(s + 1) % len(_CPU_SEEDS), net_epochs=10)
-                   for d in _CPU_DATA for s in _CPU_SEEDS],
-        'gradcam': grid(dataset=_CPU_DATA, seed=_CPU_SEEDS, **_CPU, layer='net.stage2', grid_images=6, measure_images=1000),
-        'ral': grid(label_smoothing=0.1, raf=1.0, seed=_CPU_SEEDS, **_RAL_CPU) + grid(raf=_RAF_CPU, seed=_CPU_SEEDS, **_RAL_CPU),
-        'frpt': _frpt(_CPU_DATA, _CPU_SEEDS, epochs=5, size=32, batch_size=64, augment=True, n_train=1000, n_test=1000,
-                      pre_seed=0, post_epochs=10, post_batch_size=256),
-    },
-    # 80 epochs: with the EMA smoothing, CQI cannot pass mu = 1e-4 before about epoch 52 (see 02_cqi), so a
-    # 50-epoch run could never converge; 'last' still yields markers (flagged as not converged) if it does not.
-    'reduced': {
-        'table1': grid(dataset=['fashion_mnist', 'mnist5k'], arch=_BACKBONES, epochs=80, size=64, batch_size=256, n_train=None,
-                       n_test=None, K=10, on_no_convergence='last'),
-        'table2': grid(dataset=['fashion_mnist', 'mnist5k'], arch=_BACKBONES, epochs=80, size=64, batch_size=256, n_train=None,
-                       n_test=None, K=10, fmcs_images=20000, net_epochs=10, on_no_convergence='last'),
-        'gradcam': grid(dataset='fashion_mnist', arch=_BACKBONES, epochs=80, size=112, batch_size=256, n_train=None, n_test=None,
-                        K=10, on_no_convergence='last', layer='output', grid_images=6, measure_images=500),
-        # FMCE-Net++ holds 10,000 training images out for validation, so its FMCE runs are runs of 50,000 images
-        'ral': grid(dataset='fashion_mnist', arch=_BACKBONES, raf=_RAF, seed=[0, 1, 2, 3, 4], epochs=80, size=64, batch_size=256,
-                    n_train=50000, n_test=None, K=10, on_no_convergence='last', fmce_seed=0, net_epochs=10, n_val=10000,
-                    layer='early', grid_images=6, measure_images=500)
-               + grid(dataset='fashion_mnist', arch=_BACKBONES, label_smoothing=0.1, raf=1.0, seed=[0, 1, 2, 3, 4], epochs=80, size=64,
-                      batch_size=256, n_train=50000, n_test=None, K=10, on_no_convergence='last', fmce_seed=0, net_epochs=10,
-                      n_val=10000, layer='early', grid_images=6, measure_images=500),
-        'frpt': _frpt(['fashion_mnist'], [0, 1, 2, 3, 4], epochs=5, size=32, batch_size=256, augment=True, n_train=None,
-                      n_test=None, pre_seed=0, post_epochs=10, post_batch_size=256),
-    },
-    'paper': {
-        'table1': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, on_no_convergence='raise')
-                   for (d, a), e in _PAPER_EPOCHS.items()],
-        'table2': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, net_epochs=10,
-                        on_no_convergence='raise') for (d, a), e in _PAPER_EPOCHS.items()],
-        'gradcam': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, layer='output',
-                         on_no_convergence='raise', grid_images=6, measure_images=500) for (d, a), e in _PAPER_EPOCHS.items()],
-        'ral': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=_HOLD_OUT[d], n_test=None, K=10,
-                     on_no_convergence='raise', fmce_seed=0, net_epochs=10, n_val=5000, layer='output', grid_images=6,
-                     measure_images=500, seed=s, **method)
-                for (d, a), e in _PAPER_EPOCHS.items() for s in range(5)
-                for method in [{'raf': r} for r in _RAF] + [{'label_smoothing': 0.1, 'raf': 1.0}]],
-        # the authors' CIFAR protocol: 32 px, ten seeds, ten post-training epochs
-        'frpt': _frpt(['cifar10', 'cifar100'], list(range(10)), epochs=30, size=32, batch_size=256, augment=True, n_train=None,
-                      n_test=None, pre_seed=0, post_epochs=10, post_batch_size=256),
-    },
-}
+__all__ = ['notebook_parameters', 'validate', 'check_parameters', 'Training', 'Cell', 'Plan', 'cell_id', 'plan', 'train_job',
+           'run_cell', 'run_batch', 'varied_parameters', 'report', 'read_grid', 'main']
 
 # %% ../nbs/11_repro.ipynb
 def notebook_parameters(path) -> dict:
@@ -126,6 +28,7 @@ def notebook_parameters(path) -> dict:
             out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
 
+# %% ../nbs/11_repro.ipynb
 def _a(noun: str) -> str: return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 def validate(params: dict, defaults: dict, where: str = ''):
@@ -156,6 +59,7 @@ def check_parameters(namespace: dict, notebook: str):
 # %% ../nbs/11_repro.ipynb
 _PLACES = ('out_dir', 'profile', 'device')
 
+# %% ../nbs/11_repro.ipynb
 @dataclass
 class Training:
     "One distinct training run of a plan, and the marker settings its cells will read."
@@ -168,6 +72,7 @@ class Training:
         try: return 'done' if Run(self.dir).done else 'todo'
         except FileNotFoundError: return 'todo'
 
+# %% ../nbs/11_repro.ipynb
 @dataclass
 class Cell:
     "One analysis cell: an experiment's notebook with its parameters, its folder, and the runs it reads."
@@ -181,8 +86,10 @@ class Cell:
         f = self.dir/'status.json'
         return json.loads(f.read_text()).get('status', 'todo') if f.exists() else 'todo'
 
+# %% ../nbs/11_repro.ipynb
 @dataclass
 class Plan:
+    "A profile's training runs and cells."
     profile: str
     trainings: list
     cells: list
@@ -191,26 +98,38 @@ class Plan:
         dirs = {d for c in self.cells if c.status != 'done' for d in c.runs.values()}
         return [t for t in self.trainings if t.dir in dirs]
 
+# %% ../nbs/11_repro.ipynb
 def cell_id(full: dict) -> str:
     "`<dataset>-<arch>-<size>px-seed<seed>-<hash of the full parameter set>`."
     ident = {k: v for k, v in full.items() if k not in _PLACES and k not in ('run_dir', 'run_dir2')}
     return (f"{full.get('dataset', 'x')}-{full.get('arch', 'x')}-{full.get('size', 'x')}px-seed{full.get('seed', 0)}-"
             f"{short_hash(ident, 8)}").replace('/', '_')
 
+# %% ../nbs/11_repro.ipynb
+def _cell_runs(ex, params: dict, full: dict, settings, trainings: dict, root: Path, profile: str, where: str) -> dict:
+    runs = {}
+    for role, seed_param in ex.runs.items():
+        if params.get(role): runs[role] = Path(params[role]); continue     # a run folder given by hand
+        try: cfg = TrainConfig.from_params(full, seed=full[seed_param])
+        except (TypeError, ValueError) as e: raise ValueError(f"{where}: {e}") from e
+        rid = run_id(cfg)
+        t = trainings.setdefault(rid, Training(rid, cfg, root/'runs'/profile/'train'/rid, []))
+        if settings is not None and settings not in t.markers: t.markers.append(settings)
+        runs[role] = t.dir
+    return runs
+
+# %% ../nbs/11_repro.ipynb
 def plan(profile: str, root, only=None, grid_override: dict | None = None, nbs_dir=None) -> Plan:
     "The training runs and analysis cells of `profile` (or of `grid_override`), with folders under `root`."
-    spec = grid_override if grid_override is not None else PROFILES.get(profile)
-    if spec is None: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    only = [o for o in (only or []) if o]
-    bad = [o for o in [*only, *spec] if o not in EXPERIMENTS]
-    if bad: raise ValueError(f"unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)}")
-    nbs_dir = Path(nbs_dir) if nbs_dir else find_repo()/'nbs'/'experiments'
-    root = Path(root)
+    spec = grid_override if grid_override is not None else profile_grid(profile)
+    registry, only = experiments(), [o for o in (only or []) if o]
+    bad = [o for o in [*only, *spec] if o not in registry]
+    if bad: raise ValueError(f"unknown experiment(s) {bad}; choose from {', '.join(registry)}")
+    nbs_dir, root = Path(nbs_dir) if nbs_dir else find_repo()/'nbs'/'experiments', Path(root)
     trainings, cells, seen = {}, [], {}
     for exp, cell_params in spec.items():
         if only and exp not in only: continue
-        ex = EXPERIMENTS[exp]
-        defaults = notebook_parameters(nbs_dir/ex.notebook)
+        defaults = notebook_parameters(nbs_dir/registry[exp].notebook)
         for params in cell_params:
             validate(params, defaults, f'{profile}/{exp}')
             full = {**defaults, **params}
@@ -221,15 +140,7 @@ def plan(profile: str, root, only=None, grid_override: dict | None = None, nbs_d
             seen[d] = params
             try: settings = MarkerSettings.from_params(full) if 'K' in full else None     # an experiment with markers
             except ValueError as e: raise ValueError(f"{profile}/{exp}/{d.name}: {e}") from e
-            runs = {}
-            for role, seed_param in ex.runs.items():
-                if params.get(role): runs[role] = Path(params[role]); continue     # a run folder given by hand
-                try: cfg = TrainConfig.from_params(full, seed=full[seed_param])
-                except (TypeError, ValueError) as e: raise ValueError(f"{profile}/{exp}/{d.name}: {e}") from e
-                rid = run_id(cfg)
-                t = trainings.setdefault(rid, Training(rid, cfg, root/'runs'/profile/'train'/rid, []))
-                if settings is not None and settings not in t.markers: t.markers.append(settings)
-                runs[role] = t.dir
+            runs = _cell_runs(registry[exp], params, full, settings, trainings, root, profile, f"{profile}/{exp}/{d.name}")
             cells.append(Cell(exp, params, full, d, runs))
     return Plan(profile, list(trainings.values()), cells)
 
@@ -256,12 +167,13 @@ def _ipc_kernel_manager(folder):
             super().__init__(**kw)
     return IPCKernelManager
 
+# %% ../nbs/11_repro.ipynb
 def run_cell(experiment: str, params: dict, cell_dir, nbs_dir, timeout: int | None = 3600) -> dict:
     "Execute one cell with papermill into `cell_dir`; returns its status (never raises for a failing notebook)."
     import papermill as pm
     logging.getLogger('papermill').setLevel(logging.ERROR)
     cell_dir = Path(cell_dir).resolve(); cell_dir.mkdir(parents=True, exist_ok=True)
-    nb = Path(nbs_dir).resolve()/EXPERIMENTS[experiment].notebook
+    nb = Path(nbs_dir).resolve()/experiments()[experiment].notebook
     p = {**params, 'out_dir': str(cell_dir)}
     validate(p, notebook_parameters(nb), f'{experiment}/{cell_dir.name}')
     t0 = time.time()
@@ -281,6 +193,7 @@ def run_cell(experiment: str, params: dict, cell_dir, nbs_dir, timeout: int | No
     write_json(cell_dir/'status.json', status)
     return status
 
+# %% ../nbs/11_repro.ipynb
 def _cell_params(c: Cell, profile: str) -> dict:
     return {**c.params, 'profile': profile, **{role: str(Path(d).resolve()) for role, d in c.runs.items()}}
 
@@ -307,12 +220,22 @@ def _run_jobs(jobs: list, executor: str, folder: Path, timeout: int | None, slur
         done(label, r); out.append(r)
     return out
 
+# %% ../nbs/11_repro.ipynb
+def _fail_blocked(blocked: list, failed_runs: dict, say) -> list:
+    results = []
+    for c, bad in blocked:
+        st = {'experiment': c.experiment, 'params': c.params, 'status': 'failed', 'seconds': 0,
+              'error': f"training run {bad[0].name} failed: {failed_runs[bad[0]]}"}
+        write_json(c.dir/'status.json', st); results.append(st)
+        say(f"  {'FAILED':7s} {c.experiment}/{c.dir.name}: its run failed")
+    return results
+
+# %% ../nbs/11_repro.ipynb
 def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'local-process', log=print,
               slurm: dict | None = None) -> dict:
     "Train the runs and run the cells of `pl` that are not done; returns {'trained': [...], 'cells': [...]}."
     from tqdm import tqdm
-    trains = [t for t in pl.needed() if t.status != 'done']
-    cells = [c for c in pl.cells if c.status != 'done']
+    trains, cells = [t for t in pl.needed() if t.status != 'done'], [c for c in pl.cells if c.status != 'done']
     if log: log(f"{len(pl.trainings) - len(trains)} of {len(pl.trainings)} training runs done or not needed, "
                 f"{len(pl.cells) - len(cells)} of {len(pl.cells)} cells done; training {len(trains)}, running {len(cells)}")
     bar = tqdm(total=len(trains) + len(cells), disable=None, leave=False, unit='job')   # a bar on a terminal only
@@ -327,22 +250,14 @@ def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'lo
             + (f": {r['error'][:300]}" if r['status'] != 'done' else f", top-1 {r['top1']:.4f}"))
     tr = _run_jobs([(t, train_job, (asdict(t.config), str(t.dir), [asdict(m) for m in t.markers])) for t in trains],
                    executor, folder, timeout, slurm, trained)
-    ready, blocked = [], []
-    for c in cells:
-        bad = [d for d in c.runs.values() if d in failed_runs]
-        (blocked if bad else ready).append((c, bad))
-    results = []
-    for c, bad in blocked:
-        st = {'experiment': c.experiment, 'params': c.params, 'status': 'failed', 'seconds': 0,
-              'error': f"training run {bad[0].name} failed: {failed_runs[bad[0]]}"}
-        write_json(c.dir/'status.json', st); results.append(st)
-        say(f"  {'FAILED':7s} {c.experiment}/{c.dir.name}: its run failed")
+    split = [(c, [d for d in c.runs.values() if d in failed_runs]) for c in cells]
+    results = _fail_blocked([(c, bad) for c, bad in split if bad], failed_runs, say)
     def ran(c, r):
         if r['status'] == 'failed' and not (c.dir/'status.json').exists(): write_json(c.dir/'status.json', r)
         say(f"  {r['status'] if r['status'] == 'done' else 'FAILED':7s} {c.experiment}/{c.dir.name} ({r.get('seconds', '?')}s)"
             + (f": {r['error'][:300]}" if r['status'] != 'done' else ''))
     results += _run_jobs([(c, run_cell, (c.experiment, _cell_params(c, pl.profile), str(c.dir), str(nbs_dir), timeout))
-                          for c, _ in ready], executor, folder, timeout, slurm, ran)
+                          for c, bad in split if not bad], executor, folder, timeout, slurm, ran)
     bar.close()
     return {'trained': tr, 'cells': results}
 
@@ -352,10 +267,11 @@ def varied_parameters(cells: list) -> dict:
     by = {}
     for c in cells: by.setdefault(c.experiment, []).append(c)
     skip = set(_PLACES)
-    for ex in EXPERIMENTS.values(): skip |= set(ex.runs)
+    for ex in experiments().values(): skip |= set(ex.runs)
     return {e: [k for k in cs[0].full if k not in skip and len({json.dumps(c.full.get(k), sort_keys=True) for c in cs}) > 1]
             for e, cs in by.items()}
 
+# %% ../nbs/11_repro.ipynb
 def _print_plan(pl: Plan, root: Path, out=print):
     out(f"profile {pl.profile}: {len(pl.trainings)} training runs, {len(pl.cells)} analysis cells")
     out(f"training runs (under {root/'runs'/pl.profile/'train'}):")
@@ -370,12 +286,14 @@ def _print_plan(pl: Plan, root: Path, out=print):
         label = ' '.join(f"{k}={c.full.get(k)}" for k in varied[c.experiment])
         out(f"  [{c.status:6s}] {c.experiment}/{c.dir.name}" + (f"  {label}" if label else ''))
 
+# %% ../nbs/11_repro.ipynb
 def report(profile: str, root) -> Path:
     "Render `reports/<profile>.md` and `figures/<profile>/` from the records under `results/<profile>/`."
     root = Path(root)
     return render_report(root/'results'/profile, root/'reports'/f'{profile}.md', root/'figures'/profile,
                          title=f'fmce_nb results: {profile} profile')
 
+# %% ../nbs/11_repro.ipynb
 def read_grid(path) -> dict:
     "The {experiment: [params, ...]} of a `--grid` file, or a ValueError that says what is wrong with it."
     path = Path(path)
@@ -387,21 +305,25 @@ def read_grid(path) -> dict:
                          f'e.g. {{"table1": [{{"seed": 0}}, {{"seed": 1}}]}}')
     return grid
 
-def main(argv=None):
-    "fmce-repro --profile smoke|cpu|reduced|paper [--only table1,table2,gradcam] [--dry-run] [--report-only]"
+# %% ../nbs/11_repro.ipynb
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fmce-repro', description='Train the runs of a profile once, run its experiment notebooks on them, and render its report.')
     p.add_argument('--profile', default='smoke', choices=list(PROFILES))
-    p.add_argument('--only', default='', help='comma-separated experiments: ' + ','.join(EXPERIMENTS))
+    p.add_argument('--only', default='', help='comma-separated experiments: ' + ','.join(experiments()))
     p.add_argument('--dry-run', action='store_true', help='list the training runs and the cells, and what is done; run nothing')
     p.add_argument('--report-only', action='store_true', help='render the report from the records there are; run nothing')
     p.add_argument('--root', default=None, help='where runs/, results/, reports/ and figures/ go (default: the checkout)')
     p.add_argument('--grid', default=None, help='a JSON file {experiment: [params, ...]} replacing the profile grid')
     p.add_argument('--timeout', type=int, default=3600, help='seconds allowed to one notebook cell')
     p.add_argument('--executor', default='local-process', choices=['local-process', 'submitit-local', 'slurm'])
-    a = p.parse_args(argv)
+    return p
+
+# %% ../nbs/11_repro.ipynb
+def main(argv=None):
+    "fmce-repro --profile smoke|cpu|reduced|paper [--only table1,table2,gradcam] [--dry-run] [--report-only]"
+    a = _parser().parse_args(argv)
     repo = find_repo()
-    root = Path(a.root) if a.root else repo
-    nbs = repo/'nbs'/'experiments'
+    root, nbs = Path(a.root) if a.root else repo, repo/'nbs'/'experiments'
     if a.report_only:
         print(f"report: {report(a.profile, root)}"); return
     try: pl = plan(a.profile, root, a.only.split(','), read_grid(a.grid) if a.grid else None, nbs)

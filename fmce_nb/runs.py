@@ -18,9 +18,9 @@ from .models import build_model, check_arch, FMCEClassifier, speed_modes
 from .data import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'CorruptFileError', 'read_json', 'read_weights', 'read_npy',
-           'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'run_identity', 'run_id', 'provenance',
-           'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
+__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'temporary_folder', 'CorruptFileError', 'read_json', 'read_weights',
+           'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'run_identity', 'run_id',
+           'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path, write):
@@ -48,6 +48,15 @@ def _jsonable(o):
 def write_json(path, obj):
     "Atomically write `obj` as indented JSON."
     atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=1, default=_jsonable) + '\n'))
+
+# %% ../nbs/03_runs.ipynb
+def temporary_folder(prefix: str = 'fmce-') -> Path:
+    "A new temporary folder, removed when this process exits (a multiprocessing worker's exit included)."
+    from multiprocessing.util import Finalize
+    import shutil
+    p = Path(tempfile.mkdtemp(prefix=prefix))
+    Finalize(None, shutil.rmtree, args=(str(p),), kwargs={'ignore_errors': True}, exitpriority=0)
+    return p
 
 # %% ../nbs/03_runs.ipynb
 class CorruptFileError(ValueError):

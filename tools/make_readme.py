@@ -1,5 +1,6 @@
 """Write README.md from nbs/index.ipynb (markdown cells as they are, code cells as fenced Python, text outputs
-as plain blocks). nbdev's own nbdev_readme needs Quarto, which is not a Python package; this needs nothing."""
+as plain blocks). nbdev's own nbdev_readme needs Quarto, which is not a Python package; this needs nothing.
+A link that the notebook makes from nbs/ (`](../figures/...`) is made from the checkout's root here."""
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ nb = json.loads((root/'nbs'/'index.ipynb').read_text())
 parts = []
 for c in nb['cells']:
     src = ''.join(c['source']).strip('\n')
-    if c['cell_type'] == 'markdown': parts.append(src)
+    if c['cell_type'] == 'markdown': parts.append(src.replace('](../', ']('))
     elif c['cell_type'] == 'code' and src and not src.startswith('#| hide'):
         parts.append(f"```python\n{src}\n```")
         for o in c.get('outputs', []):
