@@ -71,9 +71,11 @@ class NotConvergedError(ValueError):
     def __init__(self, msg, min_cqi=None, epoch=None, mu=None):
         super().__init__(msg); self.min_cqi, self.epoch, self.mu = min_cqi, epoch, mu
 
+# %% ../nbs/02_cqi.ipynb
 class MarkerError(ValueError):
     "The K markers cannot be told apart on this curve."
 
+# %% ../nbs/02_cqi.ipynb
 def _smallest_cqi(c: np.ndarray, e0: int) -> tuple:
     "(smallest CQI after E_0, its 1-based epoch), or (nan, None) when no epoch follows E_0."
     tail = c[e0:]                                 # CQI_{E_0+1}..CQI_M
@@ -81,6 +83,7 @@ def _smallest_cqi(c: np.ndarray, e0: int) -> tuple:
     j = int(np.nanargmin(tail))
     return float(tail[j]), e0 + j + 1
 
+# %% ../nbs/02_cqi.ipynb
 @dataclass
 class Markers:
     "The result of `epoch_markers`: E_0, the K markers (1-based epochs; the last is the convergence epoch) and the curves behind them."
@@ -137,6 +140,7 @@ def convergence_epoch(losses, mu: float = 1e-4, alpha: float = 0.85, window: int
         f"{smallest:.3g} at epoch {epoch} of {len(L)}. Train longer, raise mu, or pass "
         f"on_no_convergence='last' to take the last epoch as E_K.", smallest, epoch, mu)
 
+# %% ../nbs/02_cqi.ipynb
 def epoch_markers(losses, K: int = 10, mu: float = 1e-4, alpha: float = 0.85, window: int = 5,
                   smoothing: str = 'ema', on_no_convergence: str = 'raise') -> Markers:
     "E_0 and the K epoch markers E_1 < ... < E_K of a loss sequence (1-based epochs)."

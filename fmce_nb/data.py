@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 # %% auto 0
 __all__ = ['DEBIAN_FASHION_MNIST', 'DATASETS', 'ImageData', 'DatasetNotFoundError', 'DatasetCorruptError', 'data_root',
@@ -44,38 +45,44 @@ class ImageData:
     @property
     def shape(self): return tuple(self.images.shape[1:])
 
-    def subset(self, n, seed=0):
-        "The first `n` images of a seeded shuffle (all of them if `n` is None)."
-        if n is not None and (isinstance(n, bool) or int(n) != n or not 1 <= n <= len(self)):
-            raise ValueError(f"{self.name}: a subset needs a whole number of images from 1 to the split's {len(self)} "
-                             f"(or None for all of them), got {n!r}")
-        if n is None or n == len(self): return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
-                         f"{self.source} (subset of {n})", self.train, self.hflip)
-
-    def held_out(self, n_train, n: int, seed=0):
-        "`n` images that `subset(n_train, seed)` leaves out: the next `n` of the same seeded shuffle (a validation set)."
-        start = len(self) if n_train is None else min(n_train, len(self))
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[start:start + n].sort().values
-        if len(idx) < n:
-            raise ValueError(f"{self.name}: only {len(idx)} of {len(self)} images lie outside the {start}-image training "
-                             f"subset, {n} were asked for; ask for fewer held-out images or a smaller n_train")
-        return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
-                         f"{self.source} (held out of a {start}-image subset, {n})", self.train, self.hflip)
-
     def __repr__(self):
         split = 'train' if self.train else 'test'
         return (f"ImageData({self.name!r}, {split}, {len(self)} images {self.shape}, "
                 f"{self.num_classes} classes, source={self.source!r})")
 
 # %% ../nbs/00_data.ipynb
+@patch
+def subset(self: ImageData, n, seed=0):
+    "The first `n` images of a seeded shuffle (all of them if `n` is None)."
+    if n is not None and (isinstance(n, bool) or int(n) != n or not 1 <= n <= len(self)):
+        raise ValueError(f"{self.name}: a subset needs a whole number of images from 1 to the split's {len(self)} "
+                         f"(or None for all of them), got {n!r}")
+    if n is None or n == len(self): return self
+    idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
+                     f"{self.source} (subset of {n})", self.train, self.hflip)
+
+# %% ../nbs/00_data.ipynb
+@patch
+def held_out(self: ImageData, n_train, n: int, seed=0):
+    "`n` images that `subset(n_train, seed)` leaves out: the next `n` of the same seeded shuffle (a validation set)."
+    start = len(self) if n_train is None else min(n_train, len(self))
+    idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[start:start + n].sort().values
+    if len(idx) < n:
+        raise ValueError(f"{self.name}: only {len(idx)} of {len(self)} images lie outside the {start}-image training "
+                         f"subset, {n} were asked for; ask for fewer held-out images or a smaller n_train")
+    return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
+                     f"{self.source} (held out of a {start}-image subset, {n})", self.train, self.hflip)
+
+# %% ../nbs/00_data.ipynb
 class DatasetNotFoundError(FileNotFoundError):
     "A dataset is not on this machine; the message says where we looked and how to get it."
 
+# %% ../nbs/00_data.ipynb
 class DatasetCorruptError(RuntimeError):
     "A dataset's files are there but cannot be read."
 
+# %% ../nbs/00_data.ipynb
 def data_root(root=None) -> Path:
     "The folder datasets are read from: `root`, `$FMCE_NB_DATA`, the checkout's `data/`, or `~/.cache/fmce_nb/data`."
     if root is not None: return Path(root).expanduser()
@@ -112,6 +119,7 @@ def _not_found(name, places, root, missing=()):
 
 _IDX_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
+# %% ../nbs/00_data.ipynb
 def _missing(folder: Path, names=_IDX_FILES):
     "The expected files not in `folder`, when some of them are there (a half-copied dataset)."
     miss = [n for n in names if not (folder/n).exists()]
@@ -150,6 +158,7 @@ def _load_mnist(root, train, download):
     if ds is None: raise _not_found('mnist', [root/'MNIST'/'raw'], root, _missing(root/'MNIST'/'raw'))
     return _from_mnist(ds, 'mnist', train, f'torchvision.datasets.MNIST({root})', hflip=False)
 
+# %% ../nbs/00_data.ipynb
 def _load_fashion_mnist(root, train, download):
     from torchvision.datasets import FashionMNIST
     ds = _torchvision_dataset(FashionMNIST, 'fashion_mnist', root, train, download)
@@ -318,47 +327,53 @@ class DeviceLoader:
         n = len(self.data)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _plan(self, epoch):
-        "Order and augmentation offsets of one epoch, drawn on the CPU from (seed, epoch), moved once."
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        n = len(self.data)
-        order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
-        if not self.augment: return order.to(self.device), None
-        off = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g)
-        flip = (torch.rand(n, generator=g) < 0.5) if self.hflip else torch.zeros(n, dtype=torch.bool)
-        return order.to(self.device), torch.cat([off, flip[None].long()]).to(self.device)
-
-    def transform(self, idx, aug=None):
-        "The model-ready float batch for dataset indices `idx` (and per-sample offsets/flips `aug`)."
-        x = self.images[idx].float()
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode='bilinear', align_corners=False,
-                              antialias=x.shape[-1] > self.size)
-        if aug is not None:
-            p, s, ar = self.pad, self.size, self._ar
-            xp = F.pad(x, (p, p, p, p)).permute(0, 2, 3, 1)                           # B, H+2p, W+2p, C
-            dy, dx, flip = aug
-            rows = dy[:, None] + ar                                                   # B, S
-            cols = dx[:, None] + torch.where(flip[:, None].bool(), s - 1 - ar, ar)    # B, S
-            b = torch.arange(len(idx), device=x.device)[:, None, None]
-            x = xp[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)         # B, C, S, S
-        x = x * self._scale + self._shift
-        if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
-        if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def batches(self, epoch: int = 0, with_index: bool = False):
-        "Yield `(x, y)` for every batch of `epoch` (`(x, y, idx)` with the images' indices in the dataset if `with_index`)."
-        order, aug = self._plan(epoch)
-        bs = self.batch_size
-        for i in range(len(self)):
-            idx = order[i * bs:(i + 1) * bs]
-            if self.world > 1: idx = idx[self.rank::self.world]     # this process's share of the global batch
-            b = self.transform(idx, None if aug is None else aug[:, idx]), self.labels[idx]
-            yield (*b, idx) if with_index else b
-
     def __iter__(self): return self.batches(0)
 
     def __repr__(self):
         return (f"DeviceLoader({self.data.name}, {len(self)} batches of {self.batch_size}, {self.size}px, "
                 f"augment={self.augment}, hflip={self.hflip}, device={self.device})")
+
+# %% ../nbs/00_data.ipynb
+@patch
+def _plan(self: DeviceLoader, epoch):
+    "Order and augmentation offsets of one epoch, drawn on the CPU from (seed, epoch), moved once."
+    g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+    n = len(self.data)
+    order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
+    if not self.augment: return order.to(self.device), None
+    off = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g)
+    flip = (torch.rand(n, generator=g) < 0.5) if self.hflip else torch.zeros(n, dtype=torch.bool)
+    return order.to(self.device), torch.cat([off, flip[None].long()]).to(self.device)
+
+# %% ../nbs/00_data.ipynb
+@patch
+def transform(self: DeviceLoader, idx, aug=None):
+    "The model-ready float batch for dataset indices `idx` (and per-sample offsets/flips `aug`)."
+    x = self.images[idx].float()
+    if x.shape[-1] != self.size or x.shape[-2] != self.size:
+        x = F.interpolate(x, size=(self.size, self.size), mode='bilinear', align_corners=False,
+                          antialias=x.shape[-1] > self.size)
+    if aug is not None:
+        p, s, ar = self.pad, self.size, self._ar
+        xp = F.pad(x, (p, p, p, p)).permute(0, 2, 3, 1)                           # B, H+2p, W+2p, C
+        dy, dx, flip = aug
+        rows = dy[:, None] + ar                                                   # B, S
+        cols = dx[:, None] + torch.where(flip[:, None].bool(), s - 1 - ar, ar)    # B, S
+        b = torch.arange(len(idx), device=x.device)[:, None, None]
+        x = xp[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)         # B, C, S, S
+    x = x * self._scale + self._shift
+    if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
+    if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+# %% ../nbs/00_data.ipynb
+@patch
+def batches(self: DeviceLoader, epoch: int = 0, with_index: bool = False):
+    "Yield `(x, y)` for every batch of `epoch` (`(x, y, idx)` with the images' indices in the dataset if `with_index`)."
+    order, aug = self._plan(epoch)
+    bs = self.batch_size
+    for i in range(len(self)):
+        idx = order[i * bs:(i + 1) * bs]
+        if self.world > 1: idx = idx[self.rank::self.world]     # this process's share of the global batch
+        b = self.transform(idx, None if aug is None else aug[:, idx]), self.labels[idx]
+        yield (*b, idx) if with_index else b

@@ -28,6 +28,7 @@ class HalvingMaxPool(nn.Module):
         kh, kw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
         return x if kh == kw == 1 else F.max_pool2d(x, (kh, kw))
 
+# %% ../nbs/06_fmce_net.ipynb
 class FMCENet(nn.Module):
     "Predicts the FMCS phase (K logits) of a (B, in_channels, H, W) feature map."
     def __init__(self, in_channels: int, K: int = 10):
@@ -74,6 +75,7 @@ def fit(net: FMCENet, source, pairs, epochs: int = 10, lr: float = 1e-3, batch_s
         if log: log(f"FMCE-Net epoch {ep + 1}/{epochs}: loss {history[-1]:.4f}")
     return history
 
+# %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
 def predict(net: FMCENet, source, pairs, batch_size: int = 512):
     "(true phase, predicted phase, probabilities) over `pairs`, in the order of the pairs sorted per batch."
@@ -87,6 +89,7 @@ def predict(net: FMCENet, source, pairs, batch_size: int = 512):
     y, pr = torch.cat(ys).numpy(), torch.cat(prs).numpy()
     return y, pr.argmax(1), pr
 
+# %% ../nbs/06_fmce_net.ipynb
 def metrics(y_true, y_pred, K: int) -> dict:
     "Accuracy, macro precision / recall / F1 (scikit-learn) and the K x K confusion matrix."
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, confusion_matrix
@@ -94,11 +97,13 @@ def metrics(y_true, y_pred, K: int) -> dict:
     return {'accuracy': float(accuracy_score(y_true, y_pred)), 'precision': float(p), 'recall': float(r), 'f1': float(f),
             'confusion': confusion_matrix(y_true, y_pred, labels=list(range(K))).tolist(), 'n': int(len(y_true))}
 
+# %% ../nbs/06_fmce_net.ipynb
 def evaluate(net: FMCENet, source, pairs, batch_size: int = 512) -> dict:
     "Metrics of `net` on `pairs` of `source`."
     y, p, _ = predict(net, source, pairs, batch_size)
     return metrics(y, p, net.K)
 
+# %% ../nbs/06_fmce_net.ipynb
 def plot_confusion(m: dict, title: str = '', ax=None):
     "The confusion matrix of `metrics(...)` as a seaborn heatmap, rows = true FMCS, columns = predicted."
     import seaborn as sns, matplotlib.pyplot as plt
@@ -118,6 +123,7 @@ def save_fmce_net(net: FMCENet, path, **info):
     atomic_write(path/'fmce_net.safetensors', lambda p: save_file(sd, p))
     write_json(path/'fmce_net.json', {**net.config(), **info})
 
+# %% ../nbs/06_fmce_net.ipynb
 def load_fmce_net(path, device='cpu') -> tuple:
     "(FMCENet, info dict) from a folder written by `save_fmce_net`."
     path = Path(path)
@@ -160,6 +166,7 @@ def map_statistics(source, pairs, batch_size: int = 512):
         norms.append(x.flatten(1).norm(dim=1, keepdim=True).cpu()); labels.append(y.cpu())
     return torch.cat(stats).numpy(), torch.cat(norms).numpy(), torch.cat(labels).numpy()
 
+# %% ../nbs/06_fmce_net.ipynb
 def shortcut_baseline(train_feats, train_y, test_feats, test_y, K: int, seed: int = 0) -> dict:
     "Logistic regression (standardized features) from simple map statistics to the phase; metrics on the test side."
     from sklearn.linear_model import LogisticRegression
@@ -169,6 +176,7 @@ def shortcut_baseline(train_feats, train_y, test_feats, test_y, K: int, seed: in
     clf.fit(train_feats, train_y)
     return metrics(test_y, clf.predict(test_feats), K)
 
+# %% ../nbs/06_fmce_net.ipynb
 def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
     "Linear CKA between two sets of representations of the same n inputs (rows), via n x n Gram matrices."
     X = X.flatten(1).double(); Y = Y.flatten(1).double()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from fastcore.basics import patch
 
 from .data import DeviceLoader
 from .models import speed_modes
@@ -29,11 +30,13 @@ class Split:
     test: np.ndarray
     def __repr__(self): return f"Split({self.name!r}, train {len(self.train)} pairs, test {len(self.test)} pairs)"
 
+# %% ../nbs/05_fmcs.ipynb
 def all_pairs(n_images: int, K: int) -> np.ndarray:
     "Every (image, phase) pair: the whole FMCS-Dataset."
     n, k = np.meshgrid(np.arange(n_images), np.arange(K), indexing='ij')
     return np.stack([n.ravel(), k.ravel()], 1)
 
+# %% ../nbs/05_fmcs.ipynb
 def paper_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) -> Split:
     "3:1 per phase: for each phase, a seeded 3/4 of the images train; equal counts per label on both sides."
     rng = np.random.default_rng(seed)
@@ -44,6 +47,7 @@ def paper_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) 
         tr.append(np.stack([p[:cut], np.full(cut, k)], 1)); te.append(np.stack([p[cut:], np.full(n_images - cut, k)], 1))
     return Split('paper', np.concatenate(tr), np.concatenate(te))
 
+# %% ../nbs/05_fmcs.ipynb
 def image_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) -> Split:
     "3:1 by image: all K maps of an image are on the same side."
     p = np.random.default_rng(seed).permutation(n_images)
@@ -82,6 +86,7 @@ def check_checkpoints(run: Run, epochs):
         raise FileNotFoundError(f"markers {missing} point at checkpoints that are not in {run.dir/'weights'} "
                                 f"(saved epochs: {run.saved_epochs()}). Were the weights pruned with other markers?")
 
+# %% ../nbs/05_fmcs.ipynb
 class FMCSData:
     "The FMCS-Dataset of a run, computed batch by batch from the K marker checkpoints (nothing written to disk)."
     def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0,
@@ -112,35 +117,6 @@ class FMCSData:
         if cache == 'auto': cache = self.store_bytes(torch.float32) <= cache_limit
         if cache: self._cache = self._materialize(batch_size)
 
-    @torch.no_grad()
-    def _materialize(self, batch_size: int) -> torch.Tensor:
-        "All K x N maps (float32, on the device), computed once in full batches: worth it when the maps are small."
-        out = torch.empty(self.K, self.N, *self.feature_shape, device=self.device)
-        for a in range(0, self.N, batch_size):
-            n = torch.arange(a, min(a + batch_size, self.N), device=self.device)
-            x = self.loader.transform(n)
-            for k, m in enumerate(self.backbones):
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    out[k, a:a + len(n)] = m.features(x).float()
-        return out
-
-    @torch.no_grad()
-    def maps(self, n, k, bounds=None) -> torch.Tensor:
-        "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
-        n = torch.as_tensor(np.asarray(n), device=self.device)
-        if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
-        if bounds is None:
-            k = np.asarray(k)
-            if np.any(np.diff(k) < 0): raise ValueError("maps() needs the pairs sorted by phase; use plan_epoch")
-            ks, starts = np.unique(k, return_index=True)
-            bounds = list(zip(ks.tolist(), starts.tolist(), [*starts[1:].tolist(), len(k)]))
-        x = self.loader.transform(n)
-        outs = []
-        for kk, a, b in bounds:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                outs.append(self.backbones[kk].features(x[a:b]))
-        return torch.cat(outs).float()
-
     batches = _batches
 
     def store_bytes(self, dtype=torch.float16) -> int:
@@ -150,6 +126,39 @@ class FMCSData:
     def __repr__(self):
         return (f"FMCSData({self.run.config.arch} on {self.run.config.dataset}, markers {list(self.markers)}, "
                 f"{self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
+
+# %% ../nbs/05_fmcs.ipynb
+@patch
+@torch.no_grad()
+def _materialize(self: FMCSData, batch_size: int) -> torch.Tensor:
+    "All K x N maps (float32, on the device), computed once in full batches: worth it when the maps are small."
+    out = torch.empty(self.K, self.N, *self.feature_shape, device=self.device)
+    for a in range(0, self.N, batch_size):
+        n = torch.arange(a, min(a + batch_size, self.N), device=self.device)
+        x = self.loader.transform(n)
+        for k, m in enumerate(self.backbones):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out[k, a:a + len(n)] = m.features(x).float()
+    return out
+
+# %% ../nbs/05_fmcs.ipynb
+@patch
+@torch.no_grad()
+def maps(self: FMCSData, n, k, bounds=None) -> torch.Tensor:
+    "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
+    n = torch.as_tensor(np.asarray(n), device=self.device)
+    if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
+    if bounds is None:
+        k = np.asarray(k)
+        if np.any(np.diff(k) < 0): raise ValueError("maps() needs the pairs sorted by phase; use plan_epoch")
+        ks, starts = np.unique(k, return_index=True)
+        bounds = list(zip(ks.tolist(), starts.tolist(), [*starts[1:].tolist(), len(k)]))
+    x = self.loader.transform(n)
+    outs = []
+    for kk, a, b in bounds:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            outs.append(self.backbones[kk].features(x[a:b]))
+    return torch.cat(outs).float()
 
 # %% ../nbs/05_fmcs.ipynb
 class FMCSStore:
@@ -182,14 +191,16 @@ class FMCSStore:
                                      'feature_shape': list(fmcs.feature_shape), 'run': str(fmcs.run.dir)})
         return FMCSStore(path, fmcs.device)
 
-    def maps(self, n, k, bounds=None) -> torch.Tensor:
-        n, k = np.asarray(n), np.asarray(k)
-        out = np.empty((len(n), *self.feature_shape), dtype=np.float16)
-        for kk in np.unique(k):
-            sel = np.flatnonzero(k == kk)
-            out[sel] = self._mm[kk][n[sel]]
-        return torch.from_numpy(out).to(self.device).float()
-
     batches = _batches
 
     def __repr__(self): return f"FMCSStore({self.path}, {self.K} phases x {self.N} maps {self.feature_shape})"
+
+# %% ../nbs/05_fmcs.ipynb
+@patch
+def maps(self: FMCSStore, n, k, bounds=None) -> torch.Tensor:
+    n, k = np.asarray(n), np.asarray(k)
+    out = np.empty((len(n), *self.feature_shape), dtype=np.float16)
+    for kk in np.unique(k):
+        sel = np.flatnonzero(k == kk)
+        out[sel] = self._mm[kk][n[sel]]
+    return torch.from_numpy(out).to(self.device).float()

@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 
 # %% auto 0
 __all__ = ['BOUND', 'KAPPA', 'nearest_embedding', 'max_assign', 'one_hot', 'linear_reverse', 'act_reverse', 'pool_reverse',
@@ -35,12 +36,14 @@ def nearest_embedding(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     out.scatter_(1, labels[:, None], m)
     return out.to(logits.dtype)
 
+# %% ../nbs/09_frpt.ipynb
 def max_assign(logits: torch.Tensor, labels: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     "The logits with the label's entry set to the row's maximum (times `scale`)."
     out = logits.detach().clone()
     out.scatter_(1, labels[:, None], scale * logits.detach().max(1, keepdim=True).values)
     return out
 
+# %% ../nbs/09_frpt.ipynb
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     "The one-hot vectors of `labels` as floats."
     return F.one_hot(labels, num_classes).float()
@@ -68,6 +71,7 @@ def _reliable(x, x0, W, yt, exact: bool):
     near = ((x - x0).norm(dim=1) <= 100 * n0) | (n0 < 1e-6)
     return torch.isfinite(x).all(1) & (x.abs().amax(1) <= BOUND) & near & (rel <= tol)
 
+# %% ../nbs/09_frpt.ipynb
 def linear_reverse(x0: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                    return_info: bool = False):
     "The input nearest `x0` (B, n) that `weight` (m, n) and `bias` map to `y` (B, m); least squares where m > n."
@@ -121,6 +125,7 @@ def _hardswish_reverse(z0, a):
     ray = torch.minimum(z0, torch.full_like(z0, -3.))          # the nearest point of the ray (-inf, -3] that maps to 0
     return torch.where((a == 0) & ((ray - z0).abs() < (z - z0).abs()), ray, z)
 
+# %% ../nbs/09_frpt.ipynb
 def act_reverse(act: nn.Module | None, z0: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     "The pre-activation nearest `z0` that `act` maps to `a` (the nearest reachable one where `a` cannot be reached)."
     if z0.shape != a.shape: raise ValueError(f"act_reverse: z0 {tuple(z0.shape)} and target {tuple(a.shape)} differ in shape")
@@ -171,6 +176,7 @@ def pool_reverse(pool: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Te
     else: raise NotImplementedError(f"no reverse for the pooling {pool!r}")
     return _unwindows(w, k, x0.shape)
 
+# %% ../nbs/09_frpt.ipynb
 def gap_reverse(y: torch.Tensor, size: tuple) -> torch.Tensor:
     "Global average pooling reversed as FR-PT does: the target (B, C) broadcast over a map of `size` (H, W)."
     return y[:, :, None, None].expand(-1, -1, *size).contiguous()
@@ -217,12 +223,14 @@ def conv_matrix(conv: nn.Conv2d, in_shape: tuple) -> torch.Tensor:
     with torch.no_grad(): cols = F.conv2d(eye, conv.weight, None, 1, conv.padding)
     return cols.reshape(n, -1).T
 
+# %% ../nbs/09_frpt.ipynb
 def conv_reverse_dense(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     "The reverse of `conv` through its dense matrix and `linear_reverse` (small sizes; the reference)."
     _check_conv(conv, x0, y)
     A = conv_matrix(conv, tuple(x0.shape[1:])).to(x0.dtype)
     return linear_reverse(x0.flatten(1), _conv_target(conv, y).flatten(1), A).reshape(x0.shape)
 
+# %% ../nbs/09_frpt.ipynb
 def conv_reverse_cg(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, iters: int = 500, tol: float = 1e-10) -> torch.Tensor:
     "The reverse of `conv` by conjugate gradient on A A^T (as many inputs as outputs or more) or on A^T A."
     _check_conv(conv, x0, y)
@@ -246,6 +254,7 @@ def conv_reverse_cg(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, iters: i
         d = res + (rr_new / rr.clamp_min(1e-300)) * d; rr = rr_new
     return x0 + (At(sol) if shrink else sol)
 
+# %% ../nbs/09_frpt.ipynb
 def conv_reverse_fft(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, rtol: float = 1e-7) -> torch.Tensor:
     "The reverse of `conv` (no padding) by one small solve per spatial frequency of the circular problem."
     _check_conv(conv, x0, y, 'fft')
@@ -275,42 +284,31 @@ def _pre_activation(block: nn.Module):
     else: return block
     return lambda z: inner(z) + (block.downsample(z) if block.downsample is not None else z)
 
-def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: int = 20, method: str = 'auto',
-                  max_jacobian: float = 5e7, lr: float = 1e-2) -> torch.Tensor:
-    "An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve for large maps."
-    from torch.func import jacrev, vmap, functional_call
-    with torch.no_grad(): out = block(z0[:1])
-    if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
-        raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape {tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
-    n, m = z0[0].numel(), t[0].numel()
-    if method == 'auto': method = 'gauss_newton' if n * m <= max_jacobian else 'vjp'
-    params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
-    fwd = _pre_activation(block)
-    if fwd is not block:        # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
-        with torch.no_grad(): t = _relu_reverse(fwd(z0), t)
-    mod = block
-    f1 = (lambda z: functional_call(mod, params, (z[None],))[0]) if fwd is mod else (lambda z: fwd(z[None])[0])
-    block = fwd
-    z = z0.detach().clone()
-    if method == 'gauss_newton':
-        jac = vmap(jacrev(f1))
-        for _ in range(iters):
-            with torch.no_grad():
-                fz = vmap(f1)(z)
-                r = (t - fz).flatten(1)
-                if (r.norm(dim=1) <= 1e-6 * t.flatten(1).norm(dim=1).clamp_min(1e-12)).all(): break
-                J = jac(z).reshape(len(z), m, n)
-                d = torch.linalg.lstsq(J.cpu().double(), r.cpu().double()[..., None], driver='gelsd').solution[..., 0].to(z)
-                d = d * (10 / d.norm(dim=1, keepdim=True).clamp_min(10))          # step norm at most 10
-                base, step = r.norm(dim=1), torch.ones(len(z), 1, device=z.device, dtype=z.dtype)
-                for _ in range(8):                                                # shorten until the residual falls
-                    cand = z + (step * d).reshape(z.shape)
-                    worse = (t - vmap(f1)(cand)).flatten(1).norm(dim=1) > base
-                    if not worse.any(): break
-                    step = torch.where(worse[:, None], 0.8 * step, step)
-                z = torch.where(worse.reshape(-1, *[1] * (z.ndim - 1)), z, cand)
-        return z
-    if method != 'vjp': raise ValueError(f"method must be 'auto', 'gauss_newton' or 'vjp', got {method!r}")
+# %% ../nbs/09_frpt.ipynb
+def _gauss_newton(f1, z: torch.Tensor, t: torch.Tensor, iters: int, m: int, n: int) -> torch.Tensor:
+    "Damped Gauss-Newton from `z` toward f1(z) = t per sample (a least-squares step, at most 10 long, shortened until the residual falls)."
+    from torch.func import jacrev, vmap
+    jac = vmap(jacrev(f1))
+    for _ in range(iters):
+        with torch.no_grad():
+            fz = vmap(f1)(z)
+            r = (t - fz).flatten(1)
+            if (r.norm(dim=1) <= 1e-6 * t.flatten(1).norm(dim=1).clamp_min(1e-12)).all(): break
+            J = jac(z).reshape(len(z), m, n)
+            d = torch.linalg.lstsq(J.cpu().double(), r.cpu().double()[..., None], driver='gelsd').solution[..., 0].to(z)
+            d = d * (10 / d.norm(dim=1, keepdim=True).clamp_min(10))          # step norm at most 10
+            base, step = r.norm(dim=1), torch.ones(len(z), 1, device=z.device, dtype=z.dtype)
+            for _ in range(8):                                                # shorten until the residual falls
+                cand = z + (step * d).reshape(z.shape)
+                worse = (t - vmap(f1)(cand)).flatten(1).norm(dim=1) > base
+                if not worse.any(): break
+                step = torch.where(worse[:, None], 0.8 * step, step)
+            z = torch.where(worse.reshape(-1, *[1] * (z.ndim - 1)), z, cand)
+    return z
+
+# %% ../nbs/09_frpt.ipynb
+def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, iters: int, lr: float) -> torch.Tensor:
+    "Adam on the relative squared error of block(z) to t, z kept within 100 |z0| of z0: for maps too large for a Jacobian."
     radius = 100 * z0.flatten(1).norm(dim=1).clamp_min(1e-6)
     tn = t.flatten(1).norm(dim=1).clamp_min(1e-12) ** 2
     with torch.enable_grad():                       # also under reconstruct_targets' no_grad
@@ -324,6 +322,28 @@ def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: in
                 d = (z - z0).flatten(1)
                 z.copy_(z0 + (d * (radius / d.norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None]).reshape(z.shape))
     return z.detach()
+
+# %% ../nbs/09_frpt.ipynb
+def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: int = 20, method: str = 'auto',
+                  max_jacobian: float = 5e7, lr: float = 1e-2) -> torch.Tensor:
+    "An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve for large maps."
+    from torch.func import functional_call
+    with torch.no_grad(): out = block(z0[:1])
+    if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
+        raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape {tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
+    n, m = z0[0].numel(), t[0].numel()
+    if method == 'auto': method = 'gauss_newton' if n * m <= max_jacobian else 'vjp'
+    params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
+    fwd = _pre_activation(block)
+    if fwd is not block:        # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
+        with torch.no_grad(): t = _relu_reverse(fwd(z0), t)
+    mod = block
+    f1 = (lambda z: functional_call(mod, params, (z[None],))[0]) if fwd is mod else (lambda z: fwd(z[None])[0])
+    block = fwd
+    z = z0.detach().clone()
+    if method == 'gauss_newton': return _gauss_newton(f1, z, t, iters, m, n)
+    if method != 'vjp': raise ValueError(f"method must be 'auto', 'gauss_newton' or 'vjp', got {method!r}")
+    return _vjp_solve(block, z0, z, t, iters, lr)
 
 # %% ../nbs/09_frpt.ipynb
 def _steps(model) -> list:
@@ -358,6 +378,7 @@ def layer_names(model) -> list:
         names += [s] + [c for c, e in last.items() if e == s and c != s and c not in names]
     return names
 
+# %% ../nbs/09_frpt.ipynb
 def _steps_after(model, layer: str) -> list:
     "The steps that follow the output of `layer` ([] for 'out'); an unknown name is refused with the ones there are."
     names = layer_names(model)
@@ -391,6 +412,7 @@ def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity)): return act_reverse(m, x_in, target)
     return block_reverse(m, x_in, target)
 
+# %% ../nbs/09_frpt.ipynb
 @torch.no_grad()
 def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, output_target=nearest_embedding,
                         conv_method: str = 'cg') -> torch.Tensor:
@@ -423,6 +445,7 @@ def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method
             'n_train': cfg.n_train, 'subset_seed': cfg.data_seed, 'size': cfg.size, 'layer': layer,
             'output_target': output_target, 'conv_method': conv_method}
 
+# %% ../nbs/09_frpt.ipynb
 class TargetStore:
     "FR-PT targets of one layer for every training image of a run: `targets.npy` (memory-mapped) and `meta.json`."
     def __init__(self, path, expect: dict | None = None):
@@ -440,42 +463,43 @@ class TargetStore:
         idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
         return torch.from_numpy(np.ascontiguousarray(self.targets[idx]))
 
-    @classmethod
-    def build(cls, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
-              conv_method: str = 'cg', batch_size: int = 256, device='cpu', log=None, stop_after: int | None = None):
-        "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images."
-        from fmce_nb.data import DeviceLoader
-        from fmce_nb.runs import write_json
-        path, epoch = Path(path), epoch or run.epochs_done
-        ident = _store_identity(run, epoch, layer, output_target, conv_method)
-        if (path/'meta.json').exists(): return cls(path, expect=ident)
-        path.mkdir(parents=True, exist_ok=True)
-        model = run.model(epoch, device).eval()
-        cfg = run.config
-        data = cfg.split(train=True)
-        dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
-        target_fn = {'nearest': nearest_embedding, 'max_assign': max_assign,
-                     'one_hot': lambda z, y: one_hot(y, z.shape[1])}[output_target]
-        x, y = next(iter(dl.batches(0)))
-        shape = tuple(reconstruct_targets(model, x[:1], y[:1], layer, target_fn, conv_method).shape[1:])
-        part, prog = path/'targets.partial.npy', path/'progress.json'
-        done = 0
-        if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
-            done = json.loads(prog.read_text())['rows']
-            mm = np.load(part, mmap_mode='r+')
-        else: mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=(len(data), *shape))
-        if log and done: log(f"resuming the target store at row {done} of {len(data)}")
-        for i, (x, y) in enumerate(dl.batches(0)):
-            lo = i * batch_size
-            if lo + len(y) <= done: continue
-            mm[lo:lo + len(y)] = reconstruct_targets(model, x, y, layer, target_fn, conv_method).float().cpu().numpy()
-            mm.flush()
-            write_json(prog, {'identity': ident, 'rows': lo + len(y)})
-            if stop_after is not None and i + 1 >= stop_after: return None          # (for tests: a build cut short)
-        del mm
-        os.replace(part, path/'targets.npy'); prog.unlink()
-        write_json(path/'meta.json', {'identity': ident, 'shape': [len(data), *shape], 'dtype': 'float32'})
-        return cls(path, expect=ident)
+# %% ../nbs/09_frpt.ipynb
+@patch(cls_method=True)
+def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
+          conv_method: str = 'cg', batch_size: int = 256, device='cpu', log=None, stop_after: int | None = None):
+    "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images."
+    from fmce_nb.data import DeviceLoader
+    from fmce_nb.runs import write_json
+    path, epoch = Path(path), epoch or run.epochs_done
+    ident = _store_identity(run, epoch, layer, output_target, conv_method)
+    if (path/'meta.json').exists(): return cls(path, expect=ident)
+    path.mkdir(parents=True, exist_ok=True)
+    model = run.model(epoch, device).eval()
+    cfg = run.config
+    data = cfg.split(train=True)
+    dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
+    target_fn = {'nearest': nearest_embedding, 'max_assign': max_assign,
+                 'one_hot': lambda z, y: one_hot(y, z.shape[1])}[output_target]
+    x, y = next(iter(dl.batches(0)))
+    shape = tuple(reconstruct_targets(model, x[:1], y[:1], layer, target_fn, conv_method).shape[1:])
+    part, prog = path/'targets.partial.npy', path/'progress.json'
+    done = 0
+    if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
+        done = json.loads(prog.read_text())['rows']
+        mm = np.load(part, mmap_mode='r+')
+    else: mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=(len(data), *shape))
+    if log and done: log(f"resuming the target store at row {done} of {len(data)}")
+    for i, (x, y) in enumerate(dl.batches(0)):
+        lo = i * batch_size
+        if lo + len(y) <= done: continue
+        mm[lo:lo + len(y)] = reconstruct_targets(model, x, y, layer, target_fn, conv_method).float().cpu().numpy()
+        mm.flush()
+        write_json(prog, {'identity': ident, 'rows': lo + len(y)})
+        if stop_after is not None and i + 1 >= stop_after: return None          # (for tests: a build cut short)
+    del mm
+    os.replace(part, path/'targets.npy'); prog.unlink()
+    write_json(path/'meta.json', {'identity': ident, 'shape': [len(data), *shape], 'dtype': 'float32'})
+    return cls(path, expect=ident)
 
 # %% ../nbs/09_frpt.ipynb
 class FRPTObjective:
@@ -487,23 +511,6 @@ class FRPTObjective:
         self.store, self.pretrained, self.layer, self.alpha, self.beta = store, pretrained, layer, float(alpha), beta
         self.ema_ce = self.ema_mse = None
         self.frozen = []
-
-    def spec(self) -> dict:
-        ident = self.store.meta['identity']
-        return {'name': 'frpt', 'alpha': self.alpha, 'layer': self.layer, 'pretrained': ident['run'],
-                'weights': ident['weights'], 'output_target': ident['output_target'], 'conv_method': ident['conv_method']}
-
-    def prepare(self, model, loader):
-        "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
-        ident = self.store.meta['identity']
-        if len(loader.data) != len(self.store):
-            raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for {len(self.store)}: "
-                             f"post-train on the store's data (dataset {ident['dataset']}, n_train {ident['n_train']}, "
-                             f"subset_seed {ident['subset_seed']})")
-        model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
-        self.frozen = [m for _, m in _steps_after(model, self.layer)]
-        for m in self.frozen: m.requires_grad_(False)
-        self.device = loader.device
 
     def __call__(self, model, x, y, idx):
         from fmce_nb.models import FeatureTap
@@ -520,3 +527,24 @@ class FRPTObjective:
         self.ema_mse = s if self.ema_mse is None else self.beta * self.ema_mse + (1 - self.beta) * s
         w = (self.alpha * self.ema_ce / self.ema_mse.clamp_min(1e-12)).clamp(1e-5, 10)
         return ce + w * mse
+
+# %% ../nbs/09_frpt.ipynb
+@patch
+def spec(self: FRPTObjective) -> dict:
+    ident = self.store.meta['identity']
+    return {'name': 'frpt', 'alpha': self.alpha, 'layer': self.layer, 'pretrained': ident['run'],
+            'weights': ident['weights'], 'output_target': ident['output_target'], 'conv_method': ident['conv_method']}
+
+# %% ../nbs/09_frpt.ipynb
+@patch
+def prepare(self: FRPTObjective, model, loader):
+    "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
+    ident = self.store.meta['identity']
+    if len(loader.data) != len(self.store):
+        raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for {len(self.store)}: "
+                         f"post-train on the store's data (dataset {ident['dataset']}, n_train {ident['n_train']}, "
+                         f"subset_seed {ident['subset_seed']})")
+    model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
+    self.frozen = [m for _, m in _steps_after(model, self.layer)]
+    for m in self.frozen: m.requires_grad_(False)
+    self.device = loader.device

@@ -87,6 +87,7 @@ def check_arch(arch: str):
     "Raise ValueError, listing the archs there are, unless `arch` is one of them."
     if arch not in _ARCHS: raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
 
+# %% ../nbs/01_models.ipynb
 class FMCEClassifier(nn.Module):
     "A torchvision classifier `net` seen as D = F(C(x)): `features` is C, `head` is F."
     def __init__(self, arch: str, num_classes: int = 10, net: nn.Module | None = None):
@@ -110,6 +111,7 @@ class FMCEClassifier(nn.Module):
         "The module whose output `features` returns (ResNet `layer4`, ShuffleNet `conv5`)."
         return self.net.get_submodule(self.module_name)
 
+# %% ../nbs/01_models.ipynb
 def build_model(arch: str, num_classes: int = 10) -> FMCEClassifier:
     "A freshly initialized (untrained) `arch` for `num_classes` classes."
     return FMCEClassifier(arch, num_classes)
@@ -120,6 +122,7 @@ def cpu_bf16() -> bool:
     cpu = getattr(torch, 'cpu', None)
     return any(getattr(cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
+# %% ../nbs/01_models.ipynb
 def bf16_pays(device) -> bool:
     "Whether bf16 autocast speeds up dense convolutions on `device`: a GPU, or a CPU with native bf16."
     device = torch.device(device)
@@ -161,6 +164,7 @@ class FeatureTap:
     def __exit__(self, *exc):
         self._h.remove(); self._h = None
 
+# %% ../nbs/01_models.ipynb
 class _Truncated(nn.Module):
     def __init__(self, fx, key): super().__init__(); self.fx, self.key = fx, key
     def forward(self, x): return self.fx(x)[self.key]

@@ -23,6 +23,7 @@ def check_raf(raf: float) -> float:
         raise ValueError(f"RAF must lie in [0, 1] (1: the task's cross-entropy alone, 0: the FMCS loss alone), got {raf}")
     return raf
 
+# %% ../nbs/07_ral.ipynb
 def ral_loss(task_logits, targets, fmcs_logits, raf: float) -> torch.Tensor:
     "RAF * CE(task_logits, targets) + (1 - RAF) * CE(fmcs_logits, K - 1): class index K - 1 is FMCS K, fully converged."
     raf = check_raf(raf)
@@ -42,6 +43,7 @@ def weights_hash(module: nn.Module, n: int = 12) -> str:
         h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:n]
 
+# %% ../nbs/07_ral.ipynb
 class RAL:
     "FMCE-Net++'s objective: RAF x the task's cross-entropy + (1 - RAF) x the frozen FMCE-Net's loss towards FMCS K."
     def __init__(self, fmce_net: FMCENet, raf: float, feature_shape: tuple | None = None):

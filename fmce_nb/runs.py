@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from fastcore.basics import patch
 
 import fmce_nb
 from .cqi import Markers, NotConvergedError, MarkerError, epoch_markers, paper_mu, _check_params
@@ -38,6 +39,7 @@ def atomic_write(path, write):
         if os.path.exists(tmp): os.unlink(tmp)
         raise
 
+# %% ../nbs/03_runs.ipynb
 def _jsonable(o):
     if isinstance(o, (np.integer,)): return int(o)
     if isinstance(o, (np.floating,)): return float(o)
@@ -66,11 +68,13 @@ class CorruptFileError(ValueError):
                          f"library: delete {Path(path).parent} and run again to rebuild it.")
         self.path = Path(path)
 
+# %% ../nbs/03_runs.ipynb
 def read_json(path) -> dict:
     "The JSON object in `path`, or a `CorruptFileError` that names the file."
     try: return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CorruptFileError(path, f"not valid JSON: {e}") from None
 
+# %% ../nbs/03_runs.ipynb
 def read_weights(path, device='cpu') -> dict:
     "The tensors of a safetensors file, or a `CorruptFileError` that names the file."
     from safetensors import SafetensorError
@@ -78,6 +82,7 @@ def read_weights(path, device='cpu') -> dict:
     except FileNotFoundError: raise                                     # missing is not damaged
     except (SafetensorError, OSError) as e: raise CorruptFileError(path, f"not a safetensors file: {e}") from None
 
+# %% ../nbs/03_runs.ipynb
 def read_npy(path, mmap_mode='r') -> np.ndarray:
     "The array in a `.npy` file (memory-mapped by default), or a `CorruptFileError` that names the file."
     try: return np.load(path, mmap_mode=mmap_mode)
@@ -90,6 +95,21 @@ def resolve_device(device='auto') -> torch.device:
     if isinstance(device, torch.device): return device
     if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(device)
+
+# %% ../nbs/03_runs.ipynb
+def _check_config(cfg):
+    "Raise ValueError naming the first field of a TrainConfig that holds no valid value."
+    if cfg.dataset not in DATASETS: raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+    check_arch(cfg.arch)
+    if cfg.device not in (None, 'auto'):
+        try: torch.device(cfg.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device {cfg.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    for k in ('epochs', 'batch_size', 'size'):
+        if int(getattr(cfg, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(cfg, k)}")
+    if not cfg.lr > 0: raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.optimizer not in ('adam', 'adamw'): raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
+    if cfg.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
 
 # %% ../nbs/03_runs.ipynb
 @dataclass
@@ -114,31 +134,9 @@ class TrainConfig:
     compile: bool = False         # torch.compile the model
     data_root: str | None = None
 
-    def __post_init__(self):
-        if self.dataset not in DATASETS: raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        check_arch(self.arch)
-        if self.device not in (None, 'auto'):
-            try: torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise ValueError(f"device {self.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-        for k in ('epochs', 'batch_size', 'size'):
-            if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ('adam', 'adamw'): raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-
-    @classmethod
-    def from_params(cls, params: dict, **overrides) -> TrainConfig:
-        "The config named by those of `params` (an experiment's parameters, say) that are fields of `TrainConfig`."
-        names = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
+    def __post_init__(self): _check_config(self)
 
     def resolved_device(self) -> torch.device: return resolve_device(self.device)
-
-    def modes(self) -> dict:
-        "{'amp', 'channels_last'} as this run uses them: the fields where set, else `speed_modes` of the arch and device."
-        auto = speed_modes(self.arch, self.resolved_device(), self.size)
-        return {k: auto[k] if getattr(self, k) is None else bool(getattr(self, k)) for k in auto}
 
     @property
     def precision(self) -> str:
@@ -150,20 +148,39 @@ class TrainConfig:
         "The seed of the training and test subsets: `subset_seed`, or `seed` when it is None."
         return self.seed if self.subset_seed is None else self.subset_seed
 
-    def split(self, train: bool = True):
-        "The images this run trains on (`train`) or is tested on: the seeded n_train / n_test subset of that split."
-        return load_dataset(self.dataset, self.data_root, train=train).subset(self.n_train if train else self.n_test,
-                                                                              self.data_seed)
+# %% ../nbs/03_runs.ipynb
+@patch(cls_method=True)
+def from_params(cls: TrainConfig, params: dict, **overrides) -> TrainConfig:
+    "The config named by those of `params` (an experiment's parameters, say) that are fields of `TrainConfig`."
+    names = {f.name for f in fields(cls)}
+    return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
 
-    def identity(self) -> dict:
-        "What must match for a run folder to be resumed or shared (not the device or the speed switches)."
-        d = asdict(self)
-        for k in ('device', 'amp', 'channels_last', 'compile', 'data_root'): d.pop(k)
-        d['precision'] = self.precision
-        for k, default in _ADDED_LATER.items():     # at their defaults, fields added later leave existing run ids as they were
-            if d[k] == default: d.pop(k)
-        return d
+# %% ../nbs/03_runs.ipynb
+@patch
+def modes(self: TrainConfig) -> dict:
+    "{'amp', 'channels_last'} as this run uses them: the fields where set, else `speed_modes` of the arch and device."
+    auto = speed_modes(self.arch, self.resolved_device(), self.size)
+    return {k: auto[k] if getattr(self, k) is None else bool(getattr(self, k)) for k in auto}
 
+# %% ../nbs/03_runs.ipynb
+@patch
+def split(self: TrainConfig, train: bool = True):
+    "The images this run trains on (`train`) or is tested on: the seeded n_train / n_test subset of that split."
+    return load_dataset(self.dataset, self.data_root, train=train).subset(self.n_train if train else self.n_test,
+                                                                          self.data_seed)
+
+# %% ../nbs/03_runs.ipynb
+@patch
+def identity(self: TrainConfig) -> dict:
+    "What must match for a run folder to be resumed or shared (not the device or the speed switches)."
+    d = asdict(self)
+    for k in ('device', 'amp', 'channels_last', 'compile', 'data_root'): d.pop(k)
+    d['precision'] = self.precision
+    for k, default in _ADDED_LATER.items():     # at their defaults, fields added later leave existing run ids as they were
+        if d[k] == default: d.pop(k)
+    return d
+
+# %% ../nbs/03_runs.ipynb
 _ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0, 'precision': 'fp32'}
 
 def stored_config(meta: dict) -> TrainConfig:
@@ -181,9 +198,11 @@ def short_hash(obj, n: int = 10) -> str:
     "The first `n` hex digits of the SHA-256 of `obj` as canonical JSON (sorted keys)."
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_jsonable).encode()).hexdigest()[:n]
 
+# %% ../nbs/03_runs.ipynb
 def run_identity(cfg: TrainConfig, objective: dict | None = None) -> dict:
     return {'config': cfg.identity(), 'objective': objective or CROSS_ENTROPY}
 
+# %% ../nbs/03_runs.ipynb
 def run_id(cfg: TrainConfig, objective: dict | None = None) -> str:
     "`<dataset>-<arch>-<size>px-<epochs>ep-seed<seed>[-<objective>]-<hash of the identity>`."
     obj = objective or CROSS_ENTROPY
@@ -209,6 +228,7 @@ def provenance() -> dict:
     dirty = {d: any(p.startswith(d + '/') for p in paths) for d in ('nbs', 'fmce_nb')}
     return {'git_commit': commit.strip(), 'dirty': dirty, 'clean': not any(dirty.values())}
 
+# %% ../nbs/03_runs.ipynb
 def environment(device) -> dict:
     "Library versions and hardware, recorded in every run.json."
     import torchvision
@@ -222,6 +242,7 @@ def environment(device) -> dict:
 # %% ../nbs/03_runs.ipynb
 def weights_path(run_dir, epoch: int) -> Path: return Path(run_dir)/'weights'/f'epoch_{epoch:04d}.safetensors'
 
+# %% ../nbs/03_runs.ipynb
 class Run:
     "A run folder: its config, objective, history (loss sequence, test accuracy, seconds per epoch) and epoch weights."
     def __init__(self, run_dir):
@@ -253,32 +274,36 @@ class Run:
     def saved_epochs(self) -> list:
         return sorted(int(p.stem.split('_')[1]) for p in (self.dir/'weights').glob('epoch_*.safetensors'))
 
-    def model(self, epoch: int | None = None, device='cpu') -> FMCEClassifier:
-        "The classifier with the weights of `epoch` (default: the last one), safely loaded from safetensors."
-        epoch = epoch or self.epochs_done
-        p = weights_path(self.dir, epoch)
-        if not p.exists():
-            raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}; saved epochs: {self.saved_epochs()}")
-        m = build_model(self.config.arch, self.num_classes)
-        m.load_state_dict(read_weights(p, device))
-        return m.to(device)
-
-    def summary(self) -> dict:
-        "What an experiment record says about the run it read."
-        env = self.meta.get('env', {})
-        return {'id': self.dir.name, 'dir': str(self.dir), 'config': self.config.identity(), 'objective': self.objective,
-                'num_classes': self.num_classes, 'n_train': self.meta['data'].get('n_train'),
-                'n_test': self.meta['data'].get('n_test'), 'epochs_done': self.epochs_done,
-                'top1': float(self.test_acc[-1]) if self.epochs_done else None,
-                'train_seconds': float(sum(self.history['seconds'])),
-                'env': {k: env.get(k) for k in ('device', 'gpu', 'torch', 'cpu_count', 'platform')},
-                'provenance': self.meta.get('provenance')}
-
     def __repr__(self):
         c = self.config
         acc = f", test acc {self.test_acc[-1]:.4f}" if self.epochs_done else ''
         return (f"Run({self.dir.name}, {c.arch} on {c.dataset} at {c.size}px, {self.epochs_done}/{c.epochs} epochs"
                 f"{acc}, status={self.meta.get('status')})")
+
+# %% ../nbs/03_runs.ipynb
+@patch
+def model(self: Run, epoch: int | None = None, device='cpu') -> FMCEClassifier:
+    "The classifier with the weights of `epoch` (default: the last one), safely loaded from safetensors."
+    epoch = epoch or self.epochs_done
+    p = weights_path(self.dir, epoch)
+    if not p.exists():
+        raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}; saved epochs: {self.saved_epochs()}")
+    m = build_model(self.config.arch, self.num_classes)
+    m.load_state_dict(read_weights(p, device))
+    return m.to(device)
+
+# %% ../nbs/03_runs.ipynb
+@patch
+def summary(self: Run) -> dict:
+    "What an experiment record says about the run it read."
+    env = self.meta.get('env', {})
+    return {'id': self.dir.name, 'dir': str(self.dir), 'config': self.config.identity(), 'objective': self.objective,
+            'num_classes': self.num_classes, 'n_train': self.meta['data'].get('n_train'),
+            'n_test': self.meta['data'].get('n_test'), 'epochs_done': self.epochs_done,
+            'top1': float(self.test_acc[-1]) if self.epochs_done else None,
+            'train_seconds': float(sum(self.history['seconds'])),
+            'env': {k: env.get(k) for k in ('device', 'gpu', 'torch', 'cpu_count', 'platform')},
+            'provenance': self.meta.get('provenance')}
 
 # %% ../nbs/03_runs.ipynb
 def _write_run(run_dir, cfg: TrainConfig, losses, num_classes: int = 10, weights=None, status: str = 'done'):

@@ -73,6 +73,7 @@ class StackedLoader:
         for parts in zip(*(l.batches(epoch, with_index=with_index) for l in self.loaders)):
             yield tuple(torch.stack(t) for t in zip(*parts))
 
+# %% ../nbs/12_sweep.ipynb
 class PerRun:
     "One objective applied to each run of a `StackedModels` on its own batch: a vector of R losses."
     def __init__(self, objective): self.objective = objective

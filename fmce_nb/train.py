@@ -59,6 +59,7 @@ class NonFiniteLossError(FloatingPointError):
                          f"weights and state of the epochs before it are kept. Lower the learning rate or check the data.")
         self.epoch, self.batch, self.value = epoch, batch, value
 
+# %% ../nbs/04_train.ipynb
 def train_epoch(model, loader, opt, epoch: int, amp: bool = False, objective=None) -> float | list:
     "One epoch over `loader.batches(epoch - 1)`; the mean of its batch losses (1-based `epoch`), one per run for a sweep."
     objective = objective or CrossEntropy()
@@ -78,6 +79,7 @@ def train_epoch(model, loader, opt, epoch: int, amp: bool = False, objective=Non
     if len(bad): raise NonFiniteLossError(epoch, int(bad[0, 0]) + 1, float(losses[tuple(bad[0])]))
     return losses.double().mean(0).tolist()
 
+# %% ../nbs/04_train.ipynb
 @torch.no_grad()
 def evaluate(model, loader, amp: bool = False) -> float | list:
     "Top-1 accuracy of `model` over every batch of `loader` (one per run for a sweep's stacked models)."
@@ -130,80 +132,98 @@ def _optimizer(cfg: TrainConfig, model) -> tuple:
            else torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay))
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
 
+# %% ../nbs/04_train.ipynb
+def _resumed_modes(cfg: TrainConfig, objective, run_dir: Path):
+    "(the run's modes, whether it is done): a folder that holds another run is refused; a resumed run keeps its modes."
+    meta_path = run_dir/'run.json'
+    if not meta_path.exists(): return cfg.modes(), False
+    old = read_json(meta_path)
+    if run_identity(stored_config(old), old.get('objective')) != run_identity(cfg, objective.spec()):
+        raise ValueError(f"{run_dir} holds a run with another config, precision or objective ({old['config']}, "
+                         f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a new folder.")
+    return stored_config(old).modes(), old.get('status') == 'done'
+
+# %% ../nbs/04_train.ipynb
+def _resume_state(run_dir: Path, dev, model, opt, sched) -> tuple:
+    "(history, first epoch to train): from the folder's last saved state, or a fresh start."
+    if not (run_dir/'state.pt').exists(): return {'loss': [], 'test_acc': [], 'seconds': [], 'lr': []}, 1
+    st = _load_state(run_dir, dev)
+    model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); sched.load_state_dict(st['sched'])
+    torch.set_rng_state(st['rng'])
+    return st['history'], st['epoch'] + 1
+
+# %% ../nbs/04_train.ipynb
+def _run_meta(cfg: TrainConfig, modes: dict, objective, tr, te, stats, dev, world: int, history: dict) -> dict:
+    "What run.json says about a run: its config and modes, objective, data, environment, provenance and history."
+    return {'config': asdict(cfg), 'modes': modes, 'objective': objective.spec(), 'num_classes': tr.num_classes,
+            'classes': tr.classes,
+            'data': {'train': repr(tr), 'test': repr(te), 'n_train': len(tr), 'n_test': len(te), 'source': tr.source,
+                     'mean': stats[0].tolist(), 'std': stats[1].tolist()},
+            'env': {**environment(dev), 'processes': world}, 'provenance': provenance(), 'status': 'running',
+            'history': history}
+
+# %% ../nbs/04_train.ipynb
+def _save_epoch(run_dir: Path, epoch: int, model, opt, sched, history: dict, meta: dict):
+    "The epoch's weights (safetensors), the state to resume from, and run.json, each written atomically."
+    sd = _state_dict_cpu(model)
+    atomic_write(weights_path(run_dir, epoch), lambda p: save_file(sd, p, metadata={'epoch': str(epoch)}))
+    _save_state(run_dir, model, opt, sched, history, epoch)
+    write_json(run_dir/'run.json', meta)
+
+# %% ../nbs/04_train.ipynb
+def _train_device(cfg: TrainConfig, world: int, local: int) -> torch.device:
+    "The device this process trains on: a clear error where CUDA is asked for and none is visible."
+    dev = cfg.resolved_device()
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r}: no CUDA GPU is visible here; use device='auto' or 'cpu'")
+    return torch.device('cuda', local) if dev.type == 'cuda' and world > 1 else dev
+
+# %% ../nbs/04_train.ipynb
+def _bar(cfg: TrainConfig, start: int, main_proc: bool, progress):
+    "The epochs to train, as a progress bar on a terminal only (None: tqdm hides it when stderr is not a TTY, as under papermill and CI)."
+    from tqdm import tqdm
+    return tqdm(range(start, cfg.epochs + 1), desc=f'{cfg.arch}/{cfg.dataset}', initial=start - 1, total=cfg.epochs, leave=False,
+                disable=True if not main_proc else ((not progress) if progress is not None else None))
+
+# %% ../nbs/04_train.ipynb
 def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = None, log=None) -> Run:
     "Train (or resume) `cfg` minimizing `objective` (default: `CrossEntropy()`) in `run_dir`; returns the finished `Run`."
     objective = objective or CrossEntropy()
     rank, world, local = dist_context()
-    dev = cfg.resolved_device()
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device!r}: no CUDA GPU is visible here; use device='auto' or 'cpu'")
+    dev = _train_device(cfg, world, local)
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local)
-    cuda = dev.type == 'cuda'
-    main_proc = rank == 0
-    meta_path = run_dir/'run.json'
-    modes = cfg.modes()
-    if meta_path.exists():
-        old = read_json(meta_path)
-        if run_identity(stored_config(old), old.get('objective')) != run_identity(cfg, objective.spec()):
-            raise ValueError(f"{run_dir} holds a run with another config, precision or objective ({old['config']}, "
-                             f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a new folder.")
-        if old.get('status') == 'done': return Run(run_dir)
-        modes = stored_config(old).modes()          # a resumed run keeps the modes it started with
+    cuda, main_proc = dev.type == 'cuda', rank == 0
+    modes, done = _resumed_modes(cfg, objective, run_dir)
+    if done: return Run(run_dir)
     cfg = replace(cfg, **modes)
-
     tr, te, stats, train_dl, test_dl, model = _setup(cfg, dev, rank, world)
     if hasattr(objective, 'prepare'): objective.prepare(model, train_dl)
     opt, sched = _optimizer(cfg, model)
-    history, start = {'loss': [], 'test_acc': [], 'seconds': [], 'lr': []}, 1
-    if (run_dir/'state.pt').exists():
-        st = _load_state(run_dir, dev)
-        model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); sched.load_state_dict(st['sched'])
-        torch.set_rng_state(st['rng'])
-        history, start = st['history'], st['epoch'] + 1
-    step_model = model
-    if world > 1:
-        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
+    history, start = _resume_state(run_dir, dev, model, opt, sched)
+    step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None) if world > 1 else model
     step_model = torch.compile(step_model) if cfg.compile else step_model
-    amp = modes['amp']
-    meta = {'config': asdict(cfg), 'modes': modes, 'objective': objective.spec(), 'num_classes': tr.num_classes, 'classes': tr.classes,
-            'data': {'train': repr(tr), 'test': repr(te), 'n_train': len(tr), 'n_test': len(te), 'source': tr.source,
-                     'mean': stats[0].tolist(),
-                     'std': stats[1].tolist()},
-            'env': {**environment(dev), 'processes': world}, 'provenance': provenance(), 'status': 'running',
-            'history': history}
-    if main_proc: write_json(meta_path, meta)
-
-    from tqdm import tqdm
-    # a bar on a terminal only (None: tqdm hides it when stderr is not a TTY, as under papermill and CI)
-    disable = True if not main_proc else ((not progress) if progress is not None else None)
-    bar = tqdm(range(start, cfg.epochs + 1), desc=f'{cfg.arch}/{cfg.dataset}', initial=start - 1,
-               total=cfg.epochs, disable=disable, leave=False)
+    meta = _run_meta(cfg, modes, objective, tr, te, stats, dev, world, history)
+    if main_proc: write_json(run_dir/'run.json', meta)
+    bar = _bar(cfg, start, main_proc, progress)
     try:
         for epoch in bar:
-            t0 = time.perf_counter()
-            lr = opt.param_groups[0]['lr']
-            loss = train_epoch(step_model, train_dl, opt, epoch, amp, objective)
-            acc = evaluate(step_model, test_dl, amp)
+            t0, lr = time.perf_counter(), opt.param_groups[0]['lr']
+            loss = train_epoch(step_model, train_dl, opt, epoch, modes['amp'], objective)
+            acc = evaluate(step_model, test_dl, modes['amp'])
             sched.step()
             if cuda: torch.cuda.synchronize(dev)
             secs = time.perf_counter() - t0
             for k, v in zip(('loss', 'test_acc', 'seconds', 'lr'), (loss, acc, secs, lr)): history[k].append(v)
-            if main_proc:
-                sd = _state_dict_cpu(model)
-                atomic_write(weights_path(run_dir, epoch), lambda p: save_file(sd, p, metadata={'epoch': str(epoch)}))
-                _save_state(run_dir, model, opt, sched, history, epoch)
-                write_json(meta_path, meta)
-                bar.set_postfix(loss=f'{loss:.4f}', acc=f'{acc:.4f}')
-                if log: log(f"epoch {epoch:4d}  loss {loss:.5f}  test acc {acc:.4f}  {secs:6.1f}s")
+            if not main_proc: continue
+            _save_epoch(run_dir, epoch, model, opt, sched, history, meta)
+            bar.set_postfix(loss=f'{loss:.4f}', acc=f'{acc:.4f}')
+            if log: log(f"epoch {epoch:4d}  loss {loss:.5f}  test acc {acc:.4f}  {secs:6.1f}s")
     except NonFiniteLossError as e:
-        if main_proc: meta['status'] = 'failed'; meta['error'] = str(e); write_json(meta_path, meta)
+        if main_proc: meta['status'] = 'failed'; meta['error'] = str(e); write_json(run_dir/'run.json', meta)
         raise
     meta['status'] = 'done'; meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
-    if main_proc: write_json(meta_path, meta)
-    if world > 1:
-        import torch.distributed as dist
-        dist.barrier()
+    if main_proc: write_json(run_dir/'run.json', meta)
+    if world > 1: import torch.distributed as dist; dist.barrier()
     return Run(run_dir)
 
 # %% ../nbs/04_train.ipynb
@@ -241,6 +261,7 @@ _HELP = {
     'compile': 'torch.compile the model', 'data_root': "folder of the datasets (default: $FMCE_NB_DATA, the checkout's data/, or ~/.cache/fmce_nb/data)",
 }
 
+# %% ../nbs/04_train.ipynb
 def _parser() -> argparse.ArgumentParser:
     from fmce_nb.data import DATASETS
     from fmce_nb.models import ARCHS

@@ -35,6 +35,7 @@ def target_layer(model, which: str = 'output') -> nn.Module:
         names = [n for n, _ in model.named_children()] + [f'net.{n}' for n, _ in model.net.named_children()]
         raise ValueError(f"{model.arch} has no submodule {which!r}; name one of {names}, 'output' or 'early'") from None
 
+# %% ../nbs/08_gradcam.ipynb
 class _RawGradCAM(GradCAM):
     "GradCAM that also keeps each layer's raw CAM (after ReLU, before the per-image min-max scaling)."
     def get_cam_image(self, *args, **kwargs):
@@ -94,6 +95,7 @@ def to_rgb(images_uint8: torch.Tensor, size: int) -> np.ndarray:
     x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=x.shape[-1] > size)
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
+# %% ../nbs/08_gradcam.ipynb
 def cam_grid(rows, col_labels, path=None, title: str = '', cell: float = 1.35):
     """Draw `rows` = [(row label, rgb (H, W, 3), [normalized CAM (H, W) per column][, [empty flag per column]]), ...]
     as a grid and save it to `path`. Cells flagged empty (an all-zero raw CAM) are marked as such."""

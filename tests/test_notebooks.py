@@ -1,5 +1,5 @@
 """The committed notebooks as a reader sees them: outputs without temporary paths, commit hashes, timings or
-17-digit floats; export cells of one public definition and at most 40 lines; each experiment in one notebook that
+17-digit floats; code cells of at most 40 lines, export cells of one public definition; each experiment in one notebook that
 the registry names."""
 import ast, json, re
 from pathlib import Path
@@ -8,15 +8,6 @@ import pytest
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
-# Notebooks written in nbdev's rhythm: no cell over 40 lines, no export cell with more than one public definition.
-RHYTHM = {'10_experiment.ipynb', '10_report.ipynb', '11_repro.ipynb', 'table1_markers.ipynb', 'table2_fmcs.ipynb',
-          'fig4_gradcam.ipynb', 'ral_raf.ipynb', 'frpt_posttrain.ipynb'}
-# The others, until they are rewritten: how many cells are longer, and how many export cells hold several public
-# definitions.
-# These numbers may only fall.
-NOT_YET = {'00_data.ipynb': (4, 1), '01_models.ipynb': (0, 3), '02_cqi.ipynb': (2, 2), '03_runs.ipynb': (2, 6),
-           '04_train.ipynb': (2, 1), '05_fmcs.ipynb': (2, 2), '06_fmce_net.ipynb': (1, 4), '07_ral.ipynb': (1, 2),
-           '08_gradcam.ipynb': (0, 2), '09_frpt.ipynb': (8, 4), '12_sweep.ipynb': (0, 1), 'index.ipynb': (0, 0)}
 BAD_OUTPUT = {'a temporary path': re.compile(r'/tmp/|/var/folders/'),
               'a commit hash': re.compile(r'\b[0-9a-f]{40}\b'),
               'a float with 12 or more decimals': re.compile(r'\d\.\d{12,}'),
@@ -59,9 +50,8 @@ def test_committed_outputs_are_clean(path):
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: str(p.relative_to(NBS)))
 def test_cells_are_short_and_export_cells_hold_one_public_definition(path):
     long, multi = export_stats(path)
-    allowed = (0, 0) if path.name in RHYTHM else NOT_YET[path.name]
-    assert long <= allowed[0], f"{path.name}: {long} cells over 40 lines (at most {allowed[0]})"
-    assert multi <= allowed[1], f"{path.name}: {multi} export cells with several public definitions (at most {allowed[1]})"
+    assert long == 0, f"{path.name}: {long} code cells over 40 lines; split them into their ideas"
+    assert multi == 0, f"{path.name}: {multi} export cells with several public definitions; give each its own cell"
 
 
 def test_export_stats_counts_by_hand(tmp_path):
