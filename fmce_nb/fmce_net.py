@@ -17,7 +17,7 @@ from .models import bf16_pays
 from .runs import atomic_write, write_json, read_json, read_weights
 
 # %% auto 0
-__all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'save_fmce_net',
+__all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'fit_best', 'save_fmce_net',
            'load_fmce_net', 'fmcs_score', 'map_statistics', 'shortcut_baseline', 'linear_cka']
 
 # %% ../nbs/06_fmce_net.ipynb
@@ -55,6 +55,19 @@ class FMCENet(nn.Module):
     def config(self) -> dict: return {'in_channels': self.in_channels, 'K': self.K}
 
 # %% ../nbs/06_fmce_net.ipynb
+def _fit_epoch(net: FMCENet, source, pairs, opt, batch_size: int, seed: int, epoch: int, amp: bool) -> float:
+    "One epoch over `pairs` in a seeded order; the mean of the batch losses."
+    dev = next(net.parameters()).device
+    net.train()
+    tot, n = torch.zeros((), device=dev), 0
+    for x, y in source.batches(pairs, batch_size, shuffle=True, seed=seed, epoch=epoch):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        tot += loss.detach() * len(y); n += len(y)
+    return float(tot) / n
+
+# %% ../nbs/06_fmce_net.ipynb
 def fit(net: FMCENet, source, pairs, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0,
         log=None, amp: bool | None = None) -> list:
     "Train `net` on `pairs` of `source` (FMCSData or FMCSStore); returns the mean loss of each epoch."
@@ -64,14 +77,7 @@ def fit(net: FMCENet, source, pairs, epochs: int = 10, lr: float = 1e-3, batch_s
     amp = bf16_pays(dev) if amp is None else amp        # FMCE-Net is dense 3x3 convolutions: bf16 pays where native
     history = []
     for ep in range(epochs):
-        net.train()
-        tot, n = torch.zeros((), device=dev), 0
-        for x, y in source.batches(pairs, batch_size, shuffle=True, seed=seed, epoch=ep):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss = F.cross_entropy(net(x), y)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            tot += loss.detach() * len(y); n += len(y)
-        history.append(float(tot) / n)
+        history.append(_fit_epoch(net, source, pairs, opt, batch_size, seed, ep, amp))
         if log: log(f"FMCE-Net epoch {ep + 1}/{epochs}: loss {history[-1]:.4f}")
     return history
 
@@ -114,6 +120,31 @@ def plot_confusion(m: dict, title: str = '', ax=None):
                 xticklabels=range(1, K + 1), yticklabels=range(1, K + 1))
     ax.set(xlabel='predicted FMCS', ylabel='true FMCS', title=title or f"accuracy {m['accuracy']:.3f}")
     return ax
+
+# %% ../nbs/06_fmce_net.ipynb
+def fit_best(net: FMCENet, source, pairs, max_epochs: int = 50, patience: int = 5, val_frac: float = 0.2, lr: float = 1e-3,
+             batch_size: int = 256, seed: int = 0, amp: bool | None = None, log=None) -> dict:
+    "Train `net` on `pairs` with early stopping on held-out images; `net` ends with its best epoch's weights. Returns the history."
+    import copy
+    from fmce_nb.fmcs import hold_out_images
+    train_pairs, val_pairs = hold_out_images(pairs, val_frac, seed)
+    dev = next(net.parameters()).device
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    amp = bf16_pays(dev) if amp is None else amp
+    h = {'train_loss': [], 'val_accuracy': [], 'best_epoch': 0, 'max_epochs': max_epochs, 'patience': patience,
+         'n_train_pairs': len(train_pairs), 'n_val_pairs': len(val_pairs), 'n_val_images': len(np.unique(val_pairs[:, 0]))}
+    best_state = None
+    for ep in range(max_epochs):
+        h['train_loss'].append(_fit_epoch(net, source, train_pairs, opt, batch_size, seed, ep, amp))
+        h['val_accuracy'].append(evaluate(net, source, val_pairs, max(batch_size, 512))['accuracy'])
+        if log: log(f"FMCE-Net epoch {ep + 1}: loss {h['train_loss'][-1]:.4f}, validation accuracy {h['val_accuracy'][-1]:.4f}")
+        if best_state is None or h['val_accuracy'][-1] > h['val_accuracy'][h['best_epoch'] - 1]:
+            h['best_epoch'], best_state = ep + 1, copy.deepcopy(net.state_dict())
+        elif ep + 1 - h['best_epoch'] >= patience: break
+    net.load_state_dict(best_state)
+    h['epochs_run'], h['best_val_accuracy'] = len(h['train_loss']), h['val_accuracy'][h['best_epoch'] - 1]
+    return h
 
 # %% ../nbs/06_fmce_net.ipynb
 def save_fmce_net(net: FMCENet, path, **info):

@@ -19,7 +19,8 @@ from .runs import Run, weights_path, atomic_write, write_json, read_json, read_n
 from .cqi import Markers
 
 # %% auto 0
-__all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'plan_epoch', 'check_checkpoints', 'FMCSData', 'FMCSStore']
+__all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images', 'plan_epoch', 'check_checkpoints', 'FMCSData',
+           'FMCSStore']
 
 # %% ../nbs/05_fmcs.ipynb
 @dataclass
@@ -56,6 +57,18 @@ def image_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) 
 
 def _pairs_of(images, K):
     return np.stack([np.repeat(images, K), np.tile(np.arange(K), len(images))], 1)
+
+# %% ../nbs/05_fmcs.ipynb
+def hold_out_images(pairs: np.ndarray, frac: float = 0.2, seed: int = 0) -> tuple:
+    "(train pairs, validation pairs): a seeded `frac` of the images in `pairs` (at least one), with all their pairs, held out."
+    pairs = np.asarray(pairs)
+    images = np.unique(pairs[:, 0])
+    if len(images) < 2: raise ValueError(f"holding out images needs at least 2 distinct images, the pairs have {len(images)}")
+    if not 0 < frac < 1: raise ValueError(f"frac must lie in (0, 1), got {frac}")
+    n_val = min(len(images) - 1, max(1, int(round(frac * len(images)))))
+    val = np.random.default_rng(seed).permutation(images)[:n_val]
+    is_val = np.isin(pairs[:, 0], val)
+    return pairs[~is_val], pairs[is_val]
 
 # %% ../nbs/05_fmcs.ipynb
 def plan_epoch(pairs: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0):
