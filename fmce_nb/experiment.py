@@ -106,7 +106,9 @@ def where(path) -> str:
     "`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when temporary."
     from fmce_nb.report import find_repo
     p = Path(path).resolve()
-    if p.is_relative_to(find_repo()): return p.relative_to(find_repo()).as_posix()
+    try: repo = find_repo()
+    except FileNotFoundError: repo = None           # an installed package outside a checkout: no path is relative to it
+    if repo is not None and p.is_relative_to(repo): return p.relative_to(repo).as_posix()
     return 'a temporary folder' if p.is_relative_to(Path(tempfile.gettempdir()).resolve()) else str(p)
 
 # %% ../nbs/10_experiment.ipynb

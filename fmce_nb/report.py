@@ -18,8 +18,8 @@ from .experiment import experiments, where
 __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'find_repo',
            'paper_values', 'paper_table', 'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record',
            'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp',
-           'diff_cell', 'diff_words', 'paired_by_seed', 'dagger', 'notebook_links', 'bars', 'load_results',
-           'render_report']
+           'diff_cell', 'diff_words', 'paired_by_seed', 'any_record', 'dagger', 'notebook_links', 'bars',
+           'load_results', 'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -190,6 +190,11 @@ def paired_by_seed(by: dict, label, base, key) -> dict:
     "`paired_diff_ci` of `key(record)` between methods `label` and `base` of `by` ({label: {seed: record}}), on their common seeds."
     seeds = sorted(set(by[label]) & set(by.get(base, {})))
     return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
+
+# %% ../nbs/10_report.ipynb
+def any_record(by: dict) -> dict:
+    "The first record of a grouping {label: {seed: record}}: for what all its records share."
+    return next(iter(next(iter(by.values())).values()))
 
 # %% ../nbs/10_report.ipynb
 def dagger(records) -> str:

@@ -10,7 +10,7 @@ from collections import defaultdict
 import numpy as np
 from ..experiment import Experiment
 from ..report import (record_schema, RUN_SCHEMA, NUMBER, paper_table, fmt_mean_std, paired_by_seed, diff_cell,
-                            diff_words, dagger, notebook_links)
+                            diff_words, dagger, notebook_links, any_record)
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 SCHEMA = record_schema('frpt', ['layer', 'rec_alpha', 'run', 'pretrained', 'test_acc', 'summary'], {
@@ -73,7 +73,7 @@ def section(recs: list) -> list:
     "The report's FR-PT: the authors' numbers, then per pretrained run and layer every alpha over seeds against alpha 0."
     L, verdict = _authors(), []
     for (ds, arch, layer, pre), by in sorted(_groups(recs).items()):
-        r0 = next(iter(next(iter(by.values())).values()))
+        r0 = any_record(by)
         L += [f"### Ours: {arch} on {ds}, targets at {layer}", '',
               f"Pretrained run of seed {r0['pretrained']['config']['seed']} (top-1 {r0['pretrained']['top1']:.4f}). "
               f"Protocol of one cell: {r0['protocol']}.", '']

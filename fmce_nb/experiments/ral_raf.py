@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std, fmt_mean_std,
-                            paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars)
+                            paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record)
 
 # %% auto 0
 __all__ = ['SCHEMA', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'figures']
@@ -96,7 +96,7 @@ def section(recs: list) -> list:
     "The report's FMCE-Net++ RAF sweep: the paper's rows as printed, then per FMCE run every method over seeds against RAF 1."
     L = _paper_rows()
     for (ds, arch, size, n_train, fmce), by in _groups(recs).items():
-        r0 = next(iter(next(iter(by.values())).values()))
+        r0 = any_record(by)
         L += [f"### Ours: {arch} on {ds}, {size}px, {n_train} training images", '',
               f"FMCE run of seed {r0['fmce_run']['config']['seed']} (top-1 {r0['fmce_run']['top1']:.4f}; E_K = {r0['markers']['ek']}"
               f"{'' if r0['markers']['converged'] else ', not converged'}), whose E_K is every run's epoch budget. "
@@ -143,7 +143,7 @@ def figures(recs: list, figures_dir) -> list:
              color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in by])
         ax.set(ylabel='test top-1', ylim=(0, 1), title=f'{arch} on {ds}: mean ± std over seeds (blue: RAF 1)')
         save(fig, f"{stem}-fig3_raf_bars.png")
-        layer = next(iter(next(iter(by.values())).values()))['params']['layer']
+        layer = any_record(by)['params']['layer']
         save(_fig_cams(by, size, f"Grad-CAM ({layer}) of {arch} on {ds} per method, lowest seed"), f"{stem}-fig5_gradcam.png")
         fig, ax = plt.subplots(figsize=(7, 3.2))
         bars(ax, {lab: [r['localization']['top10_mass'] for r in rs.values()] for lab, rs in by.items()})
