@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_fmce_net.ipynb 3
 from __future__ import annotations
-import json
+import json, warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +12,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
+from sklearn.exceptions import ConvergenceWarning
 
 from .models import bf16_pays
 from .runs import atomic_write, write_json, read_json, read_weights
 
 # %% auto 0
 __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'fit_best', 'save_fmce_net',
-           'load_fmce_net', 'fmcs_score', 'map_statistics', 'shortcut_baseline', 'linear_cka']
+           'load_fmce_net', 'fmcs_score', 'best_fmce_net', 'control_features', 'shortcut_baseline', 'linear_cka']
 
 # %% ../nbs/06_fmce_net.ipynb
 class HalvingMaxPool(nn.Module):
@@ -187,25 +188,47 @@ def fmcs_score(net: FMCENet, model: nn.Module, images, module: str | None = None
     return {'distribution': p.tolist(), 'expected_fmcs': float((p * k).sum()), 'most_likely': int(p.argmax()) + 1}
 
 # %% ../nbs/06_fmce_net.ipynb
-@torch.no_grad()
-def map_statistics(source, pairs, batch_size: int = 512):
-    "Per-map features for the shortcut baseline: per-channel mean and std (2C values), the L2 norm, and the labels."
-    stats, norms, labels = [], [], []
-    for x, y in source.batches(pairs, batch_size, shuffle=False):
-        f = x.flatten(2)
-        stats.append(torch.cat([f.mean(2), f.std(2, unbiased=False)], 1).cpu())
-        norms.append(x.flatten(1).norm(dim=1, keepdim=True).cpu()); labels.append(y.cpu())
-    return torch.cat(stats).numpy(), torch.cat(norms).numpy(), torch.cat(labels).numpy()
+def best_fmce_net(source, pairs, seed: int = 0, folder=None, **fit_kw) -> tuple:
+    "(FMCENet in eval mode, fit history): `fit_best` on `pairs` of `source`, or the same net read back from its folder."
+    from fmce_nb.runs import short_hash
+    pairs = np.asarray(pairs)
+    if folder is None and hasattr(source, 'run'):
+        key = {'markers': list(source.markers), 'module': source.module, 'images': [source.N, source.seed], 'seed': seed,
+               'pairs': short_hash(pairs.tolist(), 16), **fit_kw}
+        folder = source.run.dir/'fmce_net'/f"best-{short_hash(key, 12)}"
+    if folder is not None and (Path(folder)/'fmce_net.json').exists():
+        net, info = load_fmce_net(folder, source.device)
+        return net, info['history']
+    torch.manual_seed(seed)
+    net = FMCENet(source.feature_shape[0], source.K).to(source.device)
+    h = fit_best(net, source, pairs, seed=seed, **fit_kw)
+    if folder is not None: save_fmce_net(net, folder, history=h, seed=seed, **fit_kw)
+    return net.eval(), h
 
 # %% ../nbs/06_fmce_net.ipynb
-def shortcut_baseline(train_feats, train_y, test_feats, test_y, K: int, seed: int = 0) -> dict:
-    "Logistic regression (standardized features) from simple map statistics to the phase; metrics on the test side."
+@torch.no_grad()
+def control_features(source, pairs, batch_size: int = 512) -> tuple:
+    "({'mean_std': per-channel mean and std (2C), 'flat': the map (C*H*W), 'norm': its L2 norm}, labels) of `pairs`, in batch order."
+    feats, labels = {'mean_std': [], 'flat': [], 'norm': []}, []
+    for x, y in source.batches(pairs, batch_size, shuffle=False):
+        f = x.flatten(2)
+        feats['mean_std'].append(torch.cat([f.mean(2), f.std(2, unbiased=False)], 1).cpu())
+        feats['flat'].append(x.flatten(1).cpu())
+        feats['norm'].append(x.flatten(1).norm(dim=1, keepdim=True).cpu())
+        labels.append(y.cpu())
+    return {k: torch.cat(v).numpy() for k, v in feats.items()}, torch.cat(labels).numpy()
+
+# %% ../nbs/06_fmce_net.ipynb
+def shortcut_baseline(train_feats, train_y, test_feats, test_y, K: int, seed: int = 0, max_iter: int = 2000) -> dict:
+    "Logistic regression (standardized inputs, lbfgs) from map features to the phase: test metrics, and whether it converged."
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    clf.fit(train_feats, train_y)
-    return metrics(test_y, clf.predict(test_feats), K)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ConvergenceWarning)                # said in the result instead
+        clf.fit(train_feats, train_y)
+    return {**metrics(test_y, clf.predict(test_feats), K), 'converged': bool(clf[-1].n_iter_.max() < max_iter)}
 
 # %% ../nbs/06_fmce_net.ipynb
 def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:

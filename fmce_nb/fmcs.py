@@ -14,13 +14,13 @@ from torch import nn
 from fastcore.basics import patch
 
 from .data import DeviceLoader
-from .models import speed_modes
+from .models import speed_modes, feature_extractor
 from .runs import Run, weights_path, atomic_write, write_json, read_json, read_npy, resolve_device
 from .cqi import Markers
 
 # %% auto 0
 __all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images', 'plan_epoch', 'check_checkpoints', 'FMCSData',
-           'FMCSStore']
+           'FMCSStore', 'PooledFMCS']
 
 # %% ../nbs/05_fmcs.ipynb
 @dataclass
@@ -102,8 +102,8 @@ def check_checkpoints(run: Run, epochs):
 # %% ../nbs/05_fmcs.ipynb
 class FMCSData:
     "The FMCS-Dataset of a run, computed batch by batch from the K marker checkpoints (nothing written to disk)."
-    def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0,
-                 amp: bool | None = None, batch_size: int = 512, cache: bool | str = False, cache_limit: float = 2 ** 31):
+    def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0, amp: bool | None = None,
+                 batch_size: int = 512, cache: bool | str = False, cache_limit: float = 2 ** 31, module: str | None = None):
         self.run = run if isinstance(run, Run) else Run(run)
         if self.run.epochs_done == 0: raise ValueError(f"{self.run.dir}: the run has no finished epoch yet")
         if isinstance(markers, Markers): markers = markers.markers
@@ -124,7 +124,9 @@ class FMCSData:
             m = self.run.model(e, self.device).eval().requires_grad_(False)
             if cl: m = m.to(memory_format=torch.channels_last)
             self.backbones.append(m)
-        self.N = len(self.data)
+        self.module = module                                          # None: the functional module's output, C(x)
+        self._map_fns = [m.features if module is None else feature_extractor(m, module) for m in self.backbones]
+        self.N, self.seed = len(self.data), seed                        # the seed that drew the images
         self._cache = None
         with torch.no_grad(): self.feature_shape = tuple(self.maps([0], [0])[0].shape)
         if cache == 'auto': cache = self.store_bytes(torch.float32) <= cache_limit
@@ -132,13 +134,15 @@ class FMCSData:
 
     batches = _batches
 
-    def store_bytes(self, dtype=torch.float16) -> int:
-        "Bytes a materialized store of all K x N maps would take."
-        return self.K * self.N * math.prod(self.feature_shape) * torch.empty((), dtype=dtype).element_size()
-
     def __repr__(self):
-        return (f"FMCSData({self.run.config.arch} on {self.run.config.dataset}, markers {list(self.markers)}, "
+        return (f"FMCSData({self.run.config.arch}{'' if self.module is None else ' ' + self.module} on {self.run.config.dataset}, markers {list(self.markers)}, "
                 f"{self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
+
+# %% ../nbs/05_fmcs.ipynb
+@patch
+def store_bytes(self: FMCSData, dtype=torch.float16) -> int:
+    "Bytes a materialized store of all K x N maps would take."
+    return self.K * self.N * math.prod(self.feature_shape) * torch.empty((), dtype=dtype).element_size()
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
@@ -149,9 +153,9 @@ def _materialize(self: FMCSData, batch_size: int) -> torch.Tensor:
     for a in range(0, self.N, batch_size):
         n = torch.arange(a, min(a + batch_size, self.N), device=self.device)
         x = self.loader.transform(n)
-        for k, m in enumerate(self.backbones):
+        for k, f in enumerate(self._map_fns):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                out[k, a:a + len(n)] = m.features(x).float()
+                out[k, a:a + len(n)] = f(x).float()
     return out
 
 # %% ../nbs/05_fmcs.ipynb
@@ -170,7 +174,7 @@ def maps(self: FMCSData, n, k, bounds=None) -> torch.Tensor:
     outs = []
     for kk, a, b in bounds:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            outs.append(self.backbones[kk].features(x[a:b]))
+            outs.append(self._map_fns[kk](x[a:b]))
     return torch.cat(outs).float()
 
 # %% ../nbs/05_fmcs.ipynb
@@ -217,3 +221,35 @@ def maps(self: FMCSStore, n, k, bounds=None) -> torch.Tensor:
         sel = np.flatnonzero(k == kk)
         out[sel] = self._mm[kk][n[sel]]
     return torch.from_numpy(out).to(self.device).float()
+
+# %% ../nbs/05_fmcs.ipynb
+class PooledFMCS:
+    "FMCS-Datasets of several runs (same K and map shape) as one source; image n is image n - offsets[i] of source i."
+    def __init__(self, sources):
+        sources = list(sources)
+        if not sources: raise ValueError("PooledFMCS needs at least one source")
+        if len({(s.K, tuple(s.feature_shape)) for s in sources}) != 1:
+            raise ValueError(f"the sources differ in K or map shape: {[(s.K, tuple(s.feature_shape)) for s in sources]}")
+        self.sources, self.K, self.feature_shape = sources, sources[0].K, tuple(sources[0].feature_shape)
+        self.device = sources[0].device
+        self.offsets = np.cumsum([0] + [s.N for s in sources])
+        self.N = int(self.offsets[-1])
+
+    batches = _batches
+
+    def images_of(self, i: int) -> np.ndarray:
+        "The pool's image indices of source `i`."
+        return np.arange(self.offsets[i], self.offsets[i + 1])
+
+    def __repr__(self): return f"PooledFMCS({len(self.sources)} sources, {self.N} images x {self.K} phases, maps {self.feature_shape})"
+
+# %% ../nbs/05_fmcs.ipynb
+@patch
+def maps(self: PooledFMCS, n, k, bounds=None) -> torch.Tensor:
+    n, k = np.asarray(n), np.asarray(k)
+    which = np.searchsorted(self.offsets, n, side='right') - 1
+    out = torch.empty((len(n), *self.feature_shape), device=self.device)
+    for i in np.unique(which):
+        sel = np.flatnonzero(which == i)              # a subsequence of a phase-sorted batch is phase-sorted
+        out[torch.as_tensor(sel, device=self.device)] = self.sources[i].maps(n[sel] - self.offsets[i], k[sel])
+    return out

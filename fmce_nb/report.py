@@ -18,8 +18,8 @@ from .experiment import experiments, where
 __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'find_repo',
            'paper_values', 'paper_table', 'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record',
            'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp',
-           'diff_cell', 'diff_words', 'paired_by_seed', 'any_record', 'dagger', 'notebook_links', 'bars',
-           'load_results', 'render_report']
+           'diff_cell', 'diff_words', 'paired_by_seed', 'holm', 'interval_reading', 'any_record', 'dagger',
+           'notebook_links', 'bars', 'load_results', 'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -190,6 +190,25 @@ def paired_by_seed(by: dict, label, base, key) -> dict:
     "`paired_diff_ci` of `key(record)` between methods `label` and `base` of `by` ({label: {seed: record}}), on their common seeds."
     seeds = sorted(set(by[label]) & set(by.get(base, {})))
     return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
+
+# %% ../nbs/10_report.ipynb
+def holm(pvalues) -> list:
+    "Holm-adjusted p-values, in the given order; NaN (no test) stays NaN and is left out of the family."
+    from statsmodels.stats.multitest import multipletests
+    p = np.asarray(pvalues, dtype=float)
+    out, ok = np.full(p.shape, math.nan), np.isfinite(p)
+    if ok.any(): out[ok] = multipletests(p[ok], method='holm')[1]
+    return out.tolist()
+
+# %% ../nbs/10_report.ipynb
+def interval_reading(d: dict, p_adjusted: float | None = None, a: str = 'A', b: str = 'B') -> str:
+    "A `paired_diff_ci` result (a - b) in words: no detectable difference (and what is excluded), or which side is better."
+    lo, hi = d['ci']
+    if not (np.isfinite(lo) and np.isfinite(hi)): return f"too few paired runs to tell (n={d['n']})"
+    if lo <= 0 <= hi: return f"no detectable difference; differences above {100 * max(-lo, hi):.2f} pp excluded"
+    side = a if lo > 0 else b
+    if p_adjusted is None or not np.isfinite(p_adjusted): return f"{side} better"
+    return f"{side} better (Holm p {p_adjusted:.3f})" if p_adjusted < 0.05 else f"{side} better before, not after, the Holm adjustment (p {p_adjusted:.3f})"
 
 # %% ../nbs/10_report.ipynb
 def any_record(by: dict) -> dict:
