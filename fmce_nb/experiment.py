@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # %% auto 0
-__all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment', 'grid',
-           'experiments', 'profile_grid', 'output_folder', 'where', 'run_folder']
+__all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_32PX_STEM', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment',
+           'grid', 'experiments', 'profile_grid', 'output_folder', 'where', 'run_folder']
 
 # %% ../nbs/10_experiment.ipynb
 @dataclass(frozen=True)
@@ -49,8 +49,11 @@ PAPER_EPOCHS = {('mnist', 'resnet50'): 100, ('mnist', 'shufflenet_v2_x1_0'): 100
 BACKBONES = ['resnet50', 'shufflenet_v2_x1_0']
 
 # %% ../nbs/10_experiment.ipynb
-CPU = dict(arch='shufflenet_v2_x1_0', epochs=100, size=32, batch_size=64, augment=False, n_train=1000, n_test=1000, K=10,
-           on_no_convergence='last')
+CPU = dict(arch='shufflenet_v2_x1_0_smallstem', epochs=100, size=32, batch_size=64, augment=False, n_train=1000, n_test=1000,
+           K=10, on_no_convergence='last')
+
+# %% ../nbs/10_experiment.ipynb
+CPU_32PX_STEM = dict(CPU, arch='shufflenet_v2_x1_0')
 
 # %% ../nbs/10_experiment.ipynb
 CPU_DATA, CPU_SEEDS = ['mnist5k', 'fashion_mnist'], [0, 1, 2]
@@ -59,6 +62,8 @@ CPU_DATA, CPU_SEEDS = ['mnist5k', 'fashion_mnist'], [0, 1, 2]
 REGISTRY = (
     'table1_markers',      # FMCE Table I and Figure 3
     'table2_fmcs',         # FMCE Table II
+    'fmcs_transfer',       # FMCE: does an FMCE-Net transfer to a run it never saw? (beyond the paper)
+    'fmcs_module_map',     # FMCE: which functional module matures first (beyond the paper)
     'fig4_gradcam',        # FMCE Figures 4-6
     'ral_raf',             # FMCE-Net++ Table I and Figures 1, 3, 5-6
     'frpt_posttrain',      # FR-PT post-training

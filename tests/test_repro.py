@@ -31,19 +31,19 @@ def statuses(root, exp, profile='smoke'):
 
 
 def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing(tmp_path):
-    # the smoke profile: Table I, Table II (two seeds) and Grad-CAM read the same configuration
+    # the smoke profile: every FMCE experiment reads the run of seed 0; the transfer experiment also seeds 1 and 2
     r = repro('--profile', 'smoke', '--root', tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'WARNING' not in r.stdout + r.stderr, 'the batch output has noise in it'
     runs = run_dirs(tmp_path)
     configs = {json.dumps({**json.loads(p.read_text())['config'], 'device': None}, sort_keys=True) for p in runs}
-    assert len(runs) == len(configs) == 2          # seed 0 for every experiment, seed 1 for Table II's second run
+    assert len(runs) == len(configs) == 3          # seed 0 for every experiment, seeds 1 and 2 for the transfer test
     used = set()
-    for exp in ('table1', 'table2', 'gradcam'):
+    for exp in ('table1', 'table2', 'transfer', 'module_map', 'gradcam'):
         (cell,) = (tmp_path/'results'/'smoke'/exp).glob('*/results.json')
         rec = json.loads(cell.read_text())
         assert rec['schema_version'] == 2 and rec['provenance']['git_commit']
-        used |= {rec[k]['dir'] for k in ('run', 'run2') if k in rec}
+        used |= {rec['run']['dir']} | {r['dir'] for r in rec.get('runs', [])}
         assert not any(cell.parent.glob('run*/run.json')), f'{exp} trained a run of its own'
     ral = [json.loads(c.read_text()) for c in (tmp_path/'results'/'smoke'/'ral').glob('*/results.json')]
     assert len(ral) == 6 and {r['fmce_run']['dir'] for r in ral} <= used     # FMCE-Net++ reads the shared run of seed 0
@@ -53,7 +53,7 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     assert len(list((tmp_path/'runs'/'smoke'/'train').glob('*/frpt_targets/*/meta.json'))) == 1, 'one target store, built once'
     assert used == {str(p.parent.resolve()) for p in runs}
     marker_files = sorted(p.name for p in (tmp_path/'runs'/'smoke'/'train').glob('*/markers/*.json'))
-    assert len(marker_files) == 2, marker_files     # one marker setting, stored once per run
+    assert len(marker_files) == 3, marker_files     # one marker setting, stored once per run
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path/'runs').rglob('*') if p.is_file()}
     stamp |= {p: p.stat().st_mtime_ns for p in (tmp_path/'results').rglob('*') if p.is_file()}
     t0 = time.time()
@@ -64,14 +64,15 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp, 'a second call rewrote a run or a record'
     assert took < 60, f'a batch with nothing to do took {took:.0f}s'
     report = (tmp_path/'reports'/'smoke.md').read_text()
-    assert '## FMCE Table I' in report and '## FMCE Table II' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report and '## FR-PT' in report
+    assert '## FMCE Table I' in report and '## FMCE Table II' in report and 'transfer to another run' in report
+    assert '## FMCE beyond the paper: the module map' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report and '## FR-PT' in report
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
     assert 'training runs (under' in dry and 'analysis cells (under' in dry
-    assert dry.count('[done]') == 2 and dry.count('[done  ]') == 13
+    assert dry.count('[done]') == 3 and dry.count('[done  ]') == 15
     # records kept, weights gone (as in a fresh checkout of committed results): nothing is trained again
     import shutil; shutil.rmtree(tmp_path/'runs')
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
-    assert dry.count('[skip]') == 2 and dry.count('[done  ]') == 13
+    assert dry.count('[skip]') == 3 and dry.count('[done  ]') == 15
     third = repro('--profile', 'smoke', '--root', tmp_path)
     assert third.returncode == 0 and 'training 0, running 0' in third.stdout, third.stdout + third.stderr
     assert not list(tmp_path.glob('runs/**/run.json'))

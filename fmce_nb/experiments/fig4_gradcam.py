@@ -53,7 +53,7 @@ def section(recs: list) -> list:
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 GRIDS = {
     'smoke': [{}],
-    'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, layer='net.stage2', grid_images=6, measure_images=1000),
+    'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, layer=['output', 'net.stage2'], grid_images=6, measure_images=1000),
     'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, epochs=80, size=112, batch_size=256, n_train=None, n_test=None,
                     K=10, on_no_convergence='last', layer='output', grid_images=6, measure_images=500),
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, layer='output',

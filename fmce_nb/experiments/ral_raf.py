@@ -6,7 +6,7 @@
 from __future__ import annotations
 from collections import defaultdict
 import numpy as np
-from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, grid
+from ..experiment import Experiment, CPU_32PX_STEM, BACKBONES, PAPER_EPOCHS, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std, fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record)
 
@@ -154,7 +154,7 @@ def figures(recs: list, figures_dir) -> list:
 # %% ../../nbs/experiments/ral_raf.ipynb
 RAF_PAPER = [1.0, 0.95, 0.9, 0.85, 0.8, 0.78, 0.75, 0.7, 0.5, 0.0]          # FMCE-Net++ Table I
 _HOLD_OUT = {'mnist': 55000, 'cifar10': 45000, 'mini_imagenet': 43000}       # training images when 5,000 are held out
-_CPU_RAL = dict(CPU, dataset='mnist5k', fmce_seed=0, net_epochs=10, n_val=1000, layer='net.stage2', grid_images=4, measure_images=500)
+_CPU_RAL = dict(CPU_32PX_STEM, dataset='mnist5k', fmce_seed=0, net_epochs=10, n_val=1000, layer='net.stage2', grid_images=4, measure_images=500)
 _REDUCED = dict(epochs=80, size=64, batch_size=256, n_train=50000,
                 n_test=None, K=10, on_no_convergence='last', fmce_seed=0, net_epochs=10, n_val=10000, layer='early',
                 grid_images=6, measure_images=500)
