@@ -16,10 +16,10 @@ from .experiment import experiments, where
 
 # %% auto 0
 __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'find_repo',
-           'paper_values', 'paper_table', 'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record',
-           'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp',
-           'diff_cell', 'diff_words', 'paired_by_seed', 'holm', 'interval_reading', 'any_record', 'dagger',
-           'notebook_links', 'bars', 'load_results', 'render_report']
+           'paper_values', 'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record',
+           'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config',
+           'paired_diff_ci', 'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'holm',
+           'interval_reading', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results', 'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -42,6 +42,12 @@ def paper_table(name: str) -> dict:
     pv = paper_values()
     if name not in pv: raise KeyError(f"no table {name!r} in paper_values.json; have {[k for k in pv if not k.startswith('_')]}")
     return pv[name]
+
+# %% ../nbs/10_report.ipynb
+def closest_paper_row(table: str, dataset: str, arch: str) -> dict | None:
+    "The row of paper table `table` for the same dataset (mnist5k reads mnist) and backbone (*_smallstem reads the torchvision net)."
+    ds, a = {'mnist5k': 'mnist'}.get(dataset, dataset), arch.removesuffix('_smallstem')
+    return next((r for r in paper_table(table)['rows'] if r['dataset'] == ds and r['arch'] == a), None)
 
 # %% ../nbs/10_report.ipynb
 RECORD_VERSION = 2

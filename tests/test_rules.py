@@ -491,3 +491,72 @@ def test_a_subset_of_no_images_a_fraction_or_more_than_the_split_is_refused(n):
     from fmce_nb.data import load_dataset
     with pytest.raises(ValueError, match=r"^digits: a subset needs a whole number of images from 1 to the split's 1438 "):
         load_dataset('digits').subset(n)
+
+
+# --- FMCS-Datasets of other modules and of several runs; FMCE-Nets trained once ---------------------------------------
+
+def test_the_maps_of_a_named_module_are_what_a_forward_hook_on_it_sees(tiny_run):
+    from fmce_nb.fmcs import FMCSData
+    fm = FMCSData(tiny_run, (1, 3, 4), 'cpu', amp=False, module='net.features.0')
+    assert fm.feature_shape == (32, 8, 8)                       # 16 px, the first block: 32 channels, one 2x2 pool
+    net, seen = tiny_run.model(3).eval(), []
+    h = net.net.features[0].register_forward_hook(lambda m, i, o: seen.append(o))
+    x = fm.loader.transform(torch.tensor([7, 2]))
+    with torch.no_grad(): net(x)
+    h.remove()
+    assert_close(fm.maps([7, 2], [1, 1]), seen[0], rtol=1e-5, atol=1e-5)       # phase index 1 is marker epoch 3
+
+
+def test_a_pool_of_runs_numbers_its_images_run_after_run(tiny_run):
+    from fmce_nb.fmcs import FMCSData, PooledFMCS
+    a, b = FMCSData(tiny_run, (1, 3, 4), 'cpu', cache=True), FMCSData(tiny_run, (1, 2, 4), 'cpu', n_images=40, seed=3, cache=True)
+    pool = PooledFMCS([a, b])
+    assert pool.N == 96 + 40 and pool.images_of(1).tolist() == list(range(96, 136))
+    # pool image 96 + 5 is image 5 of b; pool image 95 is the last of a; the batch keeps its order
+    got = pool.maps([0, 95, 101], [0, 2, 1])
+    assert_close(got, torch.stack([a._cache[0, 0], a._cache[2, 95], b._cache[1, 5]]))
+
+
+def test_control_features_by_hand():
+    from fmce_nb.fmce_net import control_features
+    class Two:                        # two maps of 1 channel, 1 x 2: [3, 5] in phase 0 and [0, 4] in phase 2
+        def batches(self, pairs, batch_size, shuffle=False):
+            yield torch.tensor([[[[3., 5.]]], [[[0., 4.]]]]), torch.tensor([0, 2])
+    f, y = control_features(Two(), np.array([[0, 0], [1, 2]]))
+    # mean, population std: (4, 1) and (2, 2); norms sqrt(9 + 25) and 4
+    close(f['mean_std'], [[4., 1.], [2., 2.]]); close(f['flat'], [[3., 5.], [0., 4.]])
+    close(f['norm'], [[math.sqrt(34)], [4.]], rtol=1e-6, atol=0); close(y, [0, 2])
+
+
+def test_holm_by_hand_and_what_an_interval_says():
+    from fmce_nb.report import holm, interval_reading
+    # sorted 0.01, 0.03, 0.04 -> 3 x .01 = .03; 2 x .03 = .06; 1 x .04 = .04, raised to the running max .06
+    close(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    # NaN is no test: m = 2, so .02 -> .04 and .5 -> .5
+    close(holm([0.02, math.nan, 0.5]), [0.04, math.nan, 0.5], equal_nan=True)
+    assert interval_reading({'mean': 0.0, 'ci': (-0.012, 0.031), 'n': 3}) == 'no detectable difference; differences above 3.10 pp excluded'
+    assert interval_reading({'mean': -0.05, 'ci': (-0.08, -0.02), 'n': 3}, 0.03, 'A', 'B') == 'B better (Holm p 0.030)'
+
+
+def test_a_module_matures_where_its_cka_to_the_end_stays_above_the_threshold():
+    from fmce_nb.experiments.fmcs_module_map import mature_phase
+    # 0.95 at phase 2 does not count: phase 3 falls back to 0.5; from phase 4 on every value is >= 0.9
+    assert mature_phase([0.2, 0.95, 0.5, 0.91, 0.99], 0.9) == 4
+    assert mature_phase([0.95, 0.97], 0.9) == 1 and mature_phase([0.95, 0.5], 0.9) is None
+
+
+def test_an_fmce_net_is_trained_once_per_run_pairs_and_settings(tiny_run):
+    from fmce_nb.fmcs import FMCSData, all_pairs
+    from fmce_nb.fmce_net import best_fmce_net
+    fm = FMCSData(tiny_run, (1, 3, 4), 'cpu', cache=True)
+    pairs, kw = all_pairs(fm.N, 3), dict(max_epochs=1, patience=1)
+    before = set((tiny_run.dir/'fmce_net').glob('best-*'))
+    n1, h1 = best_fmce_net(fm, pairs, 0, **kw)
+    (new,) = set((tiny_run.dir/'fmce_net').glob('best-*')) - before
+    stamp = (new/'fmce_net.safetensors').stat().st_mtime_ns
+    n2, h2 = best_fmce_net(fm, pairs, 0, **kw)                       # read back: nothing written
+    assert (new/'fmce_net.safetensors').stat().st_mtime_ns == stamp and h2 == h1
+    x = torch.randn(3, *fm.feature_shape)
+    assert_close(n2(x), n1(x))
+    best_fmce_net(fm, pairs[:150], 0, **kw)                          # other pairs: another net
+    assert len(set((tiny_run.dir/'fmce_net').glob('best-*')) - before) == 2

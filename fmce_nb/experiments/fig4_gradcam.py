@@ -36,6 +36,9 @@ def _pooled_row(g: list) -> str:
 def section(recs: list) -> list:
     "The report's Grad-CAM across phases: the localization trend per configuration over seeds and images, then each run's finding."
     L = ['## Grad-CAM across phases (FMCE Figures 4-6)', '',
+         "Paper: Figures 4-6 are qualitative (ResNet-50 and ShuffleNet v2, last convolutional layer, 224 px); Figure 4's caption "
+         "reads \"as the FMCS values escalate, the regions of high contribution increasingly localize\". Localizing shows here as "
+         "a positive trend of the top-10% mass and a negative trend of the entropy.", '',
          "Trend = each image's Spearman rho between the phase and its localization measure (empty CAMs scored as flat "
          "maps), averaged over images and seeds; the 95% interval resamples seeds, then images (`hierarchical_ci`).", '',
          '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase 1 -> K | '

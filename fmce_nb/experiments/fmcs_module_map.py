@@ -37,7 +37,7 @@ def plot_module_map(rows: list, title: str = '', axes=None):
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 import numpy as np
 import matplotlib.pyplot as plt
-from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, grid
+from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, group_by_config, fmt_mean_std,
                             dagger, notebook_links)
 
@@ -98,6 +98,8 @@ def figures(recs: list, figures_dir) -> list:
 GRIDS = {
     'smoke': [{}],
     'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, net_max_epochs=40, patience=4),
+    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, net_max_epochs=50,
+                   patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb

@@ -6,7 +6,7 @@
 __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section']
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
-from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS
+from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER, mean_std,
                             fmt_mean_std, dagger, notebook_links)
 
@@ -63,6 +63,8 @@ GRIDS = {
     'smoke': [{}],
     'cpu': [dict(CPU, dataset=d, seed=CPU_SEEDS[0], seed2=CPU_SEEDS[1], seed3=CPU_SEEDS[2], net_max_epochs=40, patience=4)
             for d in CPU_DATA],
+    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, seed=0, seed2=1,
+                   seed3=2, net_max_epochs=50, patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
