@@ -29,9 +29,10 @@ def plot_module_map(rows: list, title: str = '', axes=None):
     for ax, key, label in zip(axes, ('recall_per_phase', 'cka_to_final'), ('FMCE-Net recall (image split)', 'linear CKA to the final checkpoint')):
         sns.heatmap(np.array([r[key] for r in rows[::-1]]), vmin=0, vmax=1, cmap='viridis', annot=K <= 10, fmt='.2f', ax=ax,
                     xticklabels=range(1, K + 1), yticklabels=names, cbar_kws={'label': label})
-        ax.set(xlabel='phase k (FMCS)', title=f'{title}{label}')
+        ax.set(xlabel='phase k (FMCS)', title=label)
     for i, r in enumerate(rows[::-1]):
         if r.get('mature_phase'): axes[1].plot(r['mature_phase'] - 0.5, i + 0.5, 'wo', ms=6)
+    if title: axes[0].figure.suptitle(title)
     return axes
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
@@ -57,8 +58,25 @@ def _bottom_up(values: list, higher_is_later: bool = True) -> bool:
     return all(b >= a for a, b in zip(v, v[1:])) if higher_is_later else all(b <= a for a, b in zip(v, v[1:]))
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
+def _orders(g: list) -> str:
+    "Per configuration: whether maturity (threshold, then CKA at phase 1) and FMCE-Net accuracy order the modules bottom-up."
+    c, names = g[0]['run']['config'], [m['module'].removeprefix('net.') for m in g[0]['modules']]
+    phases = {m['mature_phase'] for r in g for m in r['modules']}
+    cka_up = sum(_bottom_up([m['cka_to_final'][0] for m in r['modules']], higher_is_later=False) for r in g)
+    acc_up = sum(_bottom_up([m['accuracy'] for m in r['modules']]) for r in g)
+    mean = lambda k: ', '.join(f"{n} {np.mean([r['modules'][i][k] if k == 'accuracy' else r['modules'][i][k][0] for r in g]):.3f}"
+                               for i, n in enumerate(names))
+    by_threshold = (f"every module matured at phase {phases.pop() or 'never'} in every seed, so the threshold "
+                    f"{g[0]['mature_cka']} does not order them" if len(phases) == 1 else
+                    f"the modules mature bottom-up (none before the one below it) in "
+                    f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} seeds")
+    return (f"- {c['dataset']}, {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at phase 1 falls (or "
+            f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: {mean('cka_to_final')}). FMCE-Net's "
+            f"accuracy rises (or stays) from each module to the one above in {acc_up} of {len(g)} seeds (mean: {mean('accuracy')}).")
+
+# %% ../../nbs/experiments/fmcs_module_map.ipynb
 def section(recs: list) -> list:
-    "The report's module map: FMCE-Net accuracy and maturity phase per module over seeds, and whether they run bottom-up."
+    "The report's module map: FMCE-Net accuracy and maturity per module over seeds, and whether the modules order bottom-up."
     L = ['## FMCE beyond the paper: the module map', '',
          'Every stage of the backbone gets its own FMCS-Dataset and FMCE-Net (image split, trained to its best). "Matured at" '
          'is the first phase from which the linear CKA of the module\'s maps to the final checkpoint\'s stays at or above '
@@ -73,11 +91,7 @@ def section(recs: list) -> list:
             L.append(f"| {c['dataset']} | {c['arch']} | {m['module'].removeprefix('net.')} | {'x'.join(map(str, m['feature_shape']))} | "
                      f"{len(g)} | {fmt_mean_std([x['accuracy'] for x in ms])} | {', '.join(str(x['mature_phase'] or 'never') for x in ms)} | "
                      f"{fmt_mean_std([x['cka_to_final'][0] for x in ms], 3)} | {notebook_links(g)} |")
-        cka_up = sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)
-        acc_up = sum(_bottom_up([m['accuracy'] for m in r['modules']], higher_is_later=True) for r in g)
-        notes.append(f"- {c['dataset']}, {c['arch']}{dagger(g)} (CKA threshold {g[0]['mature_cka']}): the modules mature "
-                     f"bottom-up (no module matures before the one below it) in {cka_up} of {len(g)} seeds by CKA; FMCE-Net's "
-                     f"accuracy rises (or stays) from each module to the one above in {acc_up} of {len(g)} seeds.")
+        notes.append(_orders(g))
     return L + [''] + notes + ['']
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
@@ -89,7 +103,7 @@ def figures(recs: list, figures_dir) -> list:
         rows = [{'module': m['module'], **{k: np.mean([r['modules'][i][k] for r in g], 0).tolist() for k in ('recall_per_phase', 'cka_to_final')}}
                 for i, m in enumerate(g[0]['modules'])]
         fig, ax = plt.subplots(1, 2, figsize=(13, 0.8 * len(rows) + 2.2))
-        plot_module_map(rows, f"{c['arch']} on {c['dataset']}, mean of {len(g)} seeds: ", ax)
+        plot_module_map(rows, f"{c['arch']} on {c['dataset']}, mean of {len(g)} seeds", ax)
         fig.tight_layout()
         out.append(figures_dir/f"module_map-{c['dataset']}-{c['arch']}.png"); fig.savefig(out[-1], dpi=90); plt.close(fig)
     return out
