@@ -211,10 +211,10 @@ def control_features(source, pairs, batch_size: int = 512) -> tuple:
     "({'mean_std': per-channel mean and std (2C), 'flat': the map (C*H*W), 'norm': its L2 norm}, labels) of `pairs`, in batch order."
     feats, labels = {'mean_std': [], 'flat': [], 'norm': []}, []
     for x, y in source.batches(pairs, batch_size, shuffle=False):
-        f = x.flatten(2)
+        f, flat = x.flatten(2), x.flatten(1)
         feats['mean_std'].append(torch.cat([f.mean(2), f.std(2, unbiased=False)], 1).cpu())
-        feats['flat'].append(x.flatten(1).cpu())
-        feats['norm'].append(x.flatten(1).norm(dim=1, keepdim=True).cpu())
+        feats['flat'].append(flat.cpu())
+        feats['norm'].append(flat.norm(dim=1, keepdim=True).cpu())
         labels.append(y.cpu())
     return {k: torch.cat(v).numpy() for k, v in feats.items()}, torch.cat(labels).numpy()
 

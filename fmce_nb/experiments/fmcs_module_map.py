@@ -64,15 +64,14 @@ def _orders(g: list) -> str:
     phases = {m['mature_phase'] for r in g for m in r['modules']}
     cka_up = sum(_bottom_up([m['cka_to_final'][0] for m in r['modules']], higher_is_later=False) for r in g)
     acc_up = sum(_bottom_up([m['accuracy'] for m in r['modules']]) for r in g)
-    mean = lambda k: ', '.join(f"{n} {np.mean([r['modules'][i][k] if k == 'accuracy' else r['modules'][i][k][0] for r in g]):.3f}"
-                               for i, n in enumerate(names))
+    mean = lambda get: ', '.join(f"{n} {np.mean([get(r['modules'][i]) for r in g]):.3f}" for i, n in enumerate(names))
     by_threshold = (f"every module matured at phase {phases.pop() or 'never'} in every seed, so the threshold "
                     f"{g[0]['mature_cka']} does not order them" if len(phases) == 1 else
                     f"the modules mature bottom-up (none before the one below it) in "
                     f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} seeds")
     return (f"- {c['dataset']}, {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at phase 1 falls (or "
-            f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: {mean('cka_to_final')}). FMCE-Net's "
-            f"accuracy rises (or stays) from each module to the one above in {acc_up} of {len(g)} seeds (mean: {mean('accuracy')}).")
+            f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: {mean(lambda m: m['cka_to_final'][0])}). FMCE-Net's "
+            f"accuracy rises (or stays) from each module to the one above in {acc_up} of {len(g)} seeds (mean: {mean(lambda m: m['accuracy'])}).")
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def section(recs: list) -> list:

@@ -85,7 +85,7 @@ def section(recs: list) -> list:
     head = ['## FMCE Table II: FMCE-Net predicting the FMCS, with controls', '',
             f"Paper: {t2['where']}; its test maps come from its 3:1 split per phase, which shares images with training. "
             "Ours: mean ± std over seeds; the image split (test images never seen in training) is the headline.", '',
-            '| source | dataset | backbone | input, maps | seeds | top-1 of the run | test set | FMCE-Net train acc | validation acc | '
+            '| source | dataset | backbone | input, maps | seeds | top-1 of the run | test set | FMCE-Net acc, training side (incl. validation) | validation acc | '
             'test acc | F1 | ' + ' | '.join(CONTROLS.values()) + " | chance | paper's closest row | notebooks (by seed) |", '|---' * 17 + '|']
     return head + _paper_rows(t2) + _ours_rows(recs) + _comparisons(recs) + _per_record(recs)
 
