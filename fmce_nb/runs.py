@@ -19,9 +19,9 @@ from .models import build_model, check_arch, FMCEClassifier, speed_modes
 from .data import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CROSS_ENTROPY', 'atomic_write', 'write_json', 'temporary_folder', 'CorruptFileError', 'read_json', 'read_weights',
-           'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'run_identity', 'run_id',
-           'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
+__all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_folder', 'CorruptFileError', 'read_json',
+           'read_weights', 'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'run_identity',
+           'run_id', 'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path, write):
@@ -240,7 +240,9 @@ def environment(device) -> dict:
     return env
 
 # %% ../nbs/03_runs.ipynb
-def weights_path(run_dir, epoch: int) -> Path: return Path(run_dir)/'weights'/f'epoch_{epoch:04d}.safetensors'
+WEIGHTS = 'epoch_{epoch:04d}.safetensors'      # a run's weights of epoch e: <run>/weights/<WEIGHTS with e>
+
+def weights_path(run_dir, epoch: int) -> Path: return Path(run_dir)/'weights'/WEIGHTS.format(epoch=int(epoch))
 
 # %% ../nbs/03_runs.ipynb
 class Run:
@@ -379,13 +381,10 @@ def run_markers(run, settings: MarkerSettings | None = None, **kwargs) -> Marker
 
 # %% ../nbs/03_runs.ipynb
 def keep_only(run_dir, epochs) -> list:
-    "Delete the weights of every epoch not in `epochs` (e.g. the markers); returns the epochs deleted."
+    "Delete the weights of every epoch not in `epochs` (e.g. the markers), and record the epochs kept; returns those deleted."
+    from fmce_nb.checkpoints import Checkpoints        # the housekeeping of any checkpoint folder (03a_checkpoints)
     run = Run(run_dir)
-    keep = sorted(set(int(e) for e in epochs))
-    missing = [e for e in keep if not weights_path(run_dir, e).exists()]
-    if missing: raise FileNotFoundError(f"cannot keep epochs {missing}: their weights are not in {run_dir}")
-    gone = [e for e in run.saved_epochs() if e not in keep]
-    for e in gone: weights_path(run_dir, e).unlink()
-    run.meta['kept_epochs'] = keep
-    write_json(Path(run_dir)/'run.json', run.meta)
+    gone = Checkpoints(run.dir/'weights', WEIGHTS).keep(epochs)
+    run.meta['kept_epochs'] = sorted({int(e) for e in epochs})
+    write_json(run.dir/'run.json', run.meta)
     return gone
