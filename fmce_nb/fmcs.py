@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_fmcs.ipynb 3
 from __future__ import annotations
-import json, math
+import copy, json, math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from torch import nn
 from fastcore.basics import patch
 
 from .data import DeviceLoader
-from .models import speed_modes, feature_extractor
-from .runs import Run, weights_path, atomic_write, write_json, read_json, read_npy, resolve_device
+from .models import speed_modes, feature_extractor, build_model
+from .runs import Run, WEIGHTS, weights_path, atomic_write, write_json, read_json, read_npy, resolve_device
+from .checkpoints import Checkpoints, load_weights
 from .cqi import Markers
 
 # %% auto 0
-__all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images', 'plan_epoch', 'check_checkpoints', 'FMCSData',
-           'FMCSStore', 'PooledFMCS']
+__all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images', 'plan_epoch', 'CheckpointFMCS',
+           'check_checkpoints', 'FMCSData', 'FMCSStore', 'PooledFMCS']
 
 # %% ../nbs/05_fmcs.ipynb
 @dataclass
@@ -92,41 +94,66 @@ def _batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int
         yield self.maps(n, k, bounds), torch.as_tensor(k, device=self.device)
 
 # %% ../nbs/05_fmcs.ipynb
-def check_checkpoints(run: Run, epochs):
-    "Raise a clear error if any of `epochs` has no saved weights in the run folder."
-    missing = [int(e) for e in epochs if not weights_path(run.dir, int(e)).exists()]
-    if missing:
-        raise FileNotFoundError(f"markers {missing} point at checkpoints that are not in {run.dir/'weights'} "
-                                f"(saved epochs: {run.saved_epochs()}). Were the weights pruned with other markers?")
+def _phase_checkpoints(checkpoints, markers) -> tuple:
+    "(one checkpoint per phase, the marker epochs or None) from a list, an {epoch: checkpoint} dict or a `Checkpoints` folder."
+    if isinstance(markers, Markers): markers = markers.markers
+    markers = None if markers is None else tuple(int(e) for e in markers)
+    by_epoch = isinstance(checkpoints, Checkpoints) or (isinstance(checkpoints, Mapping) and checkpoints
+                                                        and all(isinstance(e, int) for e in checkpoints))
+    if by_epoch:
+        if markers is None: raise ValueError("checkpoints by epoch need the marker epochs: pass markers= (a Markers, or the epochs)")
+        if isinstance(checkpoints, Checkpoints): return [checkpoints[e] for e in markers], markers   # names epoch and file
+        missing = [e for e in markers if e not in checkpoints]
+        if missing: raise FileNotFoundError(f"marker epochs {missing} have no checkpoint among those given (epochs {sorted(checkpoints)})")
+        return [checkpoints[e] for e in markers], markers
+    if isinstance(checkpoints, (str, Path, Mapping)):
+        raise TypeError("checkpoints must hold one checkpoint per marker (a list, an {epoch: checkpoint} dict or a "
+                        f"Checkpoints folder), got a single {type(checkpoints).__name__}")
+    cks = list(checkpoints)
+    if markers is not None and len(markers) != len(cks): raise ValueError(f"{len(cks)} checkpoints for {len(markers)} markers")
+    return cks, markers
 
 # %% ../nbs/05_fmcs.ipynb
-class FMCSData:
-    "The FMCS-Dataset of a run, computed batch by batch from the K marker checkpoints (nothing written to disk)."
-    def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0, amp: bool | None = None,
-                 batch_size: int = 512, cache: bool | str = False, cache_limit: float = 2 ** 31, module: str | None = None):
-        self.run = run if isinstance(run, Run) else Run(run)
-        if self.run.epochs_done == 0: raise ValueError(f"{self.run.dir}: the run has no finished epoch yet")
-        if isinstance(markers, Markers): markers = markers.markers
-        self.markers, self.K = tuple(int(e) for e in markers), len(markers)
-        if self.K < 2: raise ValueError(f"need at least 2 markers, got {self.markers}")
-        check_checkpoints(self.run, self.markers)
-        self.device = resolve_device(device)
-        cfg = self.run.config
-        modes = speed_modes(cfg.arch, self.device, cfg.size)         # bf16 and channels-last where they pay for this backbone
-        self.amp = modes['amp'] if amp is None else amp
-        cl = modes['channels_last']
-        data = cfg.split(train=True)
-        self.data = data.subset(None if n_images is None else min(n_images, len(data)), seed)   # at most n_images
-        self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=self.device, stats=self.run.stats,
-                                   channels_last=cl)
+def _image_source(images, device) -> tuple:
+    "(image indices -> a batch on the device, number of images) of a DeviceLoader, a float tensor (N, C, H, W) or a DataLoader."
+    if isinstance(images, DeviceLoader): return images.transform, len(images.data)
+    if not isinstance(images, torch.Tensor):                     # a DataLoader, or any iterable of batches: gathered once
+        xs = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
+        if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
+            raise TypeError("images must be a tensor (N, C, H, W) or a DataLoader whose batches are tensors or (images, ...) tuples")
+        images = torch.cat(xs)
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be float (N, C, H, W), prepared as the model takes them; got {images.dtype} {tuple(images.shape)}")
+    x = images.to(device)
+    return (lambda n: x[n]), len(x)
+
+# %% ../nbs/05_fmcs.ipynb
+def _map_fn(model: nn.Module, module: str | None):
+    "The map of `model` that FMCE reads: the output of submodule `module`, or `model.features(x)`."
+    if module is not None: return feature_extractor(model, module)
+    if callable(getattr(model, 'features', None)): return model.features
+    names = [n for n, _ in model.named_children()]
+    raise ValueError(f"{type(model).__name__} has no features(x): name the module whose output is the map, "
+                     f"module=..., e.g. one of {names[:8]} (every name: [n for n, _ in model.named_modules()])")
+
+# %% ../nbs/05_fmcs.ipynb
+class CheckpointFMCS:
+    "The FMCS-Dataset of any model: the maps of `images` at `module` under each of its K marker checkpoints."
+    def __init__(self, model: nn.Module, checkpoints, images, markers=None, module: str | None = None, device='cpu',
+                 amp: bool = False, channels_last: bool = False, batch_size: int = 512, cache: bool | str = False,
+                 cache_limit: float = 2 ** 31, key: str | None = None):
+        cks, self.markers = _phase_checkpoints(checkpoints, markers)
+        self.K = len(cks)
+        if self.K < 2: raise ValueError(f"need at least 2 markers, got {list(self.markers or [])}")
+        self.device, self.amp, self.module, self.arch = resolve_device(device), amp, module, type(model).__name__
+        self._inputs, self.N = _image_source(images, self.device)
         self.backbones = []
-        for e in self.markers:
-            m = self.run.model(e, self.device).eval().requires_grad_(False)
-            if cl: m = m.to(memory_format=torch.channels_last)
-            self.backbones.append(m)
-        self.module = module                                          # None: the functional module's output, C(x)
-        self._map_fns = [m.features if module is None else feature_extractor(m, module) for m in self.backbones]
-        self.N, self.seed = len(self.data), seed                        # the seed that drew the images
+        for e, ck in zip(self.markers or range(1, self.K + 1), cks):
+            m = copy.deepcopy(model).to(self.device)
+            load_weights(m, ck, key, name=None if isinstance(ck, (str, Path)) else f"the checkpoint of marker {e}")
+            m.eval().requires_grad_(False)
+            self.backbones.append(m.to(memory_format=torch.channels_last) if channels_last else m)
+        self._map_fns = [_map_fn(m, module) for m in self.backbones]
         self._cache = None
         with torch.no_grad(): self.feature_shape = tuple(self.maps([0], [0])[0].shape)
         if cache == 'auto': cache = self.store_bytes(torch.float32) <= cache_limit
@@ -135,24 +162,24 @@ class FMCSData:
     batches = _batches
 
     def __repr__(self):
-        return (f"FMCSData({self.run.config.arch}{'' if self.module is None else ' ' + self.module} on {self.run.config.dataset}, markers {list(self.markers)}, "
-                f"{self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
+        return (f"{type(self).__name__}({self.arch}{'' if self.module is None else ' ' + self.module}, markers "
+                f"{list(self.markers or range(1, self.K + 1))}, {self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
-def store_bytes(self: FMCSData, dtype=torch.float16) -> int:
+def store_bytes(self: CheckpointFMCS, dtype=torch.float16) -> int:
     "Bytes a materialized store of all K x N maps would take."
     return self.K * self.N * math.prod(self.feature_shape) * torch.empty((), dtype=dtype).element_size()
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
 @torch.no_grad()
-def _materialize(self: FMCSData, batch_size: int) -> torch.Tensor:
+def _materialize(self: CheckpointFMCS, batch_size: int) -> torch.Tensor:
     "All K x N maps (float32, on the device), computed once in full batches: worth it when the maps are small."
     out = torch.empty(self.K, self.N, *self.feature_shape, device=self.device)
     for a in range(0, self.N, batch_size):
         n = torch.arange(a, min(a + batch_size, self.N), device=self.device)
-        x = self.loader.transform(n)
+        x = self._inputs(n)
         for k, f in enumerate(self._map_fns):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out[k, a:a + len(n)] = f(x).float()
@@ -161,7 +188,7 @@ def _materialize(self: FMCSData, batch_size: int) -> torch.Tensor:
 # %% ../nbs/05_fmcs.ipynb
 @patch
 @torch.no_grad()
-def maps(self: FMCSData, n, k, bounds=None) -> torch.Tensor:
+def maps(self: CheckpointFMCS, n, k, bounds=None) -> torch.Tensor:
     "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
     n = torch.as_tensor(np.asarray(n), device=self.device)
     if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
@@ -170,12 +197,46 @@ def maps(self: FMCSData, n, k, bounds=None) -> torch.Tensor:
         if np.any(np.diff(k) < 0): raise ValueError("maps() needs the pairs sorted by phase; use plan_epoch")
         ks, starts = np.unique(k, return_index=True)
         bounds = list(zip(ks.tolist(), starts.tolist(), [*starts[1:].tolist(), len(k)]))
-    x = self.loader.transform(n)
+    x = self._inputs(n)
     outs = []
     for kk, a, b in bounds:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             outs.append(self._map_fns[kk](x[a:b]))
     return torch.cat(outs).float()
+
+# %% ../nbs/05_fmcs.ipynb
+def check_checkpoints(run: Run, epochs):
+    "Raise a clear error if any of `epochs` has no saved weights in the run folder."
+    missing = [int(e) for e in epochs if not weights_path(run.dir, int(e)).exists()]
+    if missing:
+        raise FileNotFoundError(f"markers {missing} point at checkpoints that are not in {run.dir/'weights'} "
+                                f"(saved epochs: {run.saved_epochs()}). Were the weights pruned with other markers?")
+
+# %% ../nbs/05_fmcs.ipynb
+class FMCSData(CheckpointFMCS):
+    "The FMCS-Dataset of a run folder, computed batch by batch from its K marker checkpoints (nothing written to disk)."
+    def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0, amp: bool | None = None,
+                 batch_size: int = 512, cache: bool | str = False, cache_limit: float = 2 ** 31, module: str | None = None):
+        self.run = run if isinstance(run, Run) else Run(run)
+        if self.run.epochs_done == 0: raise ValueError(f"{self.run.dir}: the run has no finished epoch yet")
+        markers = markers.markers if isinstance(markers, Markers) else markers
+        if len(markers) < 2: raise ValueError(f"need at least 2 markers, got {list(markers)}")
+        check_checkpoints(self.run, markers)
+        cfg, device = self.run.config, resolve_device(device)
+        modes = speed_modes(cfg.arch, device, cfg.size)         # bf16 and channels-last where they pay for this backbone
+        data = cfg.split(train=True)
+        self.data = data.subset(None if n_images is None else min(n_images, len(data)), seed)   # at most n_images
+        self.seed = seed                                             # the seed that drew the images
+        self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=device, stats=self.run.stats,
+                                   channels_last=modes['channels_last'])
+        super().__init__(build_model(cfg.arch, self.run.num_classes), Checkpoints(self.run.dir/'weights', WEIGHTS),
+                         self.loader, markers, module, device, modes['amp'] if amp is None else amp,
+                         modes['channels_last'], batch_size, cache, cache_limit)
+        self.arch = cfg.arch
+
+    def __repr__(self):
+        return (f"FMCSData({self.run.config.arch}{'' if self.module is None else ' ' + self.module} on {self.run.config.dataset}, markers {list(self.markers)}, "
+                f"{self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
 
 # %% ../nbs/05_fmcs.ipynb
 class FMCSStore:
