@@ -13,6 +13,7 @@ for c in nb['cells']:
     elif c['cell_type'] == 'code' and src and not src.startswith('#| hide'):
         parts.append(f"```python\n{src}\n```")
         for o in c.get('outputs', []):
+            if o.get('name') == 'stderr': continue                    # warnings and progress, not results
             text = ''.join(o.get('text', '') or o.get('data', {}).get('text/plain', ''))
             if text.strip(): parts.append(f"```\n{text.rstrip()}\n```")
 readme = "<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n"
