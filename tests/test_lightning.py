@@ -81,6 +81,8 @@ def test_it_logs_cqi_and_stops_at_the_convergence_epoch(stopped):
     logged = pd.read_csv(f'{trainer.logger.log_dir}/metrics.csv').dropna(subset=['cqi'])
     assert logged['epoch'].tolist() == list(range(1, ek))          # Lightning's epoch m - 1 is our epoch m, from m = 2
     np.testing.assert_allclose(logged['cqi'], cqi[1:], rtol=1e-5)
+    raw = pd.read_csv(f'{trainer.logger.log_dir}/metrics.csv', keep_default_na=False, dtype=str)
+    assert raw.loc[raw['epoch'] == '0', 'cqi'].tolist() == ['']     # CQI_1 is undefined: nothing logged, not a NaN
 
 
 def test_only_the_marker_checkpoints_stay_and_the_markers_are_written(stopped):
