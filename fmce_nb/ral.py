@@ -9,6 +9,7 @@ import hashlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 
 from .fmce_net import FMCENet
 
@@ -24,15 +25,17 @@ def check_raf(raf: float) -> float:
     return raf
 
 # %% ../nbs/07_ral.ipynb
-def ral_loss(task_logits, targets, fmcs_logits, raf: float) -> torch.Tensor:
-    "RAF * CE(task_logits, targets) + (1 - RAF) * CE(fmcs_logits, K - 1): class index K - 1 is FMCS K, fully converged."
+def ral_loss(task_logits, targets, fmcs_logits, raf: float, target: int | None = None) -> torch.Tensor:
+    "RAF * CE(task_logits, targets) + (1 - RAF) * CE(fmcs_logits, target): class index `target` (default K - 1, FMCS K)."
     raf = check_raf(raf)
     loss = 0.0
     if raf > 0: loss = raf * F.cross_entropy(task_logits, targets)
     if raf < 1:
         K = fmcs_logits.shape[1]
-        converged = torch.full((len(fmcs_logits),), K - 1, dtype=torch.long, device=fmcs_logits.device)
-        loss = loss + (1 - raf) * F.cross_entropy(fmcs_logits, converged)
+        target = K - 1 if target is None else int(target)
+        if not 0 <= target < K: raise ValueError(f"the FMCS target is a class index in [0, {K}), got {target}")
+        pushed = torch.full((len(fmcs_logits),), target, dtype=torch.long, device=fmcs_logits.device)
+        loss = loss + (1 - raf) * F.cross_entropy(fmcs_logits, pushed)
     return loss
 
 # %% ../nbs/07_ral.ipynb
@@ -46,39 +49,56 @@ def weights_hash(module: nn.Module, n: int = 12) -> str:
 # %% ../nbs/07_ral.ipynb
 class RAL:
     "FMCE-Net++'s objective: RAF x the task's cross-entropy + (1 - RAF) x the frozen FMCE-Net's loss towards FMCS K."
-    def __init__(self, fmce_net: FMCENet, raf: float, feature_shape: tuple | None = None):
+    def __init__(self, fmce_net: FMCENet, raf: float, feature_shape: tuple | None = None, target_fmcs: int | None = None,
+                 start: tuple | None = None):
         self.raf = check_raf(raf)
         self.net = fmce_net.eval().requires_grad_(False)
         self.feature_shape = tuple(feature_shape) if feature_shape is not None else None
         self.net_hash = weights_hash(self.net)
+        self.target_fmcs = self.net.K if target_fmcs is None else int(target_fmcs)      # 1..K
+        if not 1 <= self.target_fmcs <= self.net.K: raise ValueError(f"target_fmcs must lie in 1..{self.net.K}, got {target_fmcs}")
+        self.start = start                                          # (Run, epoch): fine-tune from those weights
 
     def spec(self) -> dict:
-        return {'name': 'ral', 'raf': self.raf, 'fmce_net': self.net_hash, 'K': self.net.K}
+        s = {'name': 'ral', 'raf': self.raf, 'fmce_net': self.net_hash, 'K': self.net.K}
+        if self.target_fmcs != self.net.K: s['target_fmcs'] = self.target_fmcs   # at the defaults, ids stay as they were
+        if self.start is not None:
+            run, epoch = self.start
+            s['start'] = {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch))}
+        return s
 
-    def prepare(self, model, loader):
-        "Freeze and place the FMCE-Net; refuse a feature map it was not trained on, before training starts."
-        self.net = self.net.to(loader.device).eval().requires_grad_(False)
-        x, _ = next(iter(loader.batches(0)))
-        was = model.training; model.eval()
-        with torch.no_grad(): shape = tuple(model.features(x[:2]).shape[1:])
-        model.train(was)
-        want = self.feature_shape or (self.net.in_channels,)
-        if shape[:len(want)] != want:
-            raise ValueError(f"the backbone's feature map is {shape} but the FMCE-Net was trained on maps of shape {want}: "
-                             f"use the FMCE-Net of the same dataset, backbone and input size ({model.arch}, "
-                             f"{loader.size}px here)")
+    def __repr__(self):
+        extra = (f", towards FMCS {self.target_fmcs}" if self.target_fmcs != self.net.K else '') + \
+                (f", from {self.start[0].dir.name} epoch {self.start[1]}" if self.start is not None else '')
+        return f"RAL(raf={self.raf}, fmce_net {self.net_hash}, K={self.net.K}{extra})"
 
-    def __call__(self, model, x, y, idx=None):
-        m = getattr(model, '_orig_mod', model)                      # a torch.compile'd model: its module
-        if not hasattr(m, 'features'):
-            raise NotImplementedError(f"RAL needs the classifier's features and head; {type(m).__name__} (e.g. "
-                                      "DistributedDataParallel) hides them. Train FMCE-Net++ runs in one process.")
-        f = m.features(x)
-        task = m.head(f) if self.raf > 0 else None
-        fmcs = self.net(f) if self.raf < 1 else None
-        return ral_loss(task, y, fmcs, self.raf)
+# %% ../nbs/07_ral.ipynb
+@patch
+def prepare(self: RAL, model, loader):
+    "Freeze and place the FMCE-Net, load the starting weights (if any), and refuse a feature map the FMCE-Net was not trained on."
+    self.net = self.net.to(loader.device).eval().requires_grad_(False)
+    if self.start is not None: model.load_state_dict(self.start[0].model(self.start[1]).state_dict())
+    x, _ = next(iter(loader.batches(0)))
+    was = model.training; model.eval()
+    with torch.no_grad(): shape = tuple(model.features(x[:2]).shape[1:])
+    model.train(was)
+    want = self.feature_shape or (self.net.in_channels,)
+    if shape[:len(want)] != want:
+        raise ValueError(f"the backbone's feature map is {shape} but the FMCE-Net was trained on maps of shape {want}: "
+                         f"use the FMCE-Net of the same dataset, backbone and input size ({model.arch}, "
+                         f"{loader.size}px here)")
 
-    def __repr__(self): return f"RAL(raf={self.raf}, fmce_net {self.net_hash}, K={self.net.K})"
+# %% ../nbs/07_ral.ipynb
+@patch
+def __call__(self: RAL, model, x, y, idx=None):
+    m = getattr(model, '_orig_mod', model)                      # a torch.compile'd model: its module
+    if not hasattr(m, 'features'):
+        raise NotImplementedError(f"RAL needs the classifier's features and head; {type(m).__name__} (e.g. "
+                                  "DistributedDataParallel) hides them. Train FMCE-Net++ runs in one process.")
+    f = m.features(x)
+    task = m.head(f) if self.raf > 0 else None
+    fmcs = self.net(f) if self.raf < 1 else None
+    return ral_loss(task, y, fmcs, self.raf, self.target_fmcs - 1)
 
 # %% ../nbs/07_ral.ipynb
 def run_fmce_net(run, settings, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0,

@@ -61,3 +61,30 @@ def test_the_fmce_net_is_unchanged_by_training_and_a_wrong_map_is_refused(tmp_pa
         train(TrainConfig(dataset='digits', arch='small_cnn', epochs=1, size=32, batch_size=64, n_train=128),
               tmp_path/'other-size', RAL(fnet, 0.5, feature_shape=(128, 2, 2)))
     assert not (tmp_path/'other-size'/'run.json').exists()
+
+
+def test_the_push_toward_another_fmcs_by_hand(setup):
+    # logits (1, 0, 0) toward FMCS 1 (index 0): -log(e / (e + 2)); toward FMCS 2: -log(1 / (e + 2))
+    t, y, q = torch.zeros(1, 2), torch.tensor([0]), torch.tensor([[1., 0., 0.]])
+    assert_close(ral_loss(t, y, q, 0., target=0), torch.tensor(math.log(math.e + 2) - 1))
+    assert_close(ral_loss(t, y, q, 0.5, target=1), torch.tensor(0.5 * math.log(2) + 0.5 * math.log(math.e + 2)))
+    model, fnet, x, yy = setup
+    with torch.no_grad():
+        logits = fnet(model.features(x))
+        want = 0.3 * torch.nn.functional.cross_entropy(model(x), yy) + 0.7 * (logits.logsumexp(1) - logits[:, 1]).mean()
+        assert_close(RAL(fnet, 0.3, target_fmcs=2)(model, x, yy), want)
+    assert RAL(fnet, 0.3, target_fmcs=2).spec()['target_fmcs'] == 2 and 'target_fmcs' not in RAL(fnet, 0.3).spec()
+    with pytest.raises(ValueError, match=r'target_fmcs must lie in 1\.\.4'): RAL(fnet, 0.3, target_fmcs=0)
+
+
+def test_fine_tuning_starts_from_the_named_weights(tmp_path, setup):
+    from fmce_nb.data import DeviceLoader
+    _, fnet, _, _ = setup
+    cfg = TrainConfig(dataset='digits', arch='small_cnn', epochs=2, size=16, batch_size=64, n_train=128, n_test=64)
+    base = train(cfg, tmp_path/'base')
+    obj = RAL(fnet, 0.9, start=(base, 1))
+    model = build_model('small_cnn', 10)
+    obj.prepare(model, DeviceLoader(cfg.split(), 64, 16))
+    want = base.model(1).state_dict()
+    for k, v in model.state_dict().items(): assert_close(v, want[k], rtol=0, atol=0)
+    assert obj.spec()['start']['epoch'] == 1 and obj.spec() != RAL(fnet, 0.9, start=(base, 2)).spec()
