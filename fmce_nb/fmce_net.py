@@ -19,7 +19,8 @@ from .runs import atomic_write, write_json, read_json, read_weights
 
 # %% auto 0
 __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'fit_best', 'save_fmce_net',
-           'load_fmce_net', 'fmcs_score', 'best_fmce_net', 'control_features', 'shortcut_baseline', 'linear_cka']
+           'load_fmce_net', 'fmcs_score', 'best_fmce_net', 'control_features', 'shortcut_baseline', 'linear_cka',
+           'ShuffledPhases']
 
 # %% ../nbs/06_fmce_net.ipynb
 class HalvingMaxPool(nn.Module):
@@ -238,3 +239,22 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
     X = X - X.mean(0); Y = Y - Y.mean(0)
     Kx, Ky = X @ X.T, Y @ Y.T
     return float((Kx * Ky).sum() / (Kx.norm() * Ky.norm()))
+
+# %% ../nbs/06_fmce_net.ipynb
+class ShuffledPhases:
+    "An FMCS source with the maps of `source` and its N x K phase labels permuted once by `seed`: labels that say nothing."
+    def __init__(self, source, seed: int = 0):
+        self.source, self.seed = source, seed
+        self.K, self.N, self.feature_shape, self.device = source.K, source.N, tuple(source.feature_shape), source.device
+        labels = np.tile(np.arange(self.K), self.N)                      # the label of pair (n, k) sits at n * K + k
+        self.labels = torch.as_tensor(np.random.default_rng(seed).permutation(labels).reshape(self.N, self.K))
+
+    def maps(self, n, k, bounds=None): return self.source.maps(n, k, bounds)
+
+    def batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int = 0, epoch: int = 0):
+        "(maps, shuffled labels) for one epoch over `pairs`, in the order the source's batches take."
+        from fmce_nb.fmcs import plan_epoch
+        for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
+            yield self.source.maps(n, k, bounds), self.labels[n, k].to(self.device)
+
+    def __repr__(self): return f"ShuffledPhases({self.source!r}, seed {self.seed})"

@@ -19,7 +19,8 @@ __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'M
            'paper_values', 'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record',
            'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config',
            'paired_diff_ci', 'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'holm',
-           'interval_reading', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results', 'render_report']
+           'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results',
+           'render_report']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -215,6 +216,14 @@ def interval_reading(d: dict, p_adjusted: float | None = None, a: str = 'A', b: 
     side = a if lo > 0 else b
     if p_adjusted is None or not np.isfinite(p_adjusted): return f"{side} better"
     return f"{side} better (Holm p {p_adjusted:.3f})" if p_adjusted < 0.05 else f"{side} better before, not after, the Holm adjustment (p {p_adjusted:.3f})"
+
+# %% ../nbs/10_report.ipynb
+def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    "The smallest true paired mean difference a two-sided paired t-test on `n` pairs detects with `power`, differences of spread `sd`."
+    from statsmodels.stats.power import TTestPower
+    if n < 2: raise ValueError(f"a paired t-test needs at least 2 pairs, got {n}")
+    d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative='two-sided')
+    return float(d * sd)
 
 # %% ../nbs/10_report.ipynb
 def any_record(by: dict) -> dict:
