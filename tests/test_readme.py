@@ -1,8 +1,9 @@
-"""The README's "In your own training" section runs as written: every Python block, in order, in one namespace."""
-import re
+"""The README's "In your own training" section is the index notebook's, which nbdev_test runs: every Python block."""
+import json, re
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent/'README.md'
+ROOT = Path(__file__).resolve().parent.parent
+HEADING = '## In your own training'
 
 
 def section_blocks(text: str, heading: str) -> list:
@@ -12,20 +13,26 @@ def section_blocks(text: str, heading: str) -> list:
     return re.findall(r"```python\n(.*?)\n```", text[start:end if end >= 0 else None], flags=re.S)
 
 
+def notebook_section_code(nb: dict, heading: str) -> list:
+    "The code cells of the notebook between the markdown cell that opens `heading` and the next '## ' heading, hidden ones left out."
+    out, inside = [], False
+    for c in nb['cells']:
+        s = ''.join(c['source']).strip('\n')
+        if c['cell_type'] == 'markdown':
+            if s.startswith(heading): inside = True
+            elif inside and (s.startswith('## ') or '\n## ' in s): break
+        elif inside and s and not s.startswith('#| hide'): out.append(s)
+    return out
+
+
 def test_section_blocks_are_found():
     text = "## A\n```python\na = 1\n```\n## In\nx\n```python\nb = 2\n```\n```python\nc = 3\n```\n## Next\n```python\nd\n```"
     assert section_blocks(text, '## In') == ['b = 2', 'c = 3']
 
 
-def test_own_training_section_runs_as_written(tmp_path, monkeypatch):
-    blocks = section_blocks(README.read_text(), '## In your own training')
-    assert len(blocks) >= 3, f"expected the plain loop, the FMCS-Dataset and the Lightning blocks, found {len(blocks)}"
-    monkeypatch.chdir(tmp_path)                     # anything a block writes lands in pytest's folder
-    ns = {'__name__': '__readme__'}
-    for i, code in enumerate(blocks):
-        exec(compile(code, f'README.md, block {i + 1} of "In your own training"', 'exec'), ns)
-    # what the blocks promise: the markers' checkpoints only, an FMCS-Dataset of K phases, an FMCE-Net above chance
-    assert ns['ckpts'].saved_epochs() == list(ns['markers'].markers)
-    assert ns['cb'].checkpoints.saved_epochs() == list(ns['cb'].markers.markers)
-    assert (ns['cb'].checkpoints.folder/'markers.json').is_file()
-    assert ns['fmcs'].K == 5 and ns['accuracy'] > 1 / ns['fmcs'].K
+def test_the_readme_section_is_the_notebook_that_nbdev_test_runs():
+    readme = section_blocks((ROOT/'README.md').read_text(), HEADING)
+    nb = notebook_section_code(json.loads((ROOT/'nbs'/'index.ipynb').read_text()), HEADING)
+    assert len(readme) >= 3, f"expected the plain loop, the FMCS-Dataset and the Lightning blocks, found {len(readme)}"
+    assert readme == nb
+    assert not any('#| eval: false' in b or '#|eval' in b for b in nb)            # none is skipped by nbdev_test
