@@ -153,3 +153,73 @@ def test_fmcs_of_checkpoints_refuses_bad_input_with_the_fix(tmp_path):
         CheckpointFMCS(make(), forms['lightning files'], IMAGES, markers=[2, 5], module='5')
     with pytest.raises(TypeError, match='one checkpoint per marker'):
         CheckpointFMCS(make(), sds[2], IMAGES, markers=[2, 5], module='5')
+
+
+def test_a_missing_entry_or_an_empty_state_dict_is_named(tmp_path):
+    torch.save({'model': states([1])[1]}, tmp_path/'b.pt')
+    with pytest.raises(KeyError, match=r"has no entry 'weights'; its entries: \['model'\]"):
+        read_state_dict(tmp_path/'b.pt', key='weights')
+    with pytest.raises(ValueError, match=r'is not a state_dict \(a dict of tensors\): it holds \[\]'):
+        read_state_dict({})
+
+
+def test_a_prefix_two_levels_deep_is_stripped():
+    sd = states([1])[1]
+    m = load_weights(make(), {f'model.net.{k}': v for k, v in sd.items()})      # a wrapper inside a wrapper
+    assert_close(m[4].weight, sd['4.weight'], rtol=0, atol=0)
+
+
+def test_each_kind_of_difference_alone_is_refused_and_named(tmp_path):
+    sd = states([1])[1]
+    narrow = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                           nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 4 * 4, 3))
+    with pytest.raises(ValueError, match=r'this Sequential: shapes differ at 4\.weight: \(6, 4, 3, 3\) vs \(5, 4, 3, 3\)'):
+        load_weights(narrow, sd)                                                 # the same keys, other shapes
+    torch.save({**sd, 'extra.weight': torch.zeros(1)}, tmp_path/'more.pt')
+    with pytest.raises(ValueError, match=r'more\.pt does not fit this Sequential: 1 keys the model lacks \(extra\.weight\)\. Is it'):
+        load_weights(make(), tmp_path/'more.pt')                                 # a file is named by its path
+    few = {k: v for k, v in sd.items() if k.startswith('7.')}
+    with pytest.raises(ValueError, match=r"9 of the model's keys missing \(0\.bias, 0\.weight, 1\.bias, 1\.num_batches_tracked, \.\.\.\)"):
+        load_weights(make(), few)
+
+
+def test_a_pattern_must_be_a_file_name_and_an_empty_folder_says_none(tmp_path):
+    with pytest.raises(ValueError, match='a file name holding {epoch} once'): Checkpoints(tmp_path, 'sub/epoch_{epoch}.pt')
+    with pytest.raises(FileNotFoundError, match=r'\(saved epochs: none\)'): Checkpoints(tmp_path/'empty')[1]
+
+
+def test_markers_from_a_monitor_a_bundle_key_and_the_names_of_unmarked_checkpoints(tmp_path):
+    sds = states([1, 2, 3])
+    monitor = ConvergenceMonitor(K=2, window=1, smoothing='paper')
+    for loss in [3., 2., 1., 1., 1.]: monitor.update(loss)                     # markers (3, 5), as worked out above
+    mk = monitor.markers()
+    cks = {3: tmp_path/'3.pt', 5: tmp_path/'5.pt'}
+    torch.save({'model': sds[3]}, cks[3]); torch.save({'model': sds[1]}, cks[5])
+    fm = CheckpointFMCS(make(), cks, IMAGES, markers=mk, module='5', key='model')
+    assert fm.markers == (3, 5)
+    assert_close(fm.maps([4], [1]), hand_map(sds[1], 5, IMAGES[[4]]))
+    assert all(not p.requires_grad for m in fm.backbones for p in m.parameters()) and not any(m.training for m in fm.backbones)
+    wide = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+    with pytest.raises(ValueError, match='the checkpoint of marker 1 does not fit'):     # without markers: 1..K
+        CheckpointFMCS(wide, [sds[1], sds[2]], IMAGES, module='1')
+
+
+def test_images_as_a_loader_of_plain_tensors_and_bad_images(tmp_path):
+    sds = states([1, 2])
+    loader = DataLoader(IMAGES, batch_size=3)                                  # batches are tensors, not tuples
+    fm = CheckpointFMCS(make(), [sds[1], sds[2]], loader, module='2')
+    assert fm.N == 10 and fm.feature_shape == (4, 8, 8)
+    assert_close(fm.maps([7], [0]), hand_map(sds[1], 2, IMAGES[[7]]))
+    with pytest.raises(ValueError, match=r'images must be float \(N, C, H, W\).*torch.float32 \(10, 8, 8\)'):
+        CheckpointFMCS(make(), [sds[1], sds[2]], IMAGES[:, 0], module='2')
+    with pytest.raises(TypeError, match='batches are tensors or'):
+        CheckpointFMCS(make(), [sds[1], sds[2]], [['not', 'tensors']], module='2')
+
+
+def test_auto_cache_materializes_only_what_fits():
+    sds = states([1, 2])
+    need = 2 * 10 * 4 * 8 * 8 * 4                                              # K x N maps of (4, 8, 8), float32
+    small = CheckpointFMCS(make(), [sds[1], sds[2]], IMAGES, module='2', cache='auto', cache_limit=need - 1)
+    fits = CheckpointFMCS(make(), [sds[1], sds[2]], IMAGES, module='2', cache='auto', cache_limit=need)
+    assert small._cache is None and fits._cache is not None and tuple(fits._cache.shape) == (2, 10, 4, 8, 8)
+    assert_close(fits.maps([3, 5], [1, 1]), small.maps([3, 5], [1, 1]))
