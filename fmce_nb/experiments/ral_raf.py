@@ -56,7 +56,8 @@ def _family(by: dict) -> dict:
 def _per_seed(rs: list, key, nd: int = 2) -> str:
     "mean ± std, then each seed's value in seed order: a mean can hide seeds that disagree."
     rs = sorted(rs, key=lambda r: r['run']['config']['seed'])
-    return f"{fmt_mean_std([key(r) for r in rs], nd)}: " + ', '.join(f"{key(r):.{nd}f}" for r in rs)
+    each = ': ' + ', '.join(f"{key(r):.{nd}f}" for r in rs) if len(rs) > 1 else ''
+    return fmt_mean_std([key(r) for r in rs], nd) + each
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _paper_rows() -> list:
@@ -86,7 +87,7 @@ def _table(by: dict) -> list:
                  f"{fmt_mean_std([r['val_acc'] for r in rs])} | {_per_seed(rs, lambda r: r['fmcs']['expected'])} | "
                  f"{fmt_mean_std([r['localization']['top10_mass'] for r in rs], 3)} | "
                  f"{fmt_mean_std([r['localization']['empty_share'] for r in rs], 2)} | {notebook_links(rs)} |")
-    return L + [f"Holm p: adjusted over the family of {len(fam)} comparisons with RAF 1 in this table.", '']
+    return L + ([f"Holm p: adjusted over the family of {len(fam)} comparisons with RAF 1 in this table."] if fam else []) + ['']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _findings(by: dict) -> list:
