@@ -206,9 +206,9 @@ class ConvergenceMonitor:
     def should_stop(self) -> bool:
         return self.converged_epoch is not None and self.epoch >= self.converged_epoch + self.patience
 
-    def markers(self) -> Markers:
+    def markers(self, on_no_convergence: str = 'raise') -> Markers:
         "Epoch markers of the losses recorded so far."
-        return epoch_markers(self.losses, self.K, self.mu, self.alpha, self.window, self.smoothing)
+        return epoch_markers(self.losses, self.K, self.mu, self.alpha, self.window, self.smoothing, on_no_convergence)
 
     def __repr__(self):
         state = f"converged at epoch {self.converged_epoch}" if self.converged_epoch else "not converged"

@@ -15,7 +15,7 @@ except ImportError as e:
     raise ImportError("fmce_nb.lightning needs the lightning package: pip install 'fmce_nb[lightning]'") from e
 from lightning.pytorch.utilities import rank_zero_warn
 
-from .cqi import ConvergenceMonitor, Markers, NotConvergedError, epoch_markers
+from .cqi import ConvergenceMonitor, Markers, NotConvergedError
 from .checkpoints import Checkpoints
 from .runs import write_json
 
@@ -36,8 +36,7 @@ class FMCECallback(pl.Callback):
     @property
     def markers(self) -> Markers:
         "The epoch markers of the losses recorded so far (a NotConvergedError, with the smallest CQI, if none converged)."
-        m = self.monitor
-        return epoch_markers(m.losses, m.K, m.mu, m.alpha, m.window, m.smoothing, self.on_no_convergence)
+        return self.monitor.markers(self.on_no_convergence)
 
     def __repr__(self): return f"FMCECallback({self.monitor!r}, {self.checkpoints!r})"
 
@@ -69,8 +68,9 @@ def on_train_batch_end(self: FMCECallback, trainer, pl_module, outputs, batch, b
 def on_train_epoch_end(self: FMCECallback, trainer, pl_module):
     total, n = (trainer.strategy.reduce(t, reduce_op='sum') for t in (self._sum, self._n))
     if float(n) == 0: return                                        # no batch ran this epoch
-    stop = self.monitor.update(float(total / n))
-    pl_module.log('fmce_loss', float(total / n), on_epoch=True)
+    loss = float(total / n)
+    stop = self.monitor.update(loss)
+    pl_module.log('fmce_loss', loss, on_epoch=True)
     if self.monitor.epoch > 1: pl_module.log('cqi', self.monitor.cqi, on_epoch=True)
     epoch = self.monitor.epoch
     path = self.checkpoints.path(epoch)
@@ -78,8 +78,7 @@ def on_train_epoch_end(self: FMCECallback, trainer, pl_module):
     trainer.save_checkpoint(tmp, weights_only=True)                 # every rank calls it; rank 0 writes
     if trainer.is_global_zero:
         os.replace(tmp, path)
-        if self.monitor.converged_epoch is not None:
-            self.checkpoints.keep([*self.markers.markers, *([epoch] if self.keep_last else [])])
+        self.checkpoints.keep_markers(self.monitor, also=[epoch] if self.keep_last else [])   # nothing before convergence
     if self.stop and stop: trainer.should_stop = True
 
 # %% ../nbs/13_lightning.ipynb
