@@ -58,13 +58,14 @@ class RAL:
         self.target_fmcs = self.net.K if target_fmcs is None else int(target_fmcs)      # 1..K
         if not 1 <= self.target_fmcs <= self.net.K: raise ValueError(f"target_fmcs must lie in 1..{self.net.K}, got {target_fmcs}")
         self.start = start                                          # (Run, epoch): fine-tune from those weights
+        self._start_hash = None if start is None else weights_hash(start[0].model(start[1]))
 
     def spec(self) -> dict:
         s = {'name': 'ral', 'raf': self.raf, 'fmce_net': self.net_hash, 'K': self.net.K}
         if self.target_fmcs != self.net.K: s['target_fmcs'] = self.target_fmcs   # at the defaults, ids stay as they were
         if self.start is not None:
             run, epoch = self.start
-            s['start'] = {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch))}
+            s['start'] = {'run': run.dir.name, 'epoch': int(epoch), 'weights': self._start_hash}
         return s
 
     def __repr__(self):
