@@ -16,8 +16,8 @@ from fastcore.basics import patch
 
 from .data import DeviceLoader
 from .models import speed_modes, feature_extractor, build_model
-from .runs import Run, WEIGHTS, weights_path, atomic_write, write_json, read_json, read_npy, resolve_device
-from .checkpoints import Checkpoints, load_weights
+from .runs import Run, atomic_write, write_json, read_json, read_npy, resolve_device
+from .checkpoints import Checkpoints, load_weights   # and Run.checkpoints()
 from .cqi import Markers
 
 # %% auto 0
@@ -207,10 +207,11 @@ def maps(self: CheckpointFMCS, n, k, bounds=None) -> torch.Tensor:
 # %% ../nbs/05_fmcs.ipynb
 def check_checkpoints(run: Run, epochs):
     "Raise a clear error if any of `epochs` has no saved weights in the run folder."
-    missing = [int(e) for e in epochs if not weights_path(run.dir, int(e)).exists()]
+    ck = run.checkpoints()
+    missing = [int(e) for e in epochs if int(e) not in ck]
     if missing:
-        raise FileNotFoundError(f"markers {missing} point at checkpoints that are not in {run.dir/'weights'} "
-                                f"(saved epochs: {run.saved_epochs()}). Were the weights pruned with other markers?")
+        raise FileNotFoundError(f"markers {missing} point at checkpoints that are not in {ck.folder} "
+                                f"(saved epochs: {ck.saved_epochs()}). Were the weights pruned with other markers?")
 
 # %% ../nbs/05_fmcs.ipynb
 class FMCSData(CheckpointFMCS):
@@ -229,7 +230,7 @@ class FMCSData(CheckpointFMCS):
         self.seed = seed                                             # the seed that drew the images
         self.loader = DeviceLoader(self.data, batch_size, cfg.size, train=False, device=device, stats=self.run.stats,
                                    channels_last=modes['channels_last'])
-        super().__init__(build_model(cfg.arch, self.run.num_classes), Checkpoints(self.run.dir/'weights', WEIGHTS),
+        super().__init__(build_model(cfg.arch, self.run.num_classes), self.run.checkpoints(),
                          self.loader, markers, module, device, modes['amp'] if amp is None else amp,
                          modes['channels_last'], batch_size, cache, cache_limit)
         self.arch = cfg.arch
