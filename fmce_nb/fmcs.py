@@ -154,10 +154,10 @@ class CheckpointFMCS:
             m.eval().requires_grad_(False)
             self.backbones.append(m.to(memory_format=torch.channels_last) if channels_last else m)
         self._map_fns = [_map_fn(m, module) for m in self.backbones]
-        self._cache = None
+        self._cache, self._caches, self._cache_batch = None, False, batch_size
         with torch.no_grad(): self.feature_shape = tuple(self.maps([0], [0])[0].shape)
         if cache == 'auto': cache = self.store_bytes(torch.float32) <= cache_limit
-        if cache: self._cache = self._materialize(batch_size)
+        self._caches = bool(cache)      # materialized at the first read that needs it: naming a source costs nothing
 
     batches = _batches
 
@@ -191,6 +191,7 @@ def _materialize(self: CheckpointFMCS, batch_size: int) -> torch.Tensor:
 def maps(self: CheckpointFMCS, n, k, bounds=None) -> torch.Tensor:
     "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
     n = torch.as_tensor(np.asarray(n), device=self.device)
+    if self._cache is None and self._caches: self._cache = self._materialize(self._cache_batch)
     if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
     if bounds is None:
         k = np.asarray(k)

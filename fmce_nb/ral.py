@@ -49,36 +49,28 @@ def weights_hash(module: nn.Module, n: int = 12) -> str:
 # %% ../nbs/07_ral.ipynb
 class RAL:
     "FMCE-Net++'s objective: RAF x the task's cross-entropy + (1 - RAF) x the frozen FMCE-Net's loss towards FMCS K."
-    def __init__(self, fmce_net: FMCENet, raf: float, feature_shape: tuple | None = None, target_fmcs: int | None = None,
-                 start: tuple | None = None):
+    def __init__(self, fmce_net: FMCENet, raf: float, feature_shape: tuple | None = None, target_fmcs: int | None = None):
         self.raf = check_raf(raf)
         self.net = fmce_net.eval().requires_grad_(False)
         self.feature_shape = tuple(feature_shape) if feature_shape is not None else None
         self.net_hash = weights_hash(self.net)
         self.target_fmcs = self.net.K if target_fmcs is None else int(target_fmcs)      # 1..K
         if not 1 <= self.target_fmcs <= self.net.K: raise ValueError(f"target_fmcs must lie in 1..{self.net.K}, got {target_fmcs}")
-        self.start = start                                          # (Run, epoch): fine-tune from those weights
-        self._start_hash = None if start is None else weights_hash(start[0].model(start[1]))
 
     def spec(self) -> dict:
         s = {'name': 'ral', 'raf': self.raf, 'fmce_net': self.net_hash, 'K': self.net.K}
-        if self.target_fmcs != self.net.K: s['target_fmcs'] = self.target_fmcs   # at the defaults, ids stay as they were
-        if self.start is not None:
-            run, epoch = self.start
-            s['start'] = {'run': run.dir.name, 'epoch': int(epoch), 'weights': self._start_hash}
+        if self.target_fmcs != self.net.K: s['target_fmcs'] = self.target_fmcs   # at the default, ids stay as they were
         return s
 
     def __repr__(self):
-        extra = (f", towards FMCS {self.target_fmcs}" if self.target_fmcs != self.net.K else '') + \
-                (f", from {self.start[0].dir.name} epoch {self.start[1]}" if self.start is not None else '')
+        extra = f", towards FMCS {self.target_fmcs}" if self.target_fmcs != self.net.K else ''
         return f"RAL(raf={self.raf}, fmce_net {self.net_hash}, K={self.net.K}{extra})"
 
 # %% ../nbs/07_ral.ipynb
 @patch
 def prepare(self: RAL, model, loader):
-    "Freeze and place the FMCE-Net, load the starting weights (if any), and refuse a feature map the FMCE-Net was not trained on."
+    "Freeze and place the FMCE-Net, and refuse a feature map the FMCE-Net was not trained on."
     self.net = self.net.to(loader.device).eval().requires_grad_(False)
-    if self.start is not None: model.load_state_dict(self.start[0].model(self.start[1]).state_dict())
     x, _ = next(iter(loader.batches(0)))
     was = model.training; model.eval()
     with torch.no_grad(): shape = tuple(model.features(x[:2]).shape[1:])

@@ -20,7 +20,7 @@ from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, we
 from .cqi import paper_mu
 
 # %% auto 0
-__all__ = ['dist_context', 'CrossEntropy', 'NonFiniteLossError', 'train_epoch', 'evaluate', 'train', 'main']
+__all__ = ['dist_context', 'CrossEntropy', 'FineTune', 'NonFiniteLossError', 'train_epoch', 'evaluate', 'train', 'main']
 
 # %% ../nbs/04_train.ipynb
 def dist_context():
@@ -50,6 +50,26 @@ class CrossEntropy:
     def spec(self) -> dict: return {'name': 'cross_entropy', 'label_smoothing': self.label_smoothing}
     def __call__(self, model, x, y, idx=None): return F.cross_entropy(model(x), y, label_smoothing=self.label_smoothing)
     def __repr__(self): return f"CrossEntropy(label_smoothing={self.label_smoothing})"
+
+# %% ../nbs/04_train.ipynb
+class FineTune:
+    "`objective`, minimized from the weights of `run` at `epoch` (a finished Run) instead of a fresh initialization."
+    def __init__(self, objective, run, epoch: int):
+        self.objective, self.run, self.epoch = objective, run, int(epoch)
+        if self.epoch not in run.saved_epochs():
+            raise ValueError(f"{run.dir.name} has no weights of epoch {self.epoch} to fine-tune from; it keeps {run.saved_epochs()}")
+        from fmce_nb.ral import weights_hash
+        self.weights = weights_hash(run.model(self.epoch))       # the start's own weights, hashed once
+
+    def spec(self) -> dict:
+        return {**self.objective.spec(), 'start': {'run': self.run.dir.name, 'epoch': self.epoch, 'weights': self.weights}}
+
+    def prepare(self, model, loader):
+        model.load_state_dict(self.run.model(self.epoch).state_dict())
+        if hasattr(self.objective, 'prepare'): self.objective.prepare(model, loader)
+
+    def __call__(self, model, x, y, idx=None): return self.objective(model, x, y, idx)
+    def __repr__(self): return f"FineTune({self.objective!r}, from {self.run.dir.name} epoch {self.epoch})"
 
 # %% ../nbs/04_train.ipynb
 class NonFiniteLossError(FloatingPointError):

@@ -221,5 +221,7 @@ def test_auto_cache_materializes_only_what_fits():
     need = 2 * 10 * 4 * 8 * 8 * 4                                              # K x N maps of (4, 8, 8), float32
     small = CheckpointFMCS(make(), [sds[1], sds[2]], IMAGES, module='2', cache='auto', cache_limit=need - 1)
     fits = CheckpointFMCS(make(), [sds[1], sds[2]], IMAGES, module='2', cache='auto', cache_limit=need)
+    assert small._cache is None and fits._cache is None                        # nothing computed until a map is read
+    fits.maps([0], [0])
     assert small._cache is None and fits._cache is not None and tuple(fits._cache.shape) == (2, 10, 4, 8, 8)
     assert_close(fits.maps([3, 5], [1, 1]), small.maps([3, 5], [1, 1]))

@@ -79,12 +79,16 @@ def test_the_push_toward_another_fmcs_by_hand(setup):
 
 def test_fine_tuning_starts_from_the_named_weights(tmp_path, setup):
     from fmce_nb.data import DeviceLoader
+    from fmce_nb.train import FineTune, CrossEntropy
     _, fnet, _, _ = setup
     cfg = TrainConfig(dataset='digits', arch='small_cnn', epochs=2, size=16, batch_size=64, n_train=128, n_test=64)
     base = train(cfg, tmp_path/'base')
-    obj = RAL(fnet, 0.9, start=(base, 1))
+    obj = FineTune(RAL(fnet, 0.9), base, 1)
     model = build_model('small_cnn', 10)
     obj.prepare(model, DeviceLoader(cfg.split(), 64, 16))
     want = base.model(1).state_dict()
     for k, v in model.state_dict().items(): assert_close(v, want[k], rtol=0, atol=0)
-    assert obj.spec()['start']['epoch'] == 1 and obj.spec() != RAL(fnet, 0.9, start=(base, 2)).spec()
+    assert all(not p.requires_grad for p in obj.objective.net.parameters())      # RAL's own prepare ran too
+    assert obj.spec()['start']['epoch'] == 1 and obj.spec() != FineTune(RAL(fnet, 0.9), base, 2).spec()
+    assert obj.spec()['raf'] == 0.9 and FineTune(CrossEntropy(), base, 1).spec()['name'] == 'cross_entropy'
+    with pytest.raises(ValueError, match='no weights of epoch 3'): FineTune(CrossEntropy(), base, 3)

@@ -86,6 +86,8 @@ def tiny_run(tmp_path_factory):
 def test_cached_maps_are_the_maps_computed_batch_by_batch(tiny_run):
     from fmce_nb.fmcs import FMCSData
     fly, cached = FMCSData(tiny_run, (1, 3, 4), 'cpu'), FMCSData(tiny_run, (1, 3, 4), 'cpu', cache=True)
+    assert fly._cache is None and cached._cache is None                          # computed at the first read
+    cached.maps([0], [0])
     assert fly._cache is None and cached._cache.shape == (3, 96, 128, 2, 2)      # 16 px: the last block's map is 2x2
     n, k = np.array([0, 5, 9, 95, 40]), np.array([0, 0, 1, 2, 2])
     assert_close(cached.maps(n, k), fly.maps(n, k))
