@@ -95,3 +95,120 @@ def test_simple_cnn_targets_at_its_pre_activations_and_the_exact_last_step():
 def test_the_small_stem_resnet18_is_walked_to_its_4x4_layer4():
     m = build_model('resnet18_smallstem').eval()
     assert reconstruct_targets(m, torch.randn(2, 3, 32, 32), torch.tensor([3, 5]), 'net.layer4').shape == (2, 512, 4, 4)
+
+
+# --- the output targets, worked by hand -------------------------------------------------------------------------------
+
+def test_nearest_embedding_merges_the_label_with_the_competitors_above_it():
+    from fmce_nb.frpt import nearest_embedding
+    # [1, 3, 2], label 0: the nearest point with z0 >= z1, z2 merges z0 and z1 at their mean 2; z2 = 2 already complies.
+    # [1, 4, 3], label 0: mean of 1 and 4 is 2.5 < 3, so 3 joins too: (1 + 4 + 3) / 3 = 8/3 for all three
+    got = nearest_embedding(torch.tensor([[1., 3., 2.], [1., 4., 3.], [3., 1., 2.]]), torch.tensor([0, 0, 0]))
+    assert_close(got, torch.tensor([[2., 2., 2.], [8 / 3, 8 / 3, 8 / 3], [3., 1., 2.]]))      # a correct row is unchanged
+
+
+def test_max_assign_and_one_hot():
+    from fmce_nb.frpt import max_assign, one_hot
+    assert_close(max_assign(torch.tensor([[1., 3., 2.]]), torch.tensor([0])), torch.tensor([[3., 3., 2.]]))
+    assert_close(max_assign(torch.tensor([[1., 3., 2.]]), torch.tensor([2]), scale=2.0), torch.tensor([[1., 3., 6.]]))
+    assert_close(one_hot(torch.tensor([2, 0]), 3), torch.tensor([[0., 0., 1.], [1., 0., 0.]]))
+
+
+# --- the layer reverses, worked by hand ------------------------------------------------------------------------------
+
+def test_linear_reverse_is_the_minimum_change_solve_or_least_squares():
+    from fmce_nb.frpt import linear_reverse
+    # W = [1, 1], b = 1, x0 = [1, 0], y = 4: r = 4 - 1 - 1 = 2, x = x0 + W^T (W W^T)^-1 r = [1, 0] + [1, 1] = [2, 1]
+    x, info = linear_reverse(torch.tensor([[1., 0.]]), torch.tensor([[4.]]), torch.tensor([[1., 1.]]), torch.tensor([1.]),
+                             return_info=True)
+    assert_close(x, torch.tensor([[2., 1.]])); assert info['method'] == 'solve' and not info['fallback'].any()
+    # W = [[1], [1]] (two equations, one unknown), y = [1, 3]: least squares gives their mean, 2, whatever x0 is
+    x, info = linear_reverse(torch.tensor([[7.]]), torch.tensor([[1., 3.]]), torch.tensor([[1.], [1.]]), return_info=True)
+    assert_close(x, torch.tensor([[2.]])); assert info['method'] == 'lstsq'
+    with pytest.raises(ValueError, match='shapes do not match'):
+        linear_reverse(torch.zeros(1, 3), torch.zeros(1, 1), torch.zeros(1, 2))
+
+
+def test_the_linear_fallback_is_tikhonov_centred_on_x0():
+    from fmce_nb.frpt import linear_reverse, BOUND
+    # W = [1e-6, 0] asks x_1 = 1e9 / ... to reach y = 1: far past the bound, so the sample falls back to the anchored
+    # Tikhonov step, which stays within the bound and moves only along W's row
+    x, info = linear_reverse(torch.zeros(1, 2, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64),
+                             torch.tensor([[1e-6, 0.]], dtype=torch.float64), return_info=True)
+    assert info['fallback'].all() and x.abs().max() <= BOUND and x[0, 1] == 0 and x[0, 0] > 0
+
+
+def test_relu_reverse_keeps_what_already_maps_to_zero():
+    # a = [0, 0, 5] from z0 = [-1, 2, -3]: -1 already gives 0; 2 must fall to 0; 5 is reached at 5
+    assert_close(act_reverse(nn.ReLU(), torch.tensor([-1., 2., -3.]), torch.tensor([0., 0., 5.])), torch.tensor([-1., 0., 5.]))
+    # ReLU6: a = 6 from z0 = 8 stays at 8 (already 6), from z0 = 1 moves to 6
+    assert_close(act_reverse(nn.ReLU6(), torch.tensor([8., 1.]), torch.tensor([6., 6.])), torch.tensor([8., 6.]))
+
+
+def test_max_and_average_pool_reverses_by_hand():
+    x0 = torch.tensor([1., 2., 3., 4.]).reshape(1, 1, 2, 2)
+    # max 5: only the window's maximum rises to it; max 2: the 3 and 4 fall to 2, and the max is then 2
+    assert_close(pool_reverse(nn.MaxPool2d(2), x0, torch.tensor([[[[5.]]]])).flatten(), torch.tensor([1., 2., 3., 5.]))
+    assert_close(pool_reverse(nn.MaxPool2d(2), x0, torch.tensor([[[[2.]]]])).flatten(), torch.tensor([1., 2., 2., 2.]))
+    # mean 3.5 from a mean of 2.5: each element gains 1
+    assert_close(pool_reverse(nn.AvgPool2d(2), x0, torch.tensor([[[[3.5]]]])).flatten(), torch.tensor([2., 3., 4., 5.]))
+    with pytest.raises(NotImplementedError, match='non-overlapping'):
+        pool_reverse(nn.MaxPool2d(3, stride=1), torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2))
+
+
+def test_gap_and_batchnorm_reverses_by_hand():
+    from fmce_nb.frpt import gap_reverse, bn_reverse
+    assert_close(gap_reverse(torch.tensor([[1., 2.]]), (2, 3)), torch.tensor([[[[1.] * 3] * 2, [[2.] * 3] * 2]]))
+    bn = nn.BatchNorm2d(2, eps=1.0).eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(1.); bn.running_var.fill_(3.); bn.weight.copy_(torch.tensor([2., 0.])); bn.bias.fill_(1.)
+    # channel 0: x = (y - beta) sqrt(var + eps) / gamma + mean = (5 - 1) * 2 / 2 + 1 = 5; channel 1 (gamma 0): 0
+    assert_close(bn_reverse(bn, torch.full((1, 2, 1, 1), 5.)), torch.tensor([5., 0.]).reshape(1, 2, 1, 1))
+
+
+def test_the_cg_convolution_reverse_matches_the_dense_minimum_change_solve():
+    from fmce_nb.frpt import conv_reverse_cg, conv_matrix
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 2, 3, padding=1, bias=False).double()        # 2 x 36 equations, 3 x 36 unknowns
+    x0, y = torch.randn(1, 3, 6, 6, dtype=torch.float64), torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    A = conv_matrix(conv, (3, 6, 6))                                     # (72, 108): column j is conv of the j-th unit map
+    r = y.flatten() - A @ x0.flatten()
+    want = x0.flatten() + A.T @ torch.linalg.solve(A @ A.T, r)           # the projection of x0 onto {x : conv(x) = y}
+    assert_close(conv_reverse_cg(conv, x0, y).flatten(), want, rtol=1e-6, atol=1e-6)
+
+
+# --- post-training: freezing and the target store's identity ----------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def simple_run(tmp_path_factory):
+    from fmce_nb.runs import TrainConfig
+    from fmce_nb.train import train
+    cfg = TrainConfig(dataset='mnist5k', arch='simple_cnn', epochs=2, size=32, batch_size=64, n_train=64, n_test=64)
+    return train(cfg, tmp_path_factory.mktemp('frpt')/'run')
+
+
+def test_post_training_freezes_every_step_after_the_layer(simple_run, tmp_path):
+    from fmce_nb.frpt import TargetStore
+    from fmce_nb.data import DeviceLoader
+    store = TargetStore.build(simple_run, 'net.conv2', tmp_path/'store')
+    obj = FRPTObjective(store, simple_run, 'net.conv2', alpha=0.1)
+    model = build_model('simple_cnn')
+    loader = DeviceLoader(simple_run.config.split(), 64, 32)
+    obj.prepare(model, loader)
+    trainable = {n.split('.')[1] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {'conv1', 'conv2'}                 # conv3, fc1 and fc2 come after net.conv2: frozen
+    for k, v in simple_run.model(2).state_dict().items(): assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="holds targets of 'net.conv2', not 'net.conv3'"):
+        FRPTObjective(store, simple_run, 'net.conv3', alpha=0.1)
+
+
+def test_a_target_store_opens_only_for_its_own_model_layer_and_data(simple_run, tmp_path):
+    from fmce_nb.frpt import TargetStore
+    store = TargetStore.build(simple_run, 'out', tmp_path/'s')
+    assert len(store) == 64 and tuple(store[torch.tensor([0, 5])].shape) == (2, 10)
+    assert store.meta['identity']['epoch'] == 2 and store.meta['identity']['layer'] == 'out'
+    for kw, field in ((dict(epoch=1), 'epoch'), (dict(output_target='one_hot'), 'output_target')):
+        with pytest.raises(ValueError, match=f"another model or dataset.*'{field}'"):
+            TargetStore.build(simple_run, 'out', tmp_path/'s', **kw)
+    with pytest.raises(FileNotFoundError, match='no finished target store'):
+        TargetStore(tmp_path/'nothing')
