@@ -1,0 +1,84 @@
+"""The FMCE-Net++ report's comparisons on made-up records: which method is compared with which, in which family, and
+the Holm-adjusted p-values, against a paired t-test and Holm's rule written out here."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from fmce_nb.experiments import ral_raf as rr
+
+
+def rec(seed, top1, raf=1.0, control=None, label_smoothing=0.0, reading='finetune'):
+    return {'run': {'config': {'dataset': 'mnist5k', 'arch': 'a', 'size': 32, 'n_train': 1000, 'seed': seed}, 'top1': top1},
+            'fmce_run': {'id': 'f'}, 'reading': reading, 'method': 'label_smoothing' if label_smoothing else 'ral',
+            'raf': raf, 'control': control, 'label_smoothing': label_smoothing, 'val_acc': top1}
+
+
+BASE = [0.90, 0.91, 0.92, 0.90, 0.93]
+ARMS = {(0.95, None): [0.91, 0.91, 0.94, 0.92, 0.93], (0.9, None): [0.92, 0.90, 0.95, 0.91, 0.96],
+        (0.8, None): [0.89, 0.90, 0.92, 0.88, 0.91], (0.9, 'fmcs1'): [0.85, 0.86, 0.90, 0.84, 0.88],
+        (0.9, 'random_net'): [0.92, 0.91, 0.94, 0.92, 0.95]}
+
+
+def records(reading='finetune'):
+    out = [rec(s, v, reading=reading) for s, v in enumerate(BASE)]
+    for (raf, control), vals in ARMS.items(): out += [rec(s, v, raf, control, reading=reading) for s, v in enumerate(vals)]
+    return out + [rec(s, v, label_smoothing=0.1, reading=reading) for s, v in enumerate([0.91, 0.90, 0.93, 0.91, 0.92])]
+
+
+def paired_p(a, b):
+    "Two-sided paired t-test written out: t = mean(d) / (sd(d) / sqrt(n)) on n - 1 degrees of freedom."
+    d = np.subtract(a, b)
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    return 2 * stats.t.sf(abs(t), len(d) - 1)
+
+
+def holm_by_hand(ps):
+    order = np.argsort(ps)
+    adj, running = np.empty(len(ps)), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adj[i] = running
+    return adj
+
+
+def test_methods_are_labelled_and_grouped_by_reading():
+    (key, by), = rr._groups(records()).items()
+    assert key[-1] == 'finetune'
+    assert list(by) == ['RAF 1', 'RAF 0.95', 'RAF 0.9', 'RAF 0.8', 'RAF 0.9, toward FMCS 1', 'RAF 0.9, untrained FMCE-Net',
+                        'label smoothing 0.1']
+    assert len(rr._groups(records() + records('retrain'))) == 2
+
+
+def test_the_families_and_their_holm_p():
+    (_, by), = rr._groups(records()).items()
+    cmp = rr._compared(by, 'finetune')
+    assert {lab: (base, fam) for lab, (base, fam, _, _) in cmp.items()} == {
+        'RAF 0.95': ('RAF 1', 'primary'), 'RAF 0.9': ('RAF 1', 'primary'), 'RAF 0.8': ('RAF 1', 'secondary'),
+        'RAF 0.9, toward FMCS 1': ('RAF 0.9', 'controls'), 'RAF 0.9, untrained FMCE-Net': ('RAF 0.9', 'controls'),
+        'label smoothing 0.1': ('RAF 0.9', 'controls')}
+    prim = [paired_p(ARMS[(r, None)], BASE) for r in (0.95, 0.9)]
+    np.testing.assert_allclose([cmp['RAF 0.95'][3], cmp['RAF 0.9'][3]], holm_by_hand(prim), rtol=1e-9)
+    ctrl = [paired_p(ARMS[(0.9, 'fmcs1')], ARMS[(0.9, None)]), paired_p(ARMS[(0.9, 'random_net')], ARMS[(0.9, None)]),
+            paired_p([0.91, 0.90, 0.93, 0.91, 0.92], ARMS[(0.9, None)])]
+    np.testing.assert_allclose([cmp[lab][3] for lab in ('RAF 0.9, toward FMCS 1', 'RAF 0.9, untrained FMCE-Net',
+                                                        'label smoothing 0.1')], holm_by_hand(ctrl), rtol=1e-9)
+    assert cmp['RAF 0.8'][3] == pytest.approx(paired_p(ARMS[(0.8, None)], BASE), rel=1e-9)     # a family of one
+    assert cmp['RAF 0.9'][2]['mean'] == pytest.approx(np.mean(np.subtract(ARMS[(0.9, None)], BASE)))
+
+
+def test_without_fine_tuning_there_is_no_primary_family():
+    (_, by), = rr._groups(records('retrain')).items()
+    fams = {fam for _, fam, _, _ in rr._compared(by, 'retrain').values()}
+    assert fams == {'secondary', 'controls'}
+
+
+def test_the_primary_findings_give_the_detectable_effect_from_the_paired_spread():
+    (_, by), = rr._groups(records()).items()
+    d = np.subtract(ARMS[(0.9, None)], BASE)
+    # 80% power, two-sided 5%, n = 5 pairs: an effect of 1.682 paired sd (the noncentral t, statsmodels' TTestPower)
+    from statsmodels.stats.power import TTestPower
+    mde = TTestPower().solve_power(nobs=5, alpha=0.05, power=0.8) * d.std(ddof=1)
+    line = next(l for l in rr._findings(by, 'finetune') if l.startswith('- RAF 0.9 against RAF 1'))
+    assert f"paired spread of {100 * d.std(ddof=1):.2f} pp" in line and f"at 80% power is {100 * mde:.2f} pp" in line
