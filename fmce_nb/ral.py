@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .fmce_net import FMCENet
 
 # %% auto 0
-__all__ = ['check_raf', 'ral_loss', 'weights_hash', 'RAL', 'run_fmce_net']
+__all__ = ['check_raf', 'ral_loss', 'weights_hash', 'RAL']
 
 # %% ../nbs/07_ral.ipynb
 def check_raf(raf: float) -> float:
@@ -92,25 +92,3 @@ def __call__(self: RAL, model, x, y, idx=None):
     task = m.head(f) if self.raf > 0 else None
     fmcs = self.net(f) if self.raf < 1 else None
     return ral_loss(task, y, fmcs, self.raf, self.target_fmcs - 1)
-
-# %% ../nbs/07_ral.ipynb
-def run_fmce_net(run, settings, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0,
-                 device='cpu', log=None) -> tuple:
-    "(frozen FMCENet, info): the FMCE-Net of `run` under marker `settings`, trained once on its whole FMCS-Dataset."
-    from fmce_nb.runs import Run, run_markers, short_hash
-    from fmce_nb.fmcs import FMCSData, all_pairs
-    from fmce_nb.fmce_net import fit, evaluate, save_fmce_net, load_fmce_net
-    run = run if isinstance(run, Run) else Run(run)
-    settings = settings.resolved(run.num_classes)
-    how = {'epochs': epochs, 'lr': lr, 'batch_size': batch_size, 'seed': seed}
-    folder = run.dir/'fmce_net'/f"{settings.slug()}-{short_hash(how, 8)}"
-    if (folder/'fmce_net.json').exists(): return load_fmce_net(folder, device)
-    mk = run_markers(run, settings)
-    src = FMCSData(run, mk, device, cache='auto')
-    pairs = all_pairs(len(src.data), src.K)
-    net = FMCENet(src.feature_shape[0], src.K).to(src.device)
-    history = fit(net, src, pairs, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, log=log)
-    m = evaluate(net, src, pairs)
-    save_fmce_net(net, folder, run=run.dir.name, markers=list(mk.markers), feature_shape=list(src.feature_shape),
-                  history=history, train_accuracy=m['accuracy'], **how)
-    return load_fmce_net(folder, device)
