@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # %% auto 0
-__all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_32PX_STEM', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment',
-           'grid', 'experiments', 'profile_grid', 'output_folder', 'where', 'run_folder']
+__all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment', 'grid',
+           'experiments', 'profile_grid', 'output_folder', 'where', 'run_folder']
 
 # %% ../nbs/10_experiment.ipynb
 @dataclass(frozen=True)
@@ -51,9 +51,6 @@ BACKBONES = ['resnet50', 'shufflenet_v2_x1_0']
 # %% ../nbs/10_experiment.ipynb
 CPU = dict(arch='shufflenet_v2_x1_0_smallstem', epochs=100, size=32, batch_size=64, augment=False, n_train=1000, n_test=1000,
            K=10, on_no_convergence='last')
-
-# %% ../nbs/10_experiment.ipynb
-CPU_32PX_STEM = dict(CPU, arch='shufflenet_v2_x1_0')
 
 # %% ../nbs/10_experiment.ipynb
 CPU_DATA, CPU_SEEDS = ['mnist5k', 'fashion_mnist'], [0, 1, 2]
