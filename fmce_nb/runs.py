@@ -110,6 +110,8 @@ def _check_config(cfg):
     if not cfg.lr > 0: raise ValueError(f"lr must be > 0, got {cfg.lr}")
     if cfg.optimizer not in ('adam', 'adamw'): raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
     if cfg.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.schedule not in ('cosine', 'constant'):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")
 
 # %% ../nbs/03_runs.ipynb
 @dataclass
@@ -128,6 +130,7 @@ class TrainConfig:
     subset_seed: int | None = None  # seeds the n_train / n_test subsets (None: `seed`); post-training keeps its base run's
     optimizer: str = 'adam'       # 'adam' (the papers) or 'adamw' (FR-PT's post-training)
     weight_decay: float = 0.0
+    schedule: str = 'cosine'      # the learning rate over the epochs: 'cosine' (annealed to 0) or 'constant' (FR-PT's code)
     device: str = 'auto'
     amp: bool | None = None       # bf16 autocast; None: where it pays for the arch on the device (`speed_modes`)
     channels_last: bool | None = None  # channels-last memory; None: likewise
@@ -181,7 +184,7 @@ def identity(self: TrainConfig) -> dict:
     return d
 
 # %% ../nbs/03_runs.ipynb
-_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0, 'precision': 'fp32'}
+_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0, 'schedule': 'cosine', 'precision': 'fp32'}
 
 def stored_config(meta: dict) -> TrainConfig:
     "The config of a run.json, with the modes it ran in. A run.json without `modes` predates them: bf16 and channels-last then ran on CUDA only."

@@ -146,10 +146,11 @@ def _setup(cfg: TrainConfig, dev: torch.device, rank: int = 0, world: int = 1) -
     return tr, te, stats, train_dl, test_dl, model
 
 def _optimizer(cfg: TrainConfig, model) -> tuple:
-    "(optimizer, cosine schedule over cfg.epochs) for the parameters of `model` that require grad."
+    "(optimizer, learning-rate schedule over cfg.epochs: cosine or constant) for the parameters of `model` that require grad."
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == 'adamw'
            else torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay))
+    if cfg.schedule == 'constant': return opt, torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
 
 # %% ../nbs/04_train.ipynb
@@ -269,13 +270,14 @@ def _auto_bool(s: str) -> bool | None: return None if s.lower() == 'auto' else _
 _HELP = {
     'dataset': 'the data (one of: %(choices)s)', 'arch': 'the backbone (one of: %(choices)s)',
     'epochs': 'epochs to train (the papers: 100-250)', 'batch_size': 'training batch size (the papers: 256)',
-    'lr': 'Adam learning rate, annealed by a cosine over the epochs (the papers: 1e-3)',
+    'lr': 'learning rate of the optimizer (the papers: 1e-3)',
     'size': 'input resolution in pixels (the papers: 224)', 'seed': 'seeds the weights, the batch order and the subsets',
     'augment': 'random crop with padding, and a horizontal flip where the data allows it',
     'n_train': 'train on a seeded subset of this many images (default: the whole training split)',
     'n_test': 'test on a seeded subset of this many images (default: the whole test split)',
     'subset_seed': 'seeds the n_train / n_test subsets instead of --seed', 'optimizer': 'adam (the papers) or adamw',
-    'weight_decay': 'weight decay of the optimizer', 'device': "auto (a GPU where there is one), cpu, cuda or cuda:N",
+    'weight_decay': 'weight decay of the optimizer', 'schedule': 'the learning rate over the epochs: cosine (annealed to 0) or constant',
+    'device': "auto (a GPU where there is one), cpu, cuda or cuda:N",
     'amp': 'bf16 autocast: true, false, or auto (default: where it was measured to pay for the arch on the device)',
     'channels_last': 'channels-last memory: true, false, or auto (default: where it was measured to pay)',
     'compile': 'torch.compile the model', 'data_root': "folder of the datasets (default: $FMCE_NB_DATA, the checkout's data/, or ~/.cache/fmce_nb/data)",
@@ -296,6 +298,7 @@ def _parser() -> argparse.ArgumentParser:
         if f.name == 'dataset': kw['choices'] = DATASETS
         if f.name == 'arch': kw['choices'] = ARCHS
         if f.name == 'optimizer': kw['choices'] = ('adam', 'adamw')
+        if f.name == 'schedule': kw['choices'] = ('cosine', 'constant')
         p.add_argument(f'--{f.name}', **kw)
     p.add_argument('--download', action='store_true', help='fetch the dataset first where torchvision can (needs internet)')
     p.add_argument('--out', default=None, help='run folder (default: runs/<dataset>-<arch>-<size>px-seed<seed>)')
