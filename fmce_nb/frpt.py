@@ -12,9 +12,10 @@ from torch import nn
 from fastcore.basics import patch
 
 # %% auto 0
-__all__ = ['BOUND', 'KAPPA', 'nearest_embedding', 'max_assign', 'one_hot', 'linear_reverse', 'act_reverse', 'pool_reverse',
-           'gap_reverse', 'bn_reverse', 'conv_matrix', 'conv_reverse_dense', 'conv_reverse_cg', 'conv_reverse_fft',
-           'block_reverse', 'layer_names', 'reconstruct_targets', 'TargetStore', 'FRPTObjective']
+__all__ = ['BOUND', 'KAPPA', 'OUTPUT_TARGETS', 'nearest_embedding', 'max_assign', 'one_hot', 'linear_reverse', 'act_reverse',
+           'pool_reverse', 'gap_reverse', 'bn_reverse', 'conv_matrix', 'conv_reverse_dense', 'conv_reverse_cg',
+           'conv_reverse_fft', 'block_reverse', 'layer_names', 'reconstruct_targets', 'reverse_plan', 'TargetStore',
+           'FRPTObjective', 'target_shift']
 
 # %% ../nbs/09_frpt.ipynb
 def nearest_embedding(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,11 @@ def _tikhonov(x0, r, W, bound: float = BOUND, kappa: float = KAPPA):
     a = torch.maximum(a, (r.norm(dim=1) / (2 * room)) ** 2)
     return x0 + ((r @ U) * (s / (s ** 2 + a[:, None]))) @ Vh
 
+def _reached(r, yt) -> torch.Tensor:
+    "Per sample: is the target already reached from the current input, to rounding? (Such a sample keeps its input exactly.)"
+    tol = 1e-5 if r.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
+    return r.flatten(1).norm(dim=1) <= tol * yt.flatten(1).norm(dim=1).clamp_min(1e-30)
+
 def _reliable(x, x0, W, yt, exact: bool):
     "Per-sample check of a linear solve (finite, bounded, near x0, small residual)."
     tol = (1e-3 if exact else 1e-2) if W.dtype != torch.float64 else (1e-4 if exact else 1e-3)
@@ -81,6 +87,7 @@ def linear_reverse(x0: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias
     W = weight.detach().to(x0.dtype)
     yt = y - bias.detach().to(y.dtype) if bias is not None else y
     r = yt - x0 @ W.T
+    reached = _reached(r, yt)
     m, n = W.shape
     exact = n >= m
     if exact: x = x0 + torch.linalg.solve(W @ W.T, r.T).T @ W
@@ -89,7 +96,7 @@ def linear_reverse(x0: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias
     if not ok.all():
         bad = ~ok
         x = x.clone(); x[bad] = _tikhonov(x0[bad], r[bad], W)
-    x = torch.nan_to_num(x)
+    x = torch.where(reached[:, None], x0, torch.nan_to_num(x))
     return (x, {'method': 'solve' if exact else 'lstsq', 'fallback': ~ok}) if return_info else x
 
 # %% ../nbs/09_frpt.ipynb
@@ -177,9 +184,11 @@ def pool_reverse(pool: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Te
     return _unwindows(w, k, x0.shape)
 
 # %% ../nbs/09_frpt.ipynb
-def gap_reverse(y: torch.Tensor, size: tuple) -> torch.Tensor:
-    "Global average pooling reversed as FR-PT does: the target (B, C) broadcast over a map of `size` (H, W)."
-    return y[:, :, None, None].expand(-1, -1, *size).contiguous()
+def gap_reverse(x0: torch.Tensor, y: torch.Tensor, broadcast: bool = False) -> torch.Tensor:
+    "The map nearest `x0` (B, C, H, W) whose global average is `y` (B, C); `broadcast`: `y` at every position, as FR-PT's code."
+    if y.shape != x0.shape[:2]: raise ValueError(f"gap_reverse: target {tuple(y.shape)} does not fit the map {tuple(x0.shape)}")
+    if broadcast: return y[:, :, None, None].expand_as(x0).contiguous()
+    return x0 + (y - x0.mean((2, 3)))[:, :, None, None]
 
 # %% ../nbs/09_frpt.ipynb
 def bn_reverse(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
@@ -243,16 +252,18 @@ def conv_reverse_cg(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, iters: i
     op, rhs = ((lambda u: A(At(u))), r) if shrink else ((lambda v: At(A(v))), At(r))
     dims = tuple(range(1, rhs.ndim))
     dot = lambda a, b: (a * b).sum(dims, keepdim=True)
+    tiny = torch.finfo(x0.dtype).tiny                                    # (1e-300 would be 0 in float32: 0 / 0)
     sol = torch.zeros_like(rhs); res = rhs.clone(); d = res.clone(); rr = dot(res, res)
-    stop = tol ** 2 * dot(rhs, rhs).clamp_min(1e-300)                   # |residual| <= tol |rhs|
+    stop = tol ** 2 * dot(rhs, rhs).clamp_min(tiny)                      # |residual| <= tol |rhs|
     for _ in range(iters):
         if (rr <= stop).all(): break
         q = op(d)
-        step = rr / dot(d, q).clamp_min(1e-300)
+        step = rr / dot(d, q).clamp_min(tiny)
         sol = sol + step * d; res = res - step * q
         rr_new = dot(res, res)
-        d = res + (rr_new / rr.clamp_min(1e-300)) * d; rr = rr_new
-    return x0 + (At(sol) if shrink else sol)
+        d = res + (rr_new / rr.clamp_min(tiny)) * d; rr = rr_new
+    x = x0 + (At(sol) if shrink else sol)
+    return torch.where(_reached(r, yt).reshape(-1, 1, 1, 1), x0, x)
 
 # %% ../nbs/09_frpt.ipynb
 def conv_reverse_fft(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, rtol: float = 1e-7) -> torch.Tensor:
@@ -270,8 +281,8 @@ def conv_reverse_fft(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, rtol: f
     X0 = torch.fft.rfft2(xp).permute(2, 3, 1, 0)                          # (f1, f2, C_in, B)
     Y = torch.fft.rfft2(canvas).permute(2, 3, 1, 0)
     X = X0 + torch.linalg.pinv(M, rtol=rtol) @ (Y - M @ X0)
-    x = torch.fft.irfft2(X.permute(3, 2, 0, 1), s=(Nh, Nw))
-    return x[:, :, ph:ph + H, pw:pw + W].contiguous()
+    x = torch.fft.irfft2(X.permute(3, 2, 0, 1), s=(Nh, Nw))[:, :, ph:ph + H, pw:pw + W].contiguous()
+    return torch.where(_reached(yt - F.conv2d(x0, conv.weight.detach().to(x0.dtype), None, 1, conv.padding), yt).reshape(-1, 1, 1, 1), x0, x)
 
 # %% ../nbs/09_frpt.ipynb
 def _pre_activation(block: nn.Module):
@@ -307,6 +318,42 @@ def _gauss_newton(f1, z: torch.Tensor, t: torch.Tensor, iters: int, m: int, n: i
     return z
 
 # %% ../nbs/09_frpt.ipynb
+def _anchored_gauss_newton(fwd, z0: torch.Tensor, t: torch.Tensor, steps: int = 3, cg_iters: int = 20,
+                           damping: float = 1.0, tol: float = 1e-6) -> torch.Tensor:
+    "Gauss-Newton from `z0` toward fwd(z) = t, each step min |J d - r|^2 + lam |z + d - z0|^2 by CG on J^T J + lam, J never formed."
+    from torch.func import jvp, vjp
+    dims = tuple(range(1, z0.ndim))
+    dot = lambda a, b: (a * b).sum(dims, keepdim=True)
+    norm = lambda v: v.flatten(1).norm(dim=1)
+    z, tn = z0.clone(), norm(t).clamp_min(1e-12)
+    with torch.enable_grad():
+        for _ in range(steps):
+            fz, pull = vjp(fwd, z)
+            r = (t - fz).detach()
+            if (norm(r) <= tol * tn).all(): break
+            Jv = lambda v: jvp(fwd, (z,), (v,))[1].detach()
+            JtJ = lambda v: pull(Jv(v))[0].detach()
+            g = pull(r)[0].detach()                                              # J^T r
+            lam = damping * dot(Jv(g), Jv(g)) / dot(g, g).clamp_min(1e-30)      # relative to the curvature along J^T r
+            b = g - lam * (z - z0)
+            d = torch.zeros_like(z); res = b.clone(); p = res.clone(); rr = dot(res, res)
+            for _ in range(cg_iters):
+                q = JtJ(p) + lam * p
+                a = rr / dot(p, q).clamp_min(1e-30)
+                d, res = d + a * p, res - a * q
+                rr, rr_old = dot(res, res), rr
+                p = res + rr / rr_old.clamp_min(1e-30) * p
+            base, step = norm(r), torch.ones_like(lam)
+            with torch.no_grad():
+                for _ in range(8):                                               # halve until the residual falls
+                    cand = z + step * d
+                    better = norm(t - fwd(cand)) < base
+                    if better.all(): break
+                    step = torch.where(better.reshape(step.shape), step, step / 2)
+                z = torch.where(better.reshape(step.shape), cand, z).detach()
+    return z
+
+# %% ../nbs/09_frpt.ipynb
 def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, iters: int, lr: float) -> torch.Tensor:
     "Adam on the relative squared error of block(z) to t, z kept within 100 |z0| of z0: for maps too large for a Jacobian."
     radius = 100 * z0.flatten(1).norm(dim=1).clamp_min(1e-6)
@@ -332,7 +379,9 @@ def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: in
     if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
         raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape {tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
     n, m = z0[0].numel(), t[0].numel()
-    if method == 'auto': method = 'gauss_newton' if n * m <= max_jacobian else 'vjp'
+    if method == 'auto': method = 'gauss_newton' if n * m <= max_jacobian else 'anchored'
+    if method not in ('gauss_newton', 'anchored', 'vjp'):
+        raise ValueError(f"method must be 'auto', 'gauss_newton', 'anchored' or 'vjp', got {method!r}")
     params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
     fwd = _pre_activation(block)
     if fwd is not block:        # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
@@ -340,10 +389,14 @@ def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: in
     mod = block
     f1 = (lambda z: functional_call(mod, params, (z[None],))[0]) if fwd is mod else (lambda z: fwd(z[None])[0])
     block = fwd
+    with torch.no_grad(): far = (t - fwd(z0)).flatten(1).norm(dim=1) > 1e-6 * t.flatten(1).norm(dim=1).clamp_min(1e-12)
     z = z0.detach().clone()
-    if method == 'gauss_newton': return _gauss_newton(f1, z, t, iters, m, n)
-    if method != 'vjp': raise ValueError(f"method must be 'auto', 'gauss_newton' or 'vjp', got {method!r}")
-    return _vjp_solve(block, z0, z, t, iters, lr)
+    if not far.any(): return z                       # every target is reached where it is: nothing to solve
+    z0f, zf, tf = z0[far], z[far], t[far]
+    if method == 'gauss_newton': z[far] = _gauss_newton(f1, zf, tf, iters, m, n)
+    elif method == 'anchored': z[far] = _anchored_gauss_newton(fwd, z0f, tf)
+    else: z[far] = _vjp_solve(block, z0f, zf, tf, iters, lr)
+    return z
 
 # %% ../nbs/09_frpt.ipynb
 def _steps(model) -> list:
@@ -404,7 +457,7 @@ def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, nn.Linear): return linear_reverse(x_in, target, m.weight, m.bias)
     if isinstance(m, nn.Flatten): return target.reshape(x_in.shape)
     if isinstance(m, nn.AdaptiveAvgPool2d):                # global pooling only: _check_reversible has refused the rest
-        return gap_reverse(target.reshape(len(target), -1), tuple(x_in.shape[2:]))
+        return gap_reverse(x_in, target.reshape(len(target), -1))
     if isinstance(m, nn.BatchNorm2d): return bn_reverse(m, target)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): return pool_reverse(m, x_in, target)
     if isinstance(m, nn.Conv2d):
@@ -416,7 +469,7 @@ def _reverse_step(name, m, x_in, target, conv_method):
 @torch.no_grad()
 def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, output_target=nearest_embedding,
                         conv_method: str = 'cg') -> torch.Tensor:
-    "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`."
+    "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`; `output_target=None`: the feature itself."
     after = _steps_after(model, layer)
     for name, m in after: _check_reversible(name, m, conv_method)   # refuse before any work
     was = model.training; model.eval()
@@ -426,6 +479,7 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
             inputs.append(h)
             h = m(h)
             if isinstance(m, nn.AdaptiveAvgPool2d): h = torch.flatten(h, 1)
+        if output_target is None: return inputs[len(steps) - len(after)] if after else h     # the anchoring control
         target = output_target(h, y)
         walk = list(zip(steps, inputs))[len(steps) - len(after):]
         for (name, m), x_in in reversed(walk): target = _reverse_step(name, m, x_in, target, conv_method)
@@ -433,17 +487,42 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
     finally: model.train(was)
 
 # %% ../nbs/09_frpt.ipynb
+def reverse_plan(model, layer: str, conv_method: str = 'cg', size: int = 32, max_jacobian: float = 5e7) -> list:
+    "The steps `reconstruct_targets` reverses to reach `layer`, from the logits down, each as 'name (operator)'."
+    after = _steps_after(model, layer)
+    if not after: return []
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    h, sizes = torch.zeros(1, conv.in_channels, size, size), {}
+    was = model.training; model.eval()
+    with torch.no_grad():
+        for name, m in _steps(model):
+            out = m(h)
+            if isinstance(m, nn.AdaptiveAvgPool2d): out = torch.flatten(out, 1)
+            sizes[name], h = (h[0].numel(), out[0].numel()), out
+    model.train(was)
+    def kind(name, m):
+        n, k = sizes[name]
+        if isinstance(m, nn.Linear): return 'linear solve' if n >= k else 'linear least squares'
+        if isinstance(m, nn.Conv2d): return f'conv, {conv_method}'
+        if isinstance(m, nn.AdaptiveAvgPool2d): return 'global pool, projection'
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d, nn.Flatten)) or isinstance(m, tuple(_ACTS)): return type(m).__name__
+        return 'block, Gauss-Newton' if n * k <= max_jacobian else 'block, anchored Gauss-Newton'
+    return [f"{name} ({kind(name, m)})" for name, m in reversed(after) if not isinstance(m, (nn.Flatten, nn.Identity))]
+
+_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)
+
+# %% ../nbs/09_frpt.ipynb
 import json, os
 import numpy as np
 from pathlib import Path
 from .runs import read_json, read_npy
 
-def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str) -> dict:
+def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str, augment_seed: int | None = None) -> dict:
     from fmce_nb.ral import weights_hash
     cfg = run.config
     return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)), 'dataset': cfg.dataset,
             'n_train': cfg.n_train, 'subset_seed': cfg.data_seed, 'size': cfg.size, 'layer': layer,
-            'output_target': output_target, 'conv_method': conv_method}
+            'output_target': output_target, 'conv_method': conv_method, 'augment_seed': augment_seed}
 
 # %% ../nbs/09_frpt.ipynb
 class TargetStore:
@@ -457,48 +536,68 @@ class TargetStore:
             diff = {k: (self.meta['identity'].get(k), v) for k, v in expect.items() if self.meta['identity'].get(k) != v}
             raise ValueError(f"{self.path} was built from another model or dataset: (stored, asked) = {diff}; build a store for this one")
         self.targets = read_npy(self.path/'targets.npy')
+        self.images = read_npy(self.path/'images.npy') if (self.path/'images.npy').exists() else None
 
     def __len__(self): return len(self.targets)
     def __getitem__(self, idx) -> torch.Tensor:
         idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
         return torch.from_numpy(np.ascontiguousarray(self.targets[idx]))
+    def image(self, idx) -> torch.Tensor:
+        "The stored model-ready inputs of `idx` (the augmentation draw the targets were computed from)."
+        if self.images is None: raise ValueError(f"{self.path} stores no images: it was built from the clean images (augment_seed None)")
+        idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
+        return torch.from_numpy(np.ascontiguousarray(self.images[idx]))
 
 # %% ../nbs/09_frpt.ipynb
+OUTPUT_TARGETS = {'nearest': nearest_embedding, 'max_assign': max_assign, 'one_hot': lambda z, y: one_hot(y, z.shape[1]),
+                  'forward': None}          # 'forward': the pretrained model's own feature (the anchoring control)
+
 @patch(cls_method=True)
 def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
-          conv_method: str = 'cg', batch_size: int = 256, device='cpu', log=None, stop_after: int | None = None):
-    "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images."
+          conv_method: str = 'cg', augment_seed: int | None = None, batch_size: int = 256, device='cpu', log=None,
+          stop_after: int | None = None):
+    "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images (one augmentation draw of them with `augment_seed`)."
+    import time
     from fmce_nb.data import DeviceLoader
     from fmce_nb.runs import write_json
-    path, epoch = Path(path), epoch or run.epochs_done
-    ident = _store_identity(run, epoch, layer, output_target, conv_method)
+    if output_target not in OUTPUT_TARGETS:
+        raise ValueError(f"output_target must be one of {', '.join(OUTPUT_TARGETS)}, got {output_target!r}")
+    path, epoch, t0 = Path(path), epoch or run.epochs_done, time.perf_counter()
+    ident = _store_identity(run, epoch, layer, output_target, conv_method, augment_seed)
     if (path/'meta.json').exists(): return cls(path, expect=ident)
     path.mkdir(parents=True, exist_ok=True)
     model = run.model(epoch, device).eval()
     cfg = run.config
     data = cfg.split(train=True)
-    dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
-    target_fn = {'nearest': nearest_embedding, 'max_assign': max_assign,
-                 'one_hot': lambda z, y: one_hot(y, z.shape[1])}[output_target]
+    dl = DeviceLoader(data, batch_size, cfg.size, train=False, augment=augment_seed is not None, device=device,
+                      seed=augment_seed or 0, stats=run.stats)
+    target_fn = OUTPUT_TARGETS[output_target]
     x, y = next(iter(dl.batches(0)))
     shape = tuple(reconstruct_targets(model, x[:1], y[:1], layer, target_fn, conv_method).shape[1:])
-    part, prog = path/'targets.partial.npy', path/'progress.json'
-    done = 0
+    part, prog, ipart = path/'targets.partial.npy', path/'progress.json', path/'images.partial.npy'
+    done, spent = 0, 0.0
     if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
-        done = json.loads(prog.read_text())['rows']
+        done, spent = json.loads(prog.read_text())['rows'], json.loads(prog.read_text()).get('seconds', 0.0)
         mm = np.load(part, mmap_mode='r+')
-    else: mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=(len(data), *shape))
+        im = np.load(ipart, mmap_mode='r+') if augment_seed is not None else None
+    else:
+        mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=(len(data), *shape))
+        im = (np.lib.format.open_memmap(ipart, mode='w+', dtype=np.float32, shape=(len(data), *x.shape[1:]))
+              if augment_seed is not None else None)
     if log and done: log(f"resuming the target store at row {done} of {len(data)}")
     for i, (x, y) in enumerate(dl.batches(0)):
         lo = i * batch_size
         if lo + len(y) <= done: continue
         mm[lo:lo + len(y)] = reconstruct_targets(model, x, y, layer, target_fn, conv_method).float().cpu().numpy()
+        if im is not None: im[lo:lo + len(y)] = x.float().cpu().numpy(); im.flush()
         mm.flush()
-        write_json(prog, {'identity': ident, 'rows': lo + len(y)})
+        write_json(prog, {'identity': ident, 'rows': lo + len(y), 'seconds': spent + time.perf_counter() - t0})
         if stop_after is not None and i + 1 >= stop_after: return None          # (for tests: a build cut short)
-    del mm
+    del mm, im
+    if augment_seed is not None: os.replace(ipart, path/'images.npy')
     os.replace(part, path/'targets.npy'); prog.unlink()
-    write_json(path/'meta.json', {'identity': ident, 'shape': [len(data), *shape], 'dtype': 'float32'})
+    write_json(path/'meta.json', {'identity': ident, 'shape': [len(data), *shape], 'dtype': 'float32',
+                                  'seconds': round(spent + time.perf_counter() - t0, 2)})
     return cls(path, expect=ident)
 
 # %% ../nbs/09_frpt.ipynb
@@ -515,6 +614,8 @@ class FRPTObjective:
     def __call__(self, model, x, y, idx):
         from fmce_nb.models import FeatureTap
         for m in self.frozen: m.eval()                       # frozen BatchNorm keeps its running statistics
+        if self.store.images is not None:                    # the stored augmentation draw the targets were computed from
+            x = torch.empty_like(x).copy_(self.store.image(idx))            # (empty_like keeps x's memory format)
         if self.layer == 'out': out = model(x); feat = out
         else:
             with FeatureTap(model, self.layer) as tap: out = model(x)
@@ -533,7 +634,8 @@ class FRPTObjective:
 def spec(self: FRPTObjective) -> dict:
     ident = self.store.meta['identity']
     return {'name': 'frpt', 'alpha': self.alpha, 'layer': self.layer, 'pretrained': ident['run'],
-            'weights': ident['weights'], 'output_target': ident['output_target'], 'conv_method': ident['conv_method']}
+            'weights': ident['weights'], 'output_target': ident['output_target'], 'conv_method': ident['conv_method'],
+            'augment_seed': ident.get('augment_seed')}
 
 # %% ../nbs/09_frpt.ipynb
 @patch
@@ -548,3 +650,22 @@ def prepare(self: FRPTObjective, model, loader):
     self.frozen = [m for _, m in _steps_after(model, self.layer)]
     for m in self.frozen: m.requires_grad_(False)
     self.device = loader.device
+
+# %% ../nbs/09_frpt.ipynb
+def target_shift(store: TargetStore, run, layer: str, batch_size: int = 256, device='cpu') -> dict:
+    "{'moved', 'distance', 'distance_moved'}: the share of targets that differ from `run`'s own features of the same images, and |t - f| / |f|."
+    from fmce_nb.data import DeviceLoader
+    ident = store.meta['identity']
+    data = run.config.split(train=True)
+    model = run.model(ident['epoch'], device).eval()
+    dl = DeviceLoader(data, batch_size, run.config.size, train=False, device=device, stats=run.stats)
+    d = []
+    for i, (x, y) in enumerate(dl.batches(0)):
+        idx = torch.arange(i * batch_size, i * batch_size + len(y))
+        if store.images is not None: x = store.image(idx).to(x.device)
+        f = reconstruct_targets(model, x, y, layer, None).flatten(1).float()
+        d.append(((store[idx].to(f.device).flatten(1) - f).norm(dim=1) / f.norm(dim=1).clamp_min(1e-12)).cpu())
+    d = torch.cat(d)
+    moved = d > 1e-6
+    return {'moved': float(moved.float().mean()), 'distance': float(d.mean()),
+            'distance_moved': float(d[moved].mean()) if moved.any() else 0.0}

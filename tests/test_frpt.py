@@ -52,6 +52,7 @@ def test_the_vjp_block_reverse_runs_under_no_grad():
 class _Store:
     "Two stored targets (2 logits each) at the output layer."
     meta = {'identity': {'layer': 'out', 'run': 'r', 'weights': 'w', 'output_target': 'nearest', 'conv_method': 'cg'}}
+    images = None
     def __init__(self): self.t = torch.tensor([[1., 0.], [0., 0.]])
     def __len__(self): return 2
     def __getitem__(self, idx): return self.t[idx]
@@ -158,7 +159,12 @@ def test_max_and_average_pool_reverses_by_hand():
 
 def test_gap_and_batchnorm_reverses_by_hand():
     from fmce_nb.frpt import gap_reverse, bn_reverse
-    assert_close(gap_reverse(torch.tensor([[1., 2.]]), (2, 3)), torch.tensor([[[[1.] * 3] * 2, [[2.] * 3] * 2]]))
+    # the nearest map with the asked mean: [[1, 3], [5, 7]] (mean 4) asked for 6 gains 2 at every position;
+    # the authors' broadcast puts 6 everywhere instead
+    m = torch.tensor([[[[1., 3.], [5., 7.]]]])
+    assert_close(gap_reverse(m, torch.tensor([[6.]])), torch.tensor([[[[3., 5.], [7., 9.]]]]))
+    assert_close(gap_reverse(m, torch.tensor([[6.]]), broadcast=True), torch.full((1, 1, 2, 2), 6.))
+    with pytest.raises(ValueError, match='does not fit the map'): gap_reverse(m, torch.tensor([[6., 1.]]))
     bn = nn.BatchNorm2d(2, eps=1.0).eval()
     with torch.no_grad():
         bn.running_mean.fill_(1.); bn.running_var.fill_(3.); bn.weight.copy_(torch.tensor([2., 0.])); bn.bias.fill_(1.)
@@ -212,3 +218,82 @@ def test_a_target_store_opens_only_for_its_own_model_layer_and_data(simple_run, 
             TargetStore.build(simple_run, 'out', tmp_path/'s', **kw)
     with pytest.raises(FileNotFoundError, match='no finished target store'):
         TargetStore(tmp_path/'nothing')
+
+
+# --- a target that is already reached keeps its input ------------------------------------------------------------------
+
+def test_a_reached_target_returns_the_input_bit_for_bit_in_float32():
+    # rounding in W x0 used to leave a residual of ~1e-7 that the solve and the ReLU reverse blew up, and a zero
+    # residual made conjugate gradient divide 0 by 0 (1e-300 is 0 in float32)
+    from fmce_nb.frpt import linear_reverse, conv_reverse_cg
+    torch.manual_seed(0)
+    W, b, x0 = torch.randn(3, 7), torch.randn(3), torch.randn(4, 7)
+    assert torch.equal(linear_reverse(x0, x0 @ W.T + b, W, b), x0)
+    conv = nn.Conv2d(2, 1, 3)
+    z0 = torch.randn(2, 2, 6, 6)
+    with torch.no_grad(): y = conv(z0)
+    y2 = y.clone(); y2[1] += 1.0                                   # the second sample asks for a change
+    x = conv_reverse_cg(conv, z0, y2)
+    assert torch.isfinite(x).all() and torch.equal(x[0], z0[0]) and not torch.equal(x[1], z0[1])
+    assert_close(conv(x[1:]).detach(), y2[1:], rtol=1e-4, atol=1e-4)
+
+
+def test_correct_images_get_their_own_features_back_through_the_whole_simple_cnn():
+    # the nearest embedding leaves correct logits as they are, so every reverse step must too
+    torch.manual_seed(0)
+    model = build_model('simple_cnn').eval()
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad(): y = model(x).argmax(1)                    # every image "correct"
+    t = reconstruct_targets(model, x, y, 'net.conv1')
+    assert torch.equal(t, reconstruct_targets(model, x, y, 'net.conv1', output_target=None))
+
+
+def test_the_anchored_block_reverse_stays_nearer_than_the_exact_preimage_and_skips_reached_samples():
+    from torchvision.models.resnet import BasicBlock
+    torch.manual_seed(0)
+    blk = BasicBlock(4, 4).double().eval()
+    z0, z1 = torch.randn(2, 4, 4, 4, dtype=torch.float64), torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        t = torch.cat([blk(z1[:1]), blk(z0[1:])])                  # sample 1 asks for its own output
+        start = (blk(z0[:1]) - t[:1]).norm()
+        for method in ('anchored', 'vjp', 'gauss_newton'):
+            z = block_reverse(blk, z0, t, method=method)
+            assert torch.equal(z[1], z0[1]), method                # reached: untouched (Adam would drift it)
+            assert (blk(z[:1]) - t[:1]).norm() < start, method
+        za, zg = block_reverse(blk, z0, t, method='anchored'), block_reverse(blk, z0, t, method='gauss_newton')
+        assert (za[0] - z0[0]).norm() < (zg[0] - z0[0]).norm()     # the Tikhonov term keeps it nearer z0
+    with pytest.raises(ValueError, match="method must be 'auto', 'gauss_newton', 'anchored' or 'vjp'"):
+        block_reverse(blk, z0, t, method='adam')
+
+
+def test_the_reverse_plan_names_each_operator():
+    from fmce_nb.frpt import reverse_plan
+    assert reverse_plan(build_model('simple_cnn'), 'net.conv2', 'fft') == [
+        'net.fc2 (linear solve)', 'net.act4 (ReLU)', 'net.fc1 (linear solve)', 'net.act3 (ReLU)', 'net.conv3 (conv, fft)',
+        'net.pool2 (MaxPool2d)', 'net.act2 (ReLU)']
+    assert reverse_plan(build_model('simple_cnn'), 'out') == []
+
+
+def test_a_stored_draw_is_what_post_training_reads(simple_run, tmp_path):
+    import torch.nn.functional as F
+    from fmce_nb.frpt import TargetStore, target_shift
+    from fmce_nb.data import DeviceLoader
+    store = TargetStore.build(simple_run, 'out', tmp_path/'d', augment_seed=5)
+    ctrl = TargetStore.build(simple_run, 'out', tmp_path/'c', augment_seed=5, output_target='forward')
+    data = simple_run.config.split()
+    clean, _ = next(iter(DeviceLoader(data, 64, 32, train=False, stats=simple_run.stats).batches(0)))
+    drawn, y = next(iter(DeviceLoader(data, 64, 32, train=False, augment=True, seed=5, stats=simple_run.stats).batches(0)))
+    idx = torch.arange(64)
+    assert_close(store.image(idx), drawn) and not torch.equal(drawn, clean)
+    assert store.meta['identity']['augment_seed'] == 5
+    model = simple_run.model().eval()
+    with torch.no_grad():
+        logits = model(drawn)
+        assert_close(ctrl[idx], logits)                             # the control: the model's own logits of the draw
+        obj = FRPTObjective(store, simple_run, 'out', alpha=0.0)
+        assert_close(obj(model, clean, y, idx), F.cross_entropy(logits, y))     # the loss sees the draw, not `clean`
+    wrong = float((logits.argmax(1) != y).float().mean())
+    shift = target_shift(store, simple_run, 'out')
+    assert shift['moved'] >= wrong and target_shift(ctrl, simple_run, 'out')['moved'] == 0.0
+    with pytest.raises(ValueError, match='another model or dataset.*augment_seed'):
+        TargetStore.build(simple_run, 'out', tmp_path/'d', augment_seed=6)
