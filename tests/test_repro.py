@@ -54,8 +54,8 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     # FMCE-Net++'s oracle is Table II's image-split net too
     assert len([n for n in nets if n.startswith('best-')]) == 6, nets
     frpt = [json.loads(c.read_text()) for c in (tmp_path/'results'/'smoke'/'frpt').glob('*/results.json')]
-    assert len(frpt) == 4 and {r['pretrained']['dir'] for r in frpt} <= used     # FR-PT starts from the shared run
-    assert len(list((tmp_path/'runs'/'smoke'/'train').glob('*/frpt_targets/*/meta.json'))) == 1, 'one target store, built once'
+    assert len(frpt) == 5 and {r['pretrained']['dir'] for r in frpt} <= used     # FR-PT starts from the shared run
+    assert len(list((tmp_path/'runs'/'smoke'/'train').glob('*/frpt_targets/*/meta.json'))) == 2, 'two target stores (FR-PT and the control), each built once'
     assert used == {str(p.parent.resolve()) for p in runs}
     marker_files = sorted(p.name for p in (tmp_path/'runs'/'smoke'/'train').glob('*/markers/*.json'))
     assert len(marker_files) == 3, marker_files     # one marker setting, stored once per run
@@ -73,11 +73,11 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     assert '## FMCE beyond the paper: the module map' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report and '## FR-PT' in report
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
     assert 'training runs (under' in dry and 'analysis cells (under' in dry
-    assert dry.count('[done]') == 3 and dry.count('[done  ]') == 18
+    assert dry.count('[done]') == 3 and dry.count('[done  ]') == 19
     # records kept, weights gone (as in a fresh checkout of committed results): nothing is trained again
     import shutil; shutil.rmtree(tmp_path/'runs')
     dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
-    assert dry.count('[skip]') == 3 and dry.count('[done  ]') == 18
+    assert dry.count('[skip]') == 3 and dry.count('[done  ]') == 19
     third = repro('--profile', 'smoke', '--root', tmp_path)
     assert third.returncode == 0 and 'training 0, running 0' in third.stdout, third.stdout + third.stderr
     assert not list(tmp_path.glob('runs/**/run.json'))
