@@ -122,7 +122,7 @@ def _about(by: dict) -> list:
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def _verdict(compared: dict) -> list:
     if not compared: return []
-    name = lambda k, lab, b: f"{k[1]} at {k[2]}, {lab} against {b}"
+    name = lambda k, lab, b: f"{k[1]} on {k[0]} at {k[2]}, {lab} against {b}"
     L = ['**What the paired comparisons say** (mean test accuracy over the post-training epochs, paired by seed, Holm within each family):', '']
     for fam in ('primary', 'control', 'secondary'):
         items = [(k, v) for k, v in compared.items() if v[0] == fam]
