@@ -105,10 +105,12 @@ def _about(by: dict) -> list:
     pre = {r['pretrained']['id']: r for rs in by.values() for r in rs.values()}
     conv = [r.get('pretrained_convergence', {}) for r in pre.values()]
     ek = [c.get('epoch') for c in conv if c.get('converged')]
-    r0 = any_record(by)
-    tg = [r['targets'] for rs in by.values() for r in rs.values() if 'targets' in r and not _label(r).startswith('own')]
+    main = [lab for lab in by if not lab.startswith('own') and lab != 'alpha 0']
+    r0 = any_record({lab: by[lab] for lab in main} or by)
+    tg = list({r['pretrained']['id']: r['targets'] for rs in by.values() for r in rs.values()     # one store per pretrained run
+               if 'targets' in r and not _label(r).startswith('own')}.values())
     post = [r['run']['train_seconds'] for rs in by.values() for r in rs.values()]
-    L = [f"Pretrained runs (one per seed): top-1 {fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
+    L = [f"Pretrained runs ({len(pre)}, each seed's own where the grid pairs them): top-1 {fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
          f"{len(ek)} of {len(pre)} converged (CQI of the training loss <= {conv[0].get('mu', float('nan')):g})"
          + (f" at epochs {', '.join(map(str, ek))}" if ek else '') + '.']
     if tg:
@@ -116,7 +118,7 @@ def _about(by: dict) -> list:
                  f"feature for {fmt_mean_std([t['moved'] for t in tg], 3)} of the training images, by "
                  f"{fmt_mean_std([t['distance_moved'] for t in tg], 3)} of its norm where they do; built in "
                  f"{fmt_mean_std([t['seconds'] for t in tg], 1)} s per store.")
-    L.append(f"Post-training: {r0.get('steps', '?')} steps, {fmt_mean_std(post, 1)} s per cell. Protocol of one cell: {r0['protocol']}.")
+    L.append(f"Post-training: {r0.get('steps', '?')} steps, {fmt_mean_std(post, 1)} s of training per cell. Protocol of one cell: {r0['protocol']}.")
     return [' '.join(L), '']
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
