@@ -152,7 +152,7 @@ def section(recs: list) -> list:
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def figures(recs: list, figures_dir) -> list:
-    "One figure per model: test accuracy per post-training epoch, mean over seeds per method, a panel per layer."
+    "One figure per model: the change of test accuracy from each seed's pretrained model per post-training epoch, mean over seeds per method, a panel per layer."
     import matplotlib.pyplot as plt
     by_model = defaultdict(dict)
     for (ds, arch, layer), by in sorted(_groups(recs).items()): by_model[(ds, arch)][layer] = by
@@ -161,11 +161,12 @@ def figures(recs: list, figures_dir) -> list:
         fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False, sharey=True)
         for ax, (layer, by) in zip(axes[0], layers.items()):
             for lab in sorted(by, key=lambda lab: (lab.startswith('own'), float(lab.split()[-1]))):
-                acc = np.array([[r['pretrained']['top1'], *r['test_acc']] for r in by[lab].values()])
-                ax.plot(range(acc.shape[1]), acc.mean(0), 'o-' if not lab.startswith('own') else 's--', ms=3,
+                acc = np.array([[0.0, *(np.array(r['test_acc']) - r['pretrained']['top1'])] for r in by[lab].values()])
+                ax.plot(range(acc.shape[1]), 100 * acc.mean(0), 'o-' if not lab.startswith('own') else 's--', ms=3,
                         label=f"{lab} (n={len(acc)})")
+            ax.axhline(0, color='grey', lw=0.5)
             ax.set(title=layer, xlabel='post-training epoch (0: pretrained)')
-        axes[0, 0].set_ylabel('test accuracy, mean over seeds'); axes[0, -1].legend(fontsize=7)
+        axes[0, 0].set_ylabel('change from the pretrained model, pp\n(mean over seeds)'); axes[0, -1].legend(fontsize=7)
         fig.suptitle(f"FR-PT: {arch} on {ds} (each seed its own pretrained run)"); fig.tight_layout()
         out.append(figures_dir/f"frpt-{ds}-{arch}-accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
     return out
