@@ -552,6 +552,19 @@ class TargetStore:
 OUTPUT_TARGETS = {'nearest': nearest_embedding, 'max_assign': max_assign, 'one_hot': lambda z, y: one_hot(y, z.shape[1]),
                   'forward': None}          # 'forward': the pretrained model's own feature (the anchoring control)
 
+# %% ../nbs/09_frpt.ipynb
+def _open_partial(path: Path, ident: dict, shape: tuple, image_shape: tuple | None) -> tuple:
+    "(rows done, seconds spent, targets memmap, images memmap or None) of a store being built: resumed where its progress matches `ident`."
+    part, prog, ipart = path/'targets.partial.npy', path/'progress.json', path/'images.partial.npy'
+    if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
+        p = json.loads(prog.read_text())
+        return (p['rows'], p.get('seconds', 0.0), np.load(part, mmap_mode='r+'),
+                np.load(ipart, mmap_mode='r+') if image_shape is not None else None)
+    mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=shape)
+    im = np.lib.format.open_memmap(ipart, mode='w+', dtype=np.float32, shape=image_shape) if image_shape is not None else None
+    return 0, 0.0, mm, im
+
+# %% ../nbs/09_frpt.ipynb
 @patch(cls_method=True)
 def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
           conv_method: str = 'cg', augment_seed: int | None = None, batch_size: int = 256, device='cpu', log=None,
@@ -575,15 +588,7 @@ def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, out
     x, y = next(iter(dl.batches(0)))
     shape = tuple(reconstruct_targets(model, x[:1], y[:1], layer, target_fn, conv_method).shape[1:])
     part, prog, ipart = path/'targets.partial.npy', path/'progress.json', path/'images.partial.npy'
-    done, spent = 0, 0.0
-    if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
-        done, spent = json.loads(prog.read_text())['rows'], json.loads(prog.read_text()).get('seconds', 0.0)
-        mm = np.load(part, mmap_mode='r+')
-        im = np.load(ipart, mmap_mode='r+') if augment_seed is not None else None
-    else:
-        mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=(len(data), *shape))
-        im = (np.lib.format.open_memmap(ipart, mode='w+', dtype=np.float32, shape=(len(data), *x.shape[1:]))
-              if augment_seed is not None else None)
+    done, spent, mm, im = _open_partial(path, ident, (len(data), *shape), (len(data), *x.shape[1:]) if augment_seed is not None else None)
     if log and done: log(f"resuming the target store at row {done} of {len(data)}")
     for i, (x, y) in enumerate(dl.batches(0)):
         lo = i * batch_size
