@@ -515,10 +515,9 @@ _ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)
 import json, os
 import numpy as np
 from pathlib import Path
-from .runs import read_json, read_npy
+from .runs import read_json, read_npy, weights_hash
 
 def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str, augment_seed: int | None = None) -> dict:
-    from fmce_nb.ral import weights_hash
     cfg = run.config
     return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)), 'dataset': cfg.dataset,
             'n_train': cfg.n_train, 'subset_seed': cfg.data_seed, 'size': cfg.size, 'layer': layer,

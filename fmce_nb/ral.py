@@ -12,9 +12,10 @@ from torch import nn
 from fastcore.basics import patch
 
 from .fmce_net import FMCENet
+from .runs import weights_hash
 
 # %% auto 0
-__all__ = ['check_raf', 'ral_loss', 'weights_hash', 'RAL']
+__all__ = ['check_raf', 'ral_loss', 'RAL']
 
 # %% ../nbs/07_ral.ipynb
 def check_raf(raf: float) -> float:
@@ -37,14 +38,6 @@ def ral_loss(task_logits, targets, fmcs_logits, raf: float, target: int | None =
         pushed = torch.full((len(fmcs_logits),), target, dtype=torch.long, device=fmcs_logits.device)
         loss = loss + (1 - raf) * F.cross_entropy(fmcs_logits, pushed)
     return loss
-
-# %% ../nbs/07_ral.ipynb
-def weights_hash(module: nn.Module, n: int = 12) -> str:
-    "A short SHA-256 of a module's parameters and buffers, in order: the same weights give the same hash."
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:n]
 
 # %% ../nbs/07_ral.ipynb
 class RAL:

@@ -20,8 +20,9 @@ from .data import DATASETS, load_dataset
 
 # %% auto 0
 __all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_folder', 'CorruptFileError', 'read_json',
-           'read_weights', 'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'run_identity',
-           'run_id', 'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings', 'run_markers', 'keep_only']
+           'read_weights', 'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'weights_hash',
+           'run_identity', 'run_id', 'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings',
+           'run_markers', 'keep_only']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path, write):
@@ -200,6 +201,14 @@ CROSS_ENTROPY = {'name': 'cross_entropy', 'label_smoothing': 0.0}
 def short_hash(obj, n: int = 10) -> str:
     "The first `n` hex digits of the SHA-256 of `obj` as canonical JSON (sorted keys)."
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_jsonable).encode()).hexdigest()[:n]
+
+# %% ../nbs/03_runs.ipynb
+def weights_hash(module: torch.nn.Module, n: int = 12) -> str:
+    "A short SHA-256 of a module's parameters and buffers, in order: the same weights give the same hash."
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:n]
 
 # %% ../nbs/03_runs.ipynb
 def run_identity(cfg: TrainConfig, objective: dict | None = None) -> dict:

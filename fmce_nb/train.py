@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from .data import DeviceLoader, channel_stats
 from .models import build_model
 from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path, environment,
-                          provenance, read_json, run_identity, stored_config)
+                          provenance, read_json, run_identity, stored_config, weights_hash)
 from .cqi import paper_mu
 
 # %% auto 0
@@ -58,7 +58,6 @@ class FineTune:
         self.objective, self.run, self.epoch = objective, run, int(epoch)
         if self.epoch not in run.saved_epochs():
             raise ValueError(f"{run.dir.name} has no weights of epoch {self.epoch} to fine-tune from; it keeps {run.saved_epochs()}")
-        from fmce_nb.ral import weights_hash
         self.weights = weights_hash(run.model(self.epoch))       # the start's own weights, hashed once
 
     def spec(self) -> dict:
