@@ -246,6 +246,19 @@ def test_the_learning_rate_of_every_epoch_is_the_cosine_schedule(tiny_run):
     close(tiny_run.history['lr'], [1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)], rtol=0, atol=1e-15)
 
 
+def test_a_constant_schedule_keeps_the_learning_rate_and_stays_in_the_run_id(tmp_path):
+    # FR-PT's post-training: lr 5e-5 in each of 3 epochs; the default ('cosine') stays out of the identity, so the
+    # run ids made before the field existed do not change
+    from fmce_nb.runs import TrainConfig, run_id
+    from fmce_nb.train import train
+    cfg = TrainConfig(dataset='digits', arch='small_cnn', epochs=3, size=16, batch_size=64, n_train=96, n_test=64,
+                      lr=5e-5, optimizer='adamw', schedule='constant', device='cpu')
+    close(train(cfg, tmp_path/'run').history['lr'], [5e-5] * 3, rtol=0, atol=0)
+    assert 'schedule' not in TrainConfig().identity() and TrainConfig(schedule='constant').identity()['schedule'] == 'constant'
+    assert run_id(TrainConfig()) != run_id(TrainConfig(schedule='constant'))
+    with pytest.raises(ValueError, match="schedule must be 'cosine' or 'constant'"): TrainConfig(schedule='step')
+
+
 def test_the_maps_of_phase_k_come_from_the_checkpoint_of_marker_k(tiny_run):
     from safetensors.torch import load_file
     from fmce_nb.fmcs import FMCSData
