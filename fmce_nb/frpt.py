@@ -145,6 +145,8 @@ def act_reverse(act: nn.Module | None, z0: torch.Tensor, a: torch.Tensor) -> tor
             return _two_branch_reverse(f, zmin, z0, a)
     raise NotImplementedError(f"no reverse for the activation {act!r}; ReLU, ReLU6, SiLU, GELU (exact) and Hardswish have one")
 
+_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)              # the activations act_reverse reverses
+
 # %% ../nbs/09_frpt.ipynb
 def _windows(x, k):
     B, C, H, W = x.shape
@@ -371,6 +373,10 @@ def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Ten
     return z.detach()
 
 # %% ../nbs/09_frpt.ipynb
+def _block_method(n: int, m: int, max_jacobian: float = 5e7) -> str:
+    "How a block of n inputs and m outputs per sample is solved: 'gauss_newton' while its Jacobian fits, else 'anchored'."
+    return 'gauss_newton' if n * m <= max_jacobian else 'anchored'
+
 def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: int = 20, method: str = 'auto',
                   max_jacobian: float = 5e7, lr: float = 1e-2) -> torch.Tensor:
     "An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve for large maps."
@@ -379,7 +385,7 @@ def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: in
     if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
         raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape {tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
     n, m = z0[0].numel(), t[0].numel()
-    if method == 'auto': method = 'gauss_newton' if n * m <= max_jacobian else 'anchored'
+    if method == 'auto': method = _block_method(n, m, max_jacobian)
     if method not in ('gauss_newton', 'anchored', 'vjp'):
         raise ValueError(f"method must be 'auto', 'gauss_newton', 'anchored' or 'vjp', got {method!r}")
     params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
@@ -448,7 +454,7 @@ def _check_reversible(name, m, conv_method: str = 'cg'):
     elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): why = _pool_why(m)
     elif isinstance(m, nn.AdaptiveAvgPool2d):
         if m.output_size not in (1, (1, 1)): why = f"adaptive pooling to {m.output_size}"
-    elif not isinstance(m, (nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity, nn.Flatten)):
+    elif not isinstance(m, (nn.Linear, nn.BatchNorm2d, *_ACTS, nn.Identity, nn.Flatten)):
         from torchvision.models.resnet import BasicBlock, Bottleneck
         if not isinstance(m, (BasicBlock, Bottleneck)): why = f"{type(m).__name__} is not a step with a reverse here"
     if why: raise NotImplementedError(f"no reverse for {name}: {why}")
@@ -462,7 +468,7 @@ def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): return pool_reverse(m, x_in, target)
     if isinstance(m, nn.Conv2d):
         return {'fft': conv_reverse_fft, 'cg': conv_reverse_cg, 'dense': conv_reverse_dense}[conv_method](m, x_in, target)
-    if isinstance(m, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Identity)): return act_reverse(m, x_in, target)
+    if isinstance(m, (*_ACTS, nn.Identity)): return act_reverse(m, x_in, target)
     return block_reverse(m, x_in, target)
 
 # %% ../nbs/09_frpt.ipynb
@@ -505,11 +511,9 @@ def reverse_plan(model, layer: str, conv_method: str = 'cg', size: int = 32, max
         if isinstance(m, nn.Linear): return 'linear solve' if n >= k else 'linear least squares'
         if isinstance(m, nn.Conv2d): return f'conv, {conv_method}'
         if isinstance(m, nn.AdaptiveAvgPool2d): return 'global pool, projection'
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d, nn.Flatten)) or isinstance(m, tuple(_ACTS)): return type(m).__name__
-        return 'block, Gauss-Newton' if n * k <= max_jacobian else 'block, anchored Gauss-Newton'
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d, nn.Flatten, *_ACTS)): return type(m).__name__
+        return {'gauss_newton': 'block, Gauss-Newton', 'anchored': 'block, anchored Gauss-Newton'}[_block_method(n, k, max_jacobian)]
     return [f"{name} ({kind(name, m)})" for name, m in reversed(after) if not isinstance(m, (nn.Flatten, nn.Identity))]
-
-_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)
 
 # %% ../nbs/09_frpt.ipynb
 import json, os
