@@ -25,6 +25,7 @@ class Experiment:
     grids: dict                    # {profile: [the parameters of one cell, ...]}
     runs: dict = field(default_factory=lambda: {'run_dir': 'seed'})   # run-folder parameter -> the parameter seeding it
     figures: Callable | None = None    # ([records], figures folder) -> the paths of figures drawn from the records
+    finding: Callable | None = None    # [records] -> Markdown: a sentence per finding with its number (the first is the headline), its key table
 
     def cells(self, profile: str) -> list:
         "The parameters of this experiment's cells in `profile` (none if the profile does not run it)."

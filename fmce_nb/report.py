@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, math, os, shutil, time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'M
            'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config',
            'paired_diff_ci', 'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'holm',
            'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results',
-           'render_report']
+           'render_report', 'Markdown', 'Measured', 'measured', 'findings']
 
 # %% ../nbs/10_report.ipynb
 def find_repo(start=None) -> Path:
@@ -245,18 +246,19 @@ def notebook_links(records, text=None) -> str:
 
 # %% ../nbs/10_report.ipynb
 def bars(ax, values: dict, **kw):
-    "One bar per method of `values` ({label: [values over seeds]}): the mean with a sample-std error bar, labelled below."
+    "One bar per method of `values` ({label: [values over seeds]}): the mean with a sample-std error bar, labelled below; the axis starts at 0."
     labs = list(values)
     ax.bar(range(len(labs)), [np.mean(values[lab]) for lab in labs],
            yerr=[np.std(values[lab], ddof=1) if len(values[lab]) > 1 else 0 for lab in labs], capsize=3, **kw)
     ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
+    ax.set_ylim(bottom=min(0, *(min(v) for v in values.values())))    # a bar's height is its value: no truncated axis
 
 # %% ../nbs/10_report.ipynb
-def load_results(results_dir) -> tuple:
-    "({experiment: [(cell folder, record)]}, [(experiment, cell folder, error)]) under `results_dir`."
+def load_results(results_dir, only: str | None = None) -> tuple:
+    "({experiment: [(cell folder, record)]}, [(experiment, cell folder, error)]) under `results_dir` (of experiment `only`, if given)."
     results_dir = Path(results_dir)
     records, failed = defaultdict(list), []
-    for st in sorted(results_dir.glob('*/*/status.json')):
+    for st in sorted(results_dir.glob(f"{only or '*'}/*/status.json")):
         cell, exp = st.parent, st.parent.parent.name
         status = json.loads(st.read_text())
         if status.get('status') == 'failed': failed.append((exp, cell, status.get('error', '')))
@@ -305,3 +307,51 @@ def render_report(results_dir, out, figures_dir=None, title: str = '') -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda p: Path(p).write_text('\n'.join(L) + '\n'))
     return out
+
+# %% ../nbs/10_report.ipynb
+class Markdown(str):
+    "A string that Jupyter shows as Markdown."
+    def _repr_markdown_(self) -> str: return str(self)
+
+# %% ../nbs/10_report.ipynb
+@dataclass(repr=False)
+class Measured:
+    "What the records of one experiment found: `lines` (Markdown, from its `finding`), the records and a key figure."
+    name: str
+    profile: str
+    records: list
+    lines: list
+    figure: Path | None = None
+
+    @property
+    def headline(self) -> str: return self.lines[0].removeprefix('- ')
+    def _repr_markdown_(self) -> str: return '\n'.join(self.lines)
+    def __repr__(self) -> str: return f"Measured({self.name!r}, {self.profile!r}: {len(self.records)} records, figure {self.figure and self.figure.name})"
+
+    def image(self, colors: int = 256):
+        "The key figure for a notebook, in `colors` colours: a third of the PNG's bytes, so the committed notebook stays small."
+        import io
+        from PIL import Image as PILImage
+        from IPython.display import Image
+        buf = io.BytesIO()
+        PILImage.open(self.figure).convert('RGB').quantize(colors).save(buf, 'PNG', optimize=True)
+        return Image(data=buf.getvalue())
+
+# %% ../nbs/10_report.ipynb
+def measured(name: str, profile: str = 'cpu', figure: str | None = None, root=None) -> Measured:
+    "The findings of experiment `name` from the records under `results/<profile>/`, with the figure of `figures/<profile>/` matching the glob `figure`."
+    root = find_repo() if root is None else Path(root)
+    ex, where_ = experiments()[name], root/'results'/profile
+    if ex.finding is None: raise ValueError(f"experiment {name!r} has no finding: pass finding= to its Experiment")
+    recs = [r for _, r in load_results(where_, only=name)[0].get(name, [])]
+    if not recs: raise FileNotFoundError(f"no {profile} records of {name!r} in {where_/name}: run `fmce-repro --profile {profile} --only {name}`")
+    figs = sorted((root/'figures'/profile).glob(figure)) if figure else []
+    if figure and not figs:
+        raise FileNotFoundError(f"no figure {figure!r} in {root/'figures'/profile}: `fmce-repro --profile {profile} --report-only` draws them")
+    return Measured(name, profile, recs, ex.finding(recs), figs[0] if figs else None)
+
+# %% ../nbs/10_report.ipynb
+def findings(names: list, profile: str = 'cpu', root=None) -> Markdown:
+    "One Markdown line per experiment of `names`: its title and the headline of its records in `profile`."
+    titles = {n: ex.title for n, ex in experiments().items()}
+    return Markdown('\n'.join(f"- **{titles[n]}.** {measured(n, profile, root=root).headline}" for n in names))

@@ -36,3 +36,18 @@ def test_the_readme_section_is_the_notebook_that_nbdev_test_runs():
     assert len(readme) >= 3, f"expected the plain loop, the FMCS-Dataset and the Lightning blocks, found {len(readme)}"
     assert readme == nb
     assert not any('#| eval: false' in b or '#|eval' in b for b in nb)            # none is skipped by nbdev_test
+
+
+def test_what_we_found_is_what_the_committed_records_say():
+    "The README's findings are the index notebook's `findings` call on the records in results/cpu/, regenerated here."
+    import ast
+    from fmce_nb.report import findings
+    nb = json.loads((ROOT/'nbs'/'index.ipynb').read_text())
+    call = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code' and 'findings(' in ''.join(c['source'])]
+    assert len(call) == 1 and call[0].startswith('#| echo: false')
+    names = ast.literal_eval(re.search(r"findings\((\[.*?\])\)", call[0]).group(1))
+    text = (ROOT/'README.md').read_text()
+    start = text.index('## What we found\n')
+    lines = [l for l in text[start:text.index('\n## ', start + 3)].splitlines() if l.startswith('- **')]
+    assert 3 <= len(lines) <= 5
+    assert '\n'.join(lines) == findings(names)

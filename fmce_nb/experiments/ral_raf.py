@@ -12,7 +12,7 @@ from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER
                             holm, interval_reading, detectable_effect)
 
 # %% auto 0
-__all__ = ['SCHEMA', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'figures']
+__all__ = ['SCHEMA', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding', 'figures']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 SCHEMA = record_schema('ral', ['method', 'raf', 'label_smoothing', 'reading', 'control', 'run', 'fmce_run', 'markers',
@@ -160,10 +160,30 @@ def section(recs: list) -> list:
     return L
 
 # %% ../../nbs/experiments/ral_raf.ipynb
+def _paper_gain(arch: str, dataset: str, lab: str) -> str:
+    "The paper's printed gain of `lab` over RAF 1 in its row for this backbone and dataset (as the text assigns the rows), or ''."
+    ds = {'mnist5k': 'mnist'}.get(dataset, dataset)
+    rows = [r['acc_mean_std'] for r in paper_table('fmcepp_table1')['rows']
+            if r['arch_as_printed'] == arch.removesuffix('_smallstem') and r['dataset_in_text'] == ds]
+    raf = lab.split()[-1]
+    return f"{100 * (rows[0][raf][0] - rows[0]['1'][0]):+.2f} pp" if rows and rows[0].get(raf) and rows[0].get('1') else ''
+
+def finding(recs: list) -> list:
+    "What the RAF sweep found, as Markdown: the pre-registered comparisons (the headline), then per FMCE run and reading its table and findings."
+    head, L = [], []
+    for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
+        prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
+        if prim: head.append(f"- Fine-tuned with RAL ({arch} on {ds}, pre-registered, {prim[0][1][2]['n']} paired seeds): " + '; '.join(
+            f"{lab} against RAF 1, {diff_words(d)}, Holm p {p:.3f}" + (f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else '')
+            for lab, (b, fam, d, p) in prim) + '.')
+        L += [f"**{arch} on {ds}, {_READING[reading]}**", ''] + _table(by, reading) + _findings(by, reading)
+    return head + [''] * bool(head) + L
+
+# %% ../../nbs/experiments/ral_raf.ipynb
 def _fig_accuracy(ax, by: dict, best: str, title: str):
     "Figure 1: test accuracy per epoch, mean ± std over seeds, for RAF 1 and the best RAF; the y-axis fits every epoch of both."
-    for lab, color in (('RAF 1', 'crimson'), (best, 'indigo')):
-        if lab not in by: continue      # no RAF 1 run, or no RAF run at all (best is None)
+    for lab, color in (('RAF 1', 'crimson'), (best, 'indigo'))[:1 if best == 'RAF 1' else 2]:
+        if lab not in by: continue      # no RAF 1 run, or no RAF run at all (best is None); RAF 1 once when it is the best
         acc = np.array([r['test_acc'] for r in by[lab].values()])
         m, s = acc.mean(0), acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
         ep = np.arange(1, acc.shape[1] + 1)
@@ -235,4 +255,4 @@ GRIDS = {
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 experiment = Experiment('ral', 'ral_raf.ipynb', 'FMCE-Net++ Table I: the RAF sweep', SCHEMA, section, GRIDS,
-                        runs={'fmce_run_dir': 'fmce_seed'}, figures=figures)
+                        runs={'fmce_run_dir': 'fmce_seed'}, figures=figures, finding=finding)
