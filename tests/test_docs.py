@@ -1,6 +1,6 @@
 """The docs site's files (nbdev_docs renders them with Quarto, which our machines lack): its config and styles are
 committed, and the sidebar lists every notebook once, the experiments in the papers' order."""
-import configparser, re
+import configparser, json, re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +30,27 @@ def test_nbdev_keeps_the_sidebar_and_quarto_finds_its_files():
     quarto = (NBS/'_quarto.yml').read_text()
     assert 'css: styles.css' in quarto and (NBS/'styles.css').exists()
     assert 'metadata-files: [nbdev.yml, sidebar.yml]' in quarto and (NBS/'nbdev.yml').exists()
+
+
+def markdown_images(nb_path: Path) -> list:
+    "The image paths that a notebook's markdown cells link (not URLs)."
+    nb = json.loads(nb_path.read_text())
+    links = [m for c in nb['cells'] if c['cell_type'] == 'markdown' for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ''.join(c['source']))]
+    return [l for l in links if not re.match(r"^[a-z]+://", l)]
+
+
+def test_every_figure_a_page_links_exists_inside_the_site():
+    "Quarto renders nbs/ alone: a figure a notebook links must exist, below nbs/ (../figures/ is outside the site)."
+    for nb in NBS.rglob('*.ipynb'):
+        for link in markdown_images(nb):
+            target = (nb.parent/link).resolve()
+            assert target.exists(), f"{nb.name} links a missing figure {link}"
+            assert NBS.resolve() in target.parents, f"{nb.name} links {link}, outside nbs/: the docs site cannot show it"
+
+
+def test_the_readme_figures_exist_and_the_home_figure_is_the_records():
+    for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", (ROOT/'README.md').read_text()):
+        assert (ROOT/link).exists(), link
+    home = NBS/'images'/'fig3_convergence.png'
+    made = ROOT/'figures'/'cpu'/'table1-mnist5k-shufflenet_v2_x1_0_smallstem-32px-seed0-4aa271f9-fig3_convergence.png'
+    assert home.read_bytes() == made.read_bytes(), f"copy {made.relative_to(ROOT)} to {home.relative_to(ROOT)}: the report redrew it"

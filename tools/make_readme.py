@@ -1,7 +1,7 @@
 """Write README.md from nbs/index.ipynb (markdown cells as they are, code cells as fenced Python, text outputs
 as plain blocks, Markdown outputs as Markdown; a cell marked `#| echo: false` gives its output alone, as Quarto
 does). nbdev's own nbdev_readme needs Quarto, which is not a Python package; this needs nothing.
-A link that the notebook makes from nbs/ (`](../figures/...`) is made from the checkout's root here."""
+A link that the notebook makes from nbs/ (`](../figures/...`, `](images/...`) is made from the checkout's root here."""
 import json
 from pathlib import Path
 
@@ -10,7 +10,7 @@ nb = json.loads((root/'nbs'/'index.ipynb').read_text())
 parts = []
 for c in nb['cells']:
     src = ''.join(c['source']).strip('\n')
-    if c['cell_type'] == 'markdown': parts.append(src.replace('](../', ']('))
+    if c['cell_type'] == 'markdown': parts.append(src.replace('](../', '](').replace('](images/', '](nbs/images/'))
     elif c['cell_type'] == 'code' and src and not src.startswith('#| hide'):
         shown = not src.startswith('#| echo: false')                 # echo: false shows the output alone, as Quarto does
         if shown: parts.append(f"```python\n{src}\n```")
