@@ -6,6 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field, asdict
 import math
+from fastcore.basics import patch
 import numpy as np
 
 # %% auto 0
@@ -33,13 +34,17 @@ def _check_params(alpha=0.85, window=5, smoothing='ema', K=None, mu=None):
     if mu is not None and not (mu > 0 and math.isfinite(mu)): raise ValueError(f"mu must be a positive number, got {mu}")
 
 # %% ../nbs/02_cqi.ipynb
-def paper_mu(num_classes: int) -> float:
+def paper_mu(num_classes: int,  # how many classes the dataset has
+            ) -> float:
     "The paper's CQI threshold: 1e-3 for 100-class data and more, 1e-4 otherwise (its 10-class datasets)."
     if int(num_classes) != num_classes or num_classes < 2: raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
     return 1e-3 if num_classes >= 100 else 1e-4
 
 # %% ../nbs/02_cqi.ipynb
-def smooth(losses, alpha: float = 0.85, method: str = 'ema') -> np.ndarray:
+def smooth(losses,                # the mean training loss of each epoch, epoch 1 first
+           alpha: float = 0.85,   # the smoothing factor, 0 < alpha < 1: the weight of the past
+           method: str = 'ema',   # 'ema' (our convention) or 'paper' (the printed two-tap formula)
+          ) -> np.ndarray:
     "Smoothed loss sequence: exponential moving average (`'ema'`) or the paper's printed two-tap formula (`'paper'`)."
     L = _as_losses(losses, min_len=1)
     _check_params(alpha, 1, method)
@@ -52,7 +57,11 @@ def smooth(losses, alpha: float = 0.85, method: str = 'ema') -> np.ndarray:
     return S
 
 # %% ../nbs/02_cqi.ipynb
-def cqi(losses, alpha: float = 0.85, window: int = 5, smoothing: str = 'ema') -> np.ndarray:
+def cqi(losses,                  # the mean training loss of each epoch, epoch 1 first
+        alpha: float = 0.85,     # the smoothing factor of `smooth`
+        window: int = 5,         # B: how many past epochs the relative change is averaged over
+        smoothing: str = 'ema',  # 'ema' or 'paper', as in `smooth`
+       ) -> np.ndarray:
     "CQI for every epoch (index m-1 holds CQI_m; CQI_1 is NaN)."
     L = _as_losses(losses)
     _check_params(alpha, window, smoothing)
@@ -68,7 +77,11 @@ def cqi(losses, alpha: float = 0.85, window: int = 5, smoothing: str = 'ema') ->
 # %% ../nbs/02_cqi.ipynb
 class NotConvergedError(ValueError):
     "The loss curve never got flat enough: no epoch after the peak has CQI <= mu."
-    def __init__(self, msg, min_cqi=None, epoch=None, mu=None):
+    def __init__(self, msg,       # what went wrong and how to fix it
+                 min_cqi=None,   # the smallest CQI after E_0: how close the curve came
+                 epoch=None,     # the epoch of that smallest CQI
+                 mu=None,        # the threshold it had to reach
+                ):
         super().__init__(msg); self.min_cqi, self.epoch, self.mu = min_cqi, epoch, mu
 
 # %% ../nbs/02_cqi.ipynb
@@ -87,14 +100,14 @@ def _smallest_cqi(c: np.ndarray, e0: int) -> tuple:
 @dataclass
 class Markers:
     "The result of `epoch_markers`: E_0, the K markers (1-based epochs; the last is the convergence epoch) and the curves behind them."
-    e0: int
-    markers: tuple
-    K: int
-    mu: float
-    converged: bool
-    smoothed: np.ndarray = field(repr=False)
-    cqi: np.ndarray = field(repr=False)
-    targets: np.ndarray = field(repr=False)
+    e0: int                                    # E_0, the epoch of the smoothed loss's peak
+    markers: tuple                             # E_1 < ... < E_K, 1-based epochs
+    K: int                                     # how many phases
+    mu: float                                  # the convergence threshold
+    converged: bool                            # whether CQI reached mu (else E_K is the last epoch)
+    smoothed: np.ndarray = field(repr=False)   # the smoothed loss of each epoch
+    cqi: np.ndarray = field(repr=False)        # CQI of each epoch (CQI_1 is NaN)
+    targets: np.ndarray = field(repr=False)    # the log-loss levels that cut the K equal phases
     @property
     def ek(self) -> int: return self.markers[-1]
     @property
@@ -120,8 +133,13 @@ class Markers:
                    arr(d['smoothed']), arr(d['cqi']), arr(d['targets']))
 
 # %% ../nbs/02_cqi.ipynb
-def convergence_epoch(losses, mu: float = 1e-4, alpha: float = 0.85, window: int = 5, smoothing: str = 'ema',
-                      on_no_convergence: str = 'raise'):
+def convergence_epoch(losses,                       # the mean training loss of each epoch, epoch 1 first
+                      mu: float = 1e-4,             # the threshold: converged at the first epoch after E_0 with CQI <= mu
+                      alpha: float = 0.85,          # the smoothing factor of `smooth`
+                      window: int = 5,              # B, as in `cqi`
+                      smoothing: str = 'ema',       # 'ema' or 'paper', as in `smooth`
+                      on_no_convergence: str = 'raise',  # 'raise' (NotConvergedError) or 'last' (E_K = the last epoch, flagged)
+                     ):
     "(E_0, E_K, converged, cqi): the peak epoch and the first later epoch with CQI <= mu."
     L = _as_losses(losses)
     _check_params(alpha, window, smoothing, mu=mu)
@@ -141,8 +159,14 @@ def convergence_epoch(losses, mu: float = 1e-4, alpha: float = 0.85, window: int
         f"on_no_convergence='last' to take the last epoch as E_K.", smallest, epoch, mu)
 
 # %% ../nbs/02_cqi.ipynb
-def epoch_markers(losses, K: int = 10, mu: float = 1e-4, alpha: float = 0.85, window: int = 5,
-                  smoothing: str = 'ema', on_no_convergence: str = 'raise') -> Markers:
+def epoch_markers(losses,                       # the mean training loss of each epoch, epoch 1 first
+                  K: int = 10,                  # how many phases: the markers E_1 < ... < E_K
+                  mu: float = 1e-4,             # the convergence threshold of `convergence_epoch`
+                  alpha: float = 0.85,          # the smoothing factor of `smooth`
+                  window: int = 5,              # B, as in `cqi`
+                  smoothing: str = 'ema',       # 'ema' or 'paper', as in `smooth`
+                  on_no_convergence: str = 'raise',  # 'raise' or 'last', as in `convergence_epoch`
+                 ) -> Markers:
     "E_0 and the K epoch markers E_1 < ... < E_K of a loss sequence (1-based epochs)."
     _check_params(alpha, window, smoothing, K=K, mu=mu)
     L = _as_losses(losses, min_len=K + 1, why=f": K={K} markers need K + 1 epochs at least. Train longer or use a smaller K")
@@ -164,8 +188,13 @@ def epoch_markers(losses, K: int = 10, mu: float = 1e-4, alpha: float = 0.85, wi
     return Markers(e0, marks, K, float(mu), converged, S, c, targets)
 
 # %% ../nbs/02_cqi.ipynb
-def synthetic_loss_curve(epochs: int = 100, start: float = 2.3, floor: float = 0.02, tau: float = 10.,
-                         noise: float = 0.03, seed: int = 0) -> np.ndarray:
+def synthetic_loss_curve(epochs: int = 100,    # its length
+                         start: float = 2.3,    # the loss at epoch 1 (ln 10 is chance on 10 classes)
+                         floor: float = 0.02,   # the loss it decays to
+                         tau: float = 10.,      # the decay's time constant, in epochs
+                         noise: float = 0.03,   # the relative noise at the start; it fades with the cosine learning rate
+                         seed: int = 0,         # the noise's seed
+                        ) -> np.ndarray:
     "A seeded loss curve shaped like training with cosine annealing: decay to a floor, noise fading with the lr."
     rng = np.random.default_rng(seed)
     m = np.arange(epochs)
@@ -176,8 +205,13 @@ def synthetic_loss_curve(epochs: int = 100, start: float = 2.3, floor: float = 0
 # %% ../nbs/02_cqi.ipynb
 class ConvergenceMonitor:
     "Online CQI: `update(loss)` once per epoch returns True once the curve has converged (plus `patience` epochs)."
-    def __init__(self, mu: float = 1e-4, K: int = 10, alpha: float = 0.85, window: int = 5,
-                 smoothing: str = 'ema', patience: int = 0):
+    def __init__(self, mu: float = 1e-4,     # the convergence threshold, as in `convergence_epoch`
+                 K: int = 10,                # how many markers `markers` cuts
+                 alpha: float = 0.85,        # the smoothing factor of `smooth`
+                 window: int = 5,            # B, as in `cqi`
+                 smoothing: str = 'ema',     # 'ema' or 'paper', as in `smooth`
+                 patience: int = 0,          # epochs to train on after convergence before `update` returns True
+                ):
         _check_params(alpha, window, smoothing, K=K, mu=mu)
         if patience < 0: raise ValueError(f"patience must be >= 0, got {patience}")
         self.mu, self.K, self.alpha, self.window, self.smoothing, self.patience = mu, K, alpha, window, smoothing, patience
@@ -206,16 +240,26 @@ class ConvergenceMonitor:
     def should_stop(self) -> bool:
         return self.converged_epoch is not None and self.epoch >= self.converged_epoch + self.patience
 
-    def markers(self, on_no_convergence: str = 'raise') -> Markers:
-        "Epoch markers of the losses recorded so far."
-        return epoch_markers(self.losses, self.K, self.mu, self.alpha, self.window, self.smoothing, on_no_convergence)
-
-    def __repr__(self):
-        state = f"converged at epoch {self.converged_epoch}" if self.converged_epoch else "not converged"
-        return f"ConvergenceMonitor(epoch {self.epoch}, CQI {self.cqi:.3g}, mu {self.mu:g}, {state})"
 
 # %% ../nbs/02_cqi.ipynb
-def plot_convergence(losses, mk: Markers, title: str = '', path=None):
+@patch
+def markers(self: ConvergenceMonitor,
+            on_no_convergence: str = 'raise',  # 'raise' or 'last', as in `convergence_epoch`
+           ) -> Markers:
+    "Epoch markers of the losses recorded so far."
+    return epoch_markers(self.losses, self.K, self.mu, self.alpha, self.window, self.smoothing, on_no_convergence)
+
+@patch
+def __repr__(self: ConvergenceMonitor):
+    state = f"converged at epoch {self.converged_epoch}" if self.converged_epoch else "not converged"
+    return f"ConvergenceMonitor(epoch {self.epoch}, CQI {self.cqi:.3g}, mu {self.mu:g}, {state})"
+
+# %% ../nbs/02_cqi.ipynb
+def plot_convergence(losses,           # the mean training loss of each epoch, epoch 1 first
+                     mk: Markers,      # its markers, from `epoch_markers`
+                     title: str = '',  # the figure's title
+                     path=None,        # where to save the figure (not saved if None)
+                    ):
     "Figure 3 of the FMCE paper for `losses` and its markers `mk`; saved to `path` if given. Returns the figure."
     import matplotlib.pyplot as plt
     L = _as_losses(losses); M = len(L); ep = np.arange(1, M + 1); S = mk.smoothed

@@ -9,7 +9,8 @@ from __future__ import annotations
 __all__ = ['strip_main']
 
 # %% ../nbs/14_docs.ipynb
-def strip_main(cell):
+def strip_main(cell,  # a notebook cell as nbdev's processors pass it, outputs included
+              ):
     "An nbdev docs processor: a class defined in the notebook shows as `X`, not `__main__.X`, in the cell's text outputs."
     for o in cell.get('outputs', []):
         data = o.get('data', {})

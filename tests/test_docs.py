@@ -54,3 +54,33 @@ def test_the_readme_figures_exist_and_the_home_figure_is_the_records():
     home = NBS/'images'/'fig3_convergence.png'
     made = ROOT/'figures'/'cpu'/'table1-mnist5k-shufflenet_v2_x1_0_smallstem-32px-seed0-4aa271f9-fig3_convergence.png'
     assert home.read_bytes() == made.read_bytes(), f"copy {made.relative_to(ROOT)} to {home.relative_to(ROOT)}: the report redrew it"
+
+
+DOCUMENTED = ['fmce_nb.cqi', 'fmce_nb.docs']     # modules whose every public parameter has its comment (docments)
+
+
+def undocumented(module) -> list:
+    "'name.param' for each parameter of a public function or class of `module` that has no docments comment."
+    import inspect
+    from fastcore.docments import docments
+    out = []
+    for n in module.__all__:
+        o = getattr(module, n)
+        if not (inspect.isfunction(o) or inspect.isclass(o)): continue
+        try: d = docments(o, full=True)
+        except ValueError: continue                                  # no signature (an exception class without __init__)
+        out += [f"{n}.{k}" for k, v in d.items() if k not in ('return', 'self') and not v['docment']]
+    return out
+
+
+def test_undocumented_finds_a_parameter_without_its_comment(tmp_path):
+    import importlib.util
+    (tmp_path/'toy.py').write_text("__all__ = ['f', 'g']\ndef f(a,  # the a\n      b): pass\ndef g(c,  # the c\n     ): pass\n")
+    spec = importlib.util.spec_from_file_location('toy', tmp_path/'toy.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    assert undocumented(m) == ['f.b']
+
+
+def test_public_parameters_have_their_comment_so_the_docs_render_a_table():
+    import importlib
+    assert {m: undocumented(importlib.import_module(m)) for m in DOCUMENTED} == {m: [] for m in DOCUMENTED}
