@@ -32,7 +32,10 @@ def _tensor_dict(obj, what: str, key: str | None) -> dict:
     return dict(obj)
 
 # %% ../nbs/03a_checkpoints.ipynb
-def read_state_dict(checkpoint, device='cpu', key: str | None = None) -> dict:
+def read_state_dict(checkpoint,             # a state_dict, or the path of a torch.save, safetensors or Lightning file
+                    device='cpu',           # where the tensors go
+                    key: str | None = None,  # the entry of a bundle that holds the weights (found if None)
+                   ) -> dict:
     "The tensors of `checkpoint`: a state_dict in memory, or a file written by torch.save, safetensors or Lightning."
     if isinstance(checkpoint, Mapping): sd = _tensor_dict(checkpoint, 'the checkpoint', key)
     else:
@@ -66,7 +69,11 @@ def _match_keys(sd: dict, want) -> dict:
     return sd
 
 # %% ../nbs/03a_checkpoints.ipynb
-def load_weights(model: nn.Module, checkpoint, key: str | None = None, name: str | None = None) -> nn.Module:
+def load_weights(model: nn.Module,          # the model to fill, in place
+                 checkpoint,                # any form `read_state_dict` reads
+                 key: str | None = None,    # the bundle entry, as in `read_state_dict`
+                 name: str | None = None,   # what to call the checkpoint in errors (default: its path)
+                ) -> nn.Module:
     "`model` with the weights of `checkpoint` (any form `read_state_dict` reads), a key prefix such as 'net.' matched."
     dev = next(iter(model.state_dict().values()), torch.empty(0)).device
     want = model.state_dict()
@@ -86,7 +93,9 @@ def load_weights(model: nn.Module, checkpoint, key: str | None = None, name: str
 # %% ../nbs/03a_checkpoints.ipynb
 class Checkpoints:
     "Per-epoch checkpoint files `folder/pattern.format(epoch=e)`: save, find, list, and keep only those still needed."
-    def __init__(self, folder, pattern: str = 'epoch_{epoch:04d}.pt'):
+    def __init__(self, folder,                       # the folder of the files
+                 pattern: str = 'epoch_{epoch:04d}.pt',  # a file's name, with an {epoch} field
+                ):
         fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
         if fields != ['epoch'] or '/' in pattern:
             raise ValueError(f"pattern must be a file name holding {{epoch}} once, e.g. 'epoch_{{epoch:04d}}.pt'; got {pattern!r}")

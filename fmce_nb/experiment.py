@@ -32,7 +32,8 @@ class Experiment:
         return list(self.grids.get(profile, []))
 
 # %% ../nbs/10_experiment.ipynb
-def grid(**axes) -> list:
+def grid(**axes,  # a parameter's values (a list) or its one fixed value
+        ) -> list:
     "All combinations of the list-valued arguments, the others held fixed: grid(a=[1, 2], b=3) -> [{a:1,b:3}, {a:2,b:3}]."
     keys = list(axes)
     vals = [v if isinstance(v, list) else [v] for v in axes.values()]
@@ -68,7 +69,8 @@ REGISTRY = (
 )
 
 # %% ../nbs/10_experiment.ipynb
-def experiments(registry=REGISTRY) -> dict:
+def experiments(registry=REGISTRY,  # the experiment notebooks' stems, in report order
+               ) -> dict:
     "{name: Experiment} of the registered notebooks, in registry order, each read from fmce_nb.experiments.<notebook>."
     out = {}
     for stem in registry:
@@ -86,13 +88,16 @@ def experiments(registry=REGISTRY) -> dict:
     return out
 
 # %% ../nbs/10_experiment.ipynb
-def profile_grid(profile: str) -> dict:
+def profile_grid(profile: str,  # 'smoke', 'cpu', 'reduced' or 'paper'
+                ) -> dict:
     "{experiment: [cell parameters]} of `profile`, the experiments that run none of its cells left out."
     if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     return {name: ex.cells(profile) for name, ex in experiments().items() if ex.cells(profile)}
 
 # %% ../nbs/10_experiment.ipynb
-def output_folder(out_dir, notebook: str) -> Path:
+def output_folder(out_dir,         # the folder asked for (a notebook's `out_dir` parameter), or None
+                  notebook: str,   # the notebook's stem, naming the default folder
+                 ) -> Path:
     "Where a notebook run writes: `out_dir`, else results/local/<notebook>/ (a temporary folder under nbdev_test)."
     if out_dir: p = Path(out_dir)
     elif os.environ.get('IN_TEST'):
@@ -105,7 +110,8 @@ def output_folder(out_dir, notebook: str) -> Path:
     return p
 
 # %% ../nbs/10_experiment.ipynb
-def where(path) -> str:
+def where(path,  # a folder or file
+         ) -> str:
     "`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when temporary."
     from fmce_nb.report import find_repo
     p = Path(path).resolve()
@@ -115,7 +121,10 @@ def where(path) -> str:
     return 'a temporary folder' if p.is_relative_to(Path(tempfile.gettempdir()).resolve()) else str(p)
 
 # %% ../nbs/10_experiment.ipynb
-def run_folder(run_dir, out: Path, config) -> Path:
+def run_folder(run_dir,    # the run folder fmce-repro passed, or None
+               out: Path,  # the notebook's output folder, where it trains its own run otherwise
+               config,     # the run's TrainConfig, whose id names the folder
+              ) -> Path:
     "The training run a notebook reads: `run_dir` if given (fmce-repro trained it), else <out>/runs/<its run id>."
     from fmce_nb.runs import run_id
     return Path(run_dir) if run_dir else Path(out)/'runs'/run_id(config)

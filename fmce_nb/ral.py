@@ -18,7 +18,8 @@ from .runs import weights_hash
 __all__ = ['check_raf', 'ral_loss', 'RAL']
 
 # %% ../nbs/07_ral.ipynb
-def check_raf(raf: float) -> float:
+def check_raf(raf: float,  # the RAF asked for
+             ) -> float:
     "RAF as a float in [0, 1], or a ValueError that says so."
     raf = float(raf)
     if not 0.0 <= raf <= 1.0:
@@ -26,7 +27,12 @@ def check_raf(raf: float) -> float:
     return raf
 
 # %% ../nbs/07_ral.ipynb
-def ral_loss(task_logits, targets, fmcs_logits, raf: float, target: int | None = None) -> torch.Tensor:
+def ral_loss(task_logits,              # the classifier's logits, (batch, classes)
+             targets,                  # the class labels, (batch,)
+             fmcs_logits,              # the frozen FMCE-Net's logits on the backbone's maps, (batch, K)
+             raf: float,               # the weight of the task loss; 1 - RAF weighs the FMCS loss
+             target: int | None = None,  # the FMCS class pushed toward, 0-based (default K - 1: FMCS K)
+            ) -> torch.Tensor:
     "RAF * CE(task_logits, targets) + (1 - RAF) * CE(fmcs_logits, target): class index `target` (default K - 1, FMCS K)."
     raf = check_raf(raf)
     loss = 0.0
@@ -42,7 +48,11 @@ def ral_loss(task_logits, targets, fmcs_logits, raf: float, target: int | None =
 # %% ../nbs/07_ral.ipynb
 class RAL:
     "FMCE-Net++'s objective: RAF x the task's cross-entropy + (1 - RAF) x the frozen FMCE-Net's loss towards FMCS K."
-    def __init__(self, fmce_net: FMCENet, raf: float, feature_shape: tuple | None = None, target_fmcs: int | None = None):
+    def __init__(self, fmce_net: FMCENet,           # the oracle, frozen here
+                 raf: float,                        # the weight of the task loss, in [0, 1]
+                 feature_shape: tuple | None = None,  # the maps' (C, H, W) the oracle was trained on, checked per batch
+                 target_fmcs: int | None = None,    # the FMCS (1..K) the maps are pushed toward (default K; 1 is a control)
+                ):
         self.raf = check_raf(raf)
         self.net = fmce_net.eval().requires_grad_(False)
         self.feature_shape = tuple(feature_shape) if feature_shape is not None else None

@@ -56,7 +56,8 @@ def test_the_readme_figures_exist_and_the_home_figure_is_the_records():
     assert home.read_bytes() == made.read_bytes(), f"copy {made.relative_to(ROOT)} to {home.relative_to(ROOT)}: the report redrew it"
 
 
-DOCUMENTED = ['fmce_nb.cqi', 'fmce_nb.docs']     # modules whose every public parameter has its comment (docments)
+# modules whose every public parameter (but *args and **kwargs) has its comment (docments); the rest still to do
+DOCUMENTED = ['fmce_nb.cqi', 'fmce_nb.docs', 'fmce_nb.ral', 'fmce_nb.checkpoints', 'fmce_nb.experiment']
 
 
 def undocumented(module) -> list:
@@ -69,7 +70,8 @@ def undocumented(module) -> list:
         if not (inspect.isfunction(o) or inspect.isclass(o)): continue
         try: d = docments(o, full=True)
         except ValueError: continue                                  # no signature (an exception class without __init__)
-        out += [f"{n}.{k}" for k, v in d.items() if k not in ('return', 'self') and not v['docment']]
+        var = {k for k, p in inspect.signature(o).parameters.items() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        out += [f"{n}.{k}" for k, v in d.items() if k not in ('return', 'self', *var) and not v['docment']]
     return out
 
 
