@@ -25,9 +25,18 @@ __all__ = ['FMCECallback']
 # %% ../nbs/13_lightning.ipynb
 class FMCECallback(pl.Callback):
     "FMCE for a Lightning Trainer: epoch losses, CQI logged, a stop at E_K, the marker checkpoints kept, the markers written."
-    def __init__(self, dirpath, K: int = 10, mu: float = 1e-4, stop: bool = True, patience: int = 0, alpha: float = 0.85,
-                 window: int = 5, smoothing: str = 'ema', pattern: str = 'epoch_{epoch:04d}.ckpt', keep_last: bool = False,
-                 on_no_convergence: str = 'raise'):
+    def __init__(self, dirpath,                 # where the per-epoch checkpoints go
+                 K: int = 10,                   # how many markers (phases)
+                 mu: float = 1e-4,              # the convergence threshold on CQI
+                 stop: bool = True,             # stop the fit at E_K (plus `patience` epochs)
+                 patience: int = 0,             # epochs to train on after convergence
+                 alpha: float = 0.85,           # the smoothing factor, as in `smooth`
+                 window: int = 5,               # B, as in `cqi`
+                 smoothing: str = 'ema',        # 'ema' or 'paper', as in `smooth`
+                 pattern: str = 'epoch_{epoch:04d}.ckpt',  # a checkpoint's file name, with an {epoch} field
+                 keep_last: bool = False,       # keep the last epoch's checkpoint beside the markers'
+                 on_no_convergence: str = 'raise',  # 'raise' or 'last', as in `convergence_epoch`
+                ):
         self.monitor = ConvergenceMonitor(mu, K, alpha, window, smoothing, patience)
         self.checkpoints = Checkpoints(dirpath, pattern)
         self.stop, self.keep_last, self.on_no_convergence = stop, keep_last, on_no_convergence

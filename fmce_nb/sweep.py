@@ -27,7 +27,8 @@ def _forward(model, x): return model(x)
 
 class StackedModels:
     "R models of one architecture as one: weights and buffers stacked along a new first dimension, run by `vmap`."
-    def __init__(self, models):
+    def __init__(self, models,  # models of one architecture, one per run
+                ):
         models = list(models)
         if len({type(m) for m in models}) != 1 or len({tuple(m.state_dict()) for m in models}) != 1:
             raise ValueError("a stack needs models of one architecture (the same class and the same weight names)")
@@ -60,7 +61,8 @@ class StackedModels:
 # %% ../nbs/12_sweep.ipynb
 class StackedLoader:
     "The loaders of R runs stepped together: every batch is the runs' own batches, stacked along a first dimension."
-    def __init__(self, loaders):
+    def __init__(self, loaders,  # one DeviceLoader per run, with the same number of batches
+                ):
         self.loaders = list(loaders)
         if len({len(l) for l in self.loaders}) != 1:
             raise ValueError(f"the runs of a sweep need as many batches each, got {[len(l) for l in self.loaders]}: "
@@ -76,14 +78,18 @@ class StackedLoader:
 # %% ../nbs/12_sweep.ipynb
 class PerRun:
     "One objective applied to each run of a `StackedModels` on its own batch: a vector of R losses."
-    def __init__(self, objective): self.objective = objective
+    def __init__(self, objective,  # a one-model objective, applied to each run's slice of the stack
+                ): self.objective = objective
     def spec(self) -> dict: return self.objective.spec()
     def __call__(self, stack, x, y, idx=None): return stack.map(lambda m, xr, yr: self.objective(m, xr, yr), x, y)
 
 # %% ../nbs/12_sweep.ipynb
 _STACKABLE = ('cross_entropy', 'ral')
 
-def train_sweep(cfgs, objective=None, log=None) -> tuple:
+def train_sweep(cfgs,            # TrainConfigs that differ only in seed and subset_seed
+                objective=None,  # the objective of every run (default: cross-entropy)
+                log=None,        # a function for progress lines (default: none)
+               ) -> tuple:
     "(history per run, StackedModels): train runs of `cfgs` that differ only in seed and subset_seed, as one stack."
     cfgs, objective = list(cfgs), objective or CrossEntropy()
     name = objective.spec()['name']
