@@ -16,7 +16,9 @@ __all__ = ['ARCHS', 'SmallCNN', 'SimpleCNN', 'check_arch', 'FMCEClassifier', 'bu
 # %% ../nbs/01_models.ipynb
 class SmallCNN(nn.Module):
     "Three conv-BN-ReLU-maxpool blocks (32, 64, 128 channels), global average pooling and a linear layer."
-    def __init__(self, num_classes: int = 10, width: int = 32):
+    def __init__(self, num_classes: int = 10,  # the classes of the head
+                 width: int = 32,         # the first block's channels (the next two have 2x and 4x)
+                ):
         super().__init__()
         def block(i, o): return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o),
                                               nn.ReLU(inplace=True), nn.MaxPool2d(2))
@@ -28,7 +30,10 @@ class SmallCNN(nn.Module):
 # %% ../nbs/01_models.ipynb
 class SimpleCNN(nn.Module):
     "FR-PT's SimpleCNN v2: conv 5x5, 3x3, 3x3 (10 channels, no padding) with ReLU, max-pool after two, fc 160-128-classes."
-    def __init__(self, num_classes: int = 10, width: int = 10, hidden: int = 128):
+    def __init__(self, num_classes: int = 10,  # the classes of the last fc layer
+                 width: int = 10,         # every convolution's channels (the authors': 10)
+                 hidden: int = 128,       # the hidden fc layer's units
+                ):
         super().__init__()
         self.conv1, self.act1, self.pool1 = nn.Conv2d(3, width, 5), nn.ReLU(), nn.MaxPool2d(2)
         self.conv2, self.act2, self.pool2 = nn.Conv2d(width, width, 3), nn.ReLU(), nn.MaxPool2d(2)
@@ -83,14 +88,18 @@ _ARCHS = {
 ARCHS = tuple(_ARCHS)
 
 # %% ../nbs/01_models.ipynb
-def check_arch(arch: str):
+def check_arch(arch: str,  # the architecture's name
+              ):
     "Raise ValueError, listing the archs there are, unless `arch` is one of them."
     if arch not in _ARCHS: raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
 
 # %% ../nbs/01_models.ipynb
 class FMCEClassifier(nn.Module):
     "A torchvision classifier `net` seen as D = F(C(x)): `features` is C, `head` is F."
-    def __init__(self, arch: str, num_classes: int = 10, net: nn.Module | None = None):
+    def __init__(self, arch: str,                # one of ARCHS: which split into features and head applies
+                 num_classes: int = 10,           # the classes, for a fresh `net`
+                 net: nn.Module | None = None,    # the network to wrap (default: a fresh `arch`)
+                ):
         super().__init__()
         check_arch(arch)
         if num_classes < 2: raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -112,7 +121,9 @@ class FMCEClassifier(nn.Module):
         return self.net.get_submodule(self.module_name)
 
 # %% ../nbs/01_models.ipynb
-def build_model(arch: str, num_classes: int = 10) -> FMCEClassifier:
+def build_model(arch: str,              # one of ARCHS
+                num_classes: int = 10,  # the classes of its head
+               ) -> FMCEClassifier:
     "A freshly initialized (untrained) `arch` for `num_classes` classes."
     return FMCEClassifier(arch, num_classes)
 
@@ -123,7 +134,8 @@ def cpu_bf16() -> bool:
     return any(getattr(cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
 # %% ../nbs/01_models.ipynb
-def bf16_pays(device) -> bool:
+def bf16_pays(device,  # a torch device or its name
+             ) -> bool:
     "Whether bf16 autocast speeds up dense convolutions on `device`: a GPU, or a CPU with native bf16."
     device = torch.device(device)
     return device.type == 'cuda' or (device.type == 'cpu' and cpu_bf16())
@@ -135,7 +147,10 @@ _CPU_MODES = {'small_cnn': (0, True), 'simple_cnn': (0, True), 'resnet18': (0, T
               'resnet18_smallstem': (0, True), 'resnet50_smallstem': (0, True),
               'shufflenet_v2_x1_0': (None, True), 'shufflenet_v2_x1_0_smallstem': (56, False)}
 
-def speed_modes(arch: str, device, size: int = 32) -> dict:
+def speed_modes(arch: str,      # one of ARCHS
+                device,         # where it trains
+                size: int = 32,  # the input's side, in px
+               ) -> dict:
     "{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` at `size` px on `device`."
     check_arch(arch)
     device = torch.device(device)
@@ -154,7 +169,10 @@ def _check_name(model: nn.Module, name: str):
 
 class FeatureTap:
     "Capture the output of module `name` of `model` on every forward pass: `with FeatureTap(m, 'layer3') as t: m(x)`."
-    def __init__(self, model: nn.Module, name: str, detach: bool = False):
+    def __init__(self, model: nn.Module,  # the model to watch
+                 name: str,           # the submodule whose output is captured, as named_modules() names it
+                 detach: bool = False,  # keep the output out of the autograd graph
+                ):
         _check_name(model, name)
         self.model, self.name, self.detach, self.output, self._h = model, name, detach, None, None
     def _hook(self, mod, inp, out): self.output = out.detach() if self.detach else out
@@ -169,7 +187,9 @@ class _Truncated(nn.Module):
     def __init__(self, fx, key): super().__init__(); self.fx, self.key = fx, key
     def forward(self, x): return self.fx(x)[self.key]
 
-def feature_extractor(model: nn.Module, name: str) -> nn.Module:
+def feature_extractor(model: nn.Module,  # the model
+                      name: str,          # its submodule whose output the extractor returns
+                     ) -> nn.Module:
     "A module that maps the input of `model` to the output of its submodule `name` (torchvision FX extraction)."
     from torchvision.models.feature_extraction import create_feature_extractor
     _check_name(model, name)
