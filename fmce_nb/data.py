@@ -21,12 +21,12 @@ __all__ = ['DEBIAN_FASHION_MNIST', 'DATASETS', 'ImageData', 'DatasetNotFoundErro
 @dataclass(repr=False)
 class ImageData:
     "One split of an image dataset held as tensors."
-    name: str
+    name: str              # the dataset's name, as `load_dataset` takes it
     images: torch.Tensor   # uint8 (N, C, H, W)
     labels: torch.Tensor   # int64 (N,)
-    classes: list
-    source: str = ''
-    train: bool = True
+    classes: list          # the class names, by label
+    source: str = ''       # where it was read from
+    train: bool = True     # the training split (else the test split)
     hflip: bool = True     # is a horizontal flip label-preserving for this data?
 
     def __post_init__(self):
@@ -83,7 +83,8 @@ class DatasetCorruptError(RuntimeError):
     "A dataset's files are there but cannot be read."
 
 # %% ../nbs/00_data.ipynb
-def data_root(root=None) -> Path:
+def data_root(root=None,  # the folder asked for, if any
+             ) -> Path:
     "The folder datasets are read from: `root`, `$FMCE_NB_DATA`, the checkout's `data/`, or `~/.cache/fmce_nb/data`."
     if root is not None: return Path(root).expanduser()
     if os.environ.get('FMCE_NB_DATA'): return Path(os.environ['FMCE_NB_DATA']).expanduser()
@@ -267,7 +268,12 @@ def _load_mini_imagenet(root, train, size=84):
 # %% ../nbs/00_data.ipynb
 DATASETS = ('mnist', 'mnist5k', 'fashion_mnist', 'cifar10', 'cifar100', 'mini_imagenet', 'digits', 'synthetic')
 
-def load_dataset(name: str, root=None, train: bool = True, download: bool = False, **kwargs) -> ImageData:
+def load_dataset(name: str,               # one of DATASETS
+                 root=None,               # the data folder (default: `data_root()`)
+                 train: bool = True,      # the training split, else the test split
+                 download: bool = False,  # let torchvision download it where the dataset allows
+                 **kwargs,                # the synthetic and mini-ImageNet loaders' options
+                ) -> ImageData:
     "Load one split of dataset `name` (one of `DATASETS`) as an `ImageData`."
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -282,7 +288,9 @@ def load_dataset(name: str, root=None, train: bool = True, download: bool = Fals
     return _load_mini_imagenet(root, train, **kwargs)
 
 # %% ../nbs/00_data.ipynb
-def channel_stats(images: torch.Tensor, chunk: int = 4096):
+def channel_stats(images: torch.Tensor,  # uint8 (N, C, H, W)
+                  chunk: int = 4096,     # images per step, to bound memory
+                 ):
     "Per-channel mean and standard deviation of uint8 `images`, in [0, 1] units."
     n, c = images.shape[:2]
     s = torch.zeros(c, dtype=torch.float64); s2 = torch.zeros(c, dtype=torch.float64)

@@ -44,7 +44,8 @@ def _all_reduce_sum(t: torch.Tensor, world: int) -> torch.Tensor:
 # %% ../nbs/04_train.ipynb
 class CrossEntropy:
     "The original task's objective: cross-entropy of the classifier's logits, optionally label-smoothed."
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0,  # the smoothing of the targets, in [0, 1)
+                ):
         if not 0 <= label_smoothing < 1: raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
     def spec(self) -> dict: return {'name': 'cross_entropy', 'label_smoothing': self.label_smoothing}
@@ -54,7 +55,10 @@ class CrossEntropy:
 # %% ../nbs/04_train.ipynb
 class FineTune:
     "`objective`, minimized from the weights of `run` at `epoch` (a finished Run) instead of a fresh initialization."
-    def __init__(self, objective, run, epoch: int):
+    def __init__(self, objective,   # what to minimize (CrossEntropy, RAL, FR-PT's objective)
+                 run,         # the finished Run whose weights it starts from
+                 epoch: int,  # the saved epoch of `run` to start from
+                ):
         self.objective, self.run, self.epoch = objective, run, int(epoch)
         if self.epoch not in run.saved_epochs():
             raise ValueError(f"{run.dir.name} has no weights of epoch {self.epoch} to fine-tune from; it keeps {run.saved_epochs()}")
@@ -73,13 +77,22 @@ class FineTune:
 # %% ../nbs/04_train.ipynb
 class NonFiniteLossError(FloatingPointError):
     "A batch produced a NaN or infinite loss; the run stops and keeps every epoch saved before it."
-    def __init__(self, epoch, batch, value):
+    def __init__(self, epoch,  # the epoch, 1-based
+                 batch,       # the batch within it, 1-based
+                 value,       # the loss it gave
+                ):
         super().__init__(f"loss became {value} at epoch {epoch}, batch {batch} (1-based). Training stopped; the "
                          f"weights and state of the epochs before it are kept. Lower the learning rate or check the data.")
         self.epoch, self.batch, self.value = epoch, batch, value
 
 # %% ../nbs/04_train.ipynb
-def train_epoch(model, loader, opt, epoch: int, amp: bool = False, objective=None) -> float | list:
+def train_epoch(model,             # the classifier (or a sweep's stacked models)
+                loader,            # a DeviceLoader (or a StackedLoader)
+                opt,               # the optimizer
+                epoch: int,        # the epoch, 1-based: it picks the loader's batch plan
+                amp: bool = False,  # bf16 autocast
+                objective=None,    # the loss (default: CrossEntropy())
+               ) -> float | list:
     "One epoch over `loader.batches(epoch - 1)`; the mean of its batch losses (1-based `epoch`), one per run for a sweep."
     objective = objective or CrossEntropy()
     model.train()
@@ -100,7 +113,10 @@ def train_epoch(model, loader, opt, epoch: int, amp: bool = False, objective=Non
 
 # %% ../nbs/04_train.ipynb
 @torch.no_grad()
-def evaluate(model, loader, amp: bool = False) -> float | list:
+def evaluate(model,             # the classifier (or a sweep's stacked models)
+             loader,            # a DeviceLoader over the test split (or a StackedLoader)
+             amp: bool = False,  # bf16 autocast
+            ) -> float | list:
     "Top-1 accuracy of `model` over every batch of `loader` (one per run for a sweep's stacked models)."
     model.eval()
     counts = None                                                        # correct, seen
@@ -306,7 +322,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--quiet', action='store_true', help='no per-epoch lines')
     return p
 
-def main(argv=None):
+def main(argv=None,  # the command line's arguments (default: sys.argv[1:])
+        ):
     "Command line: `fmce-train --dataset mnist5k --arch small_cnn --epochs 5 --out runs/demo`."
     from fmce_nb.data import load_dataset
     p = _parser()
