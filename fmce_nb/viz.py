@@ -21,7 +21,9 @@ from .data import DeviceLoader, ImageData
 __all__ = ['target_layer', 'gradcams', 'localization', 'phase_trend', 'to_rgb', 'cam_grid', 'phase_cams']
 
 # %% ../nbs/08_gradcam.ipynb
-def target_layer(model, which: str = 'output') -> nn.Module:
+def target_layer(model,                 # an FMCEClassifier
+                 which: str = 'output',  # 'output', 'early' or a submodule's dotted name
+                ) -> nn.Module:
     """The Grad-CAM target layer of an `FMCEClassifier`: `'output'`, the last block of its functional module;
     `'early'`, the block before it; or any submodule by its dotted name (`'net.stage2'`)."""
     arch, net, early = model.arch, model.net, which == 'early'
@@ -43,7 +45,11 @@ class _RawGradCAM(GradCAM):
         self.raw.append(np.maximum(cam, 0))
         return cam
 
-def gradcams(model: nn.Module, x: torch.Tensor, classes, layer: nn.Module):
+def gradcams(model: nn.Module,   # the classifier, in eval mode or not (its mode is restored)
+             x: torch.Tensor,    # the normalized input batch (B, C, H, W)
+             classes,            # one target class per image
+             layer: nn.Module,   # the layer whose activations and gradients make the CAM
+            ):
     "(normalized CAMs (B, H, W) as pytorch-grad-cam returns them, raw CAMs (B, h, w) at the layer's resolution)."
     classes = [int(c) for c in (classes.tolist() if torch.is_tensor(classes) else classes)]
     if len(classes) != len(x):
@@ -61,7 +67,9 @@ def gradcams(model: nn.Module, x: torch.Tensor, classes, layer: nn.Module):
     return norm, cam.raw[0]
 
 # %% ../nbs/08_gradcam.ipynb
-def localization(raw: np.ndarray, size: int) -> dict:
+def localization(raw: np.ndarray,  # raw CAMs (B, h, w), before min-max normalization
+                 size: int,        # the side they are upsampled to, the input's
+                ) -> dict:
     "Per-image top-10% mass share and normalized entropy of raw CAMs (B, h, w); all-zero CAMs score as flat and are flagged empty."
     c = F.interpolate(torch.as_tensor(raw, dtype=torch.float64)[:, None], size=(size, size), mode='bilinear',
                       align_corners=False)[:, 0].clamp_min(0).flatten(1)
@@ -76,7 +84,8 @@ def localization(raw: np.ndarray, size: int) -> dict:
             'empty': empty.numpy()}
 
 # %% ../nbs/08_gradcam.ipynb
-def phase_trend(values: np.ndarray) -> np.ndarray:
+def phase_trend(values: np.ndarray,  # a measure per phase (rows 1..K) and image (columns)
+               ) -> np.ndarray:
     "Spearman rho between the phase (rows 1..K) and each column of `values` (K, N); 0 for a constant column."
     from scipy.stats import rankdata
     v = np.asarray(values, dtype=float)
@@ -88,7 +97,9 @@ def phase_trend(values: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (rk * rx).sum(0) / np.where(den > 0, den, 1.0), 0.0)
 
 # %% ../nbs/08_gradcam.ipynb
-def to_rgb(images_uint8: torch.Tensor, size: int) -> np.ndarray:
+def to_rgb(images_uint8: torch.Tensor,  # uint8 (B, C, h, w), grey or RGB
+           size: int,                    # the side to resize to, like the model input
+          ) -> np.ndarray:
     "Display images (B, H, W, 3) in [0, 1] from uint8 (B, C, h, w), resized like the model input."
     x = images_uint8.float() / 255
     if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
@@ -96,7 +107,12 @@ def to_rgb(images_uint8: torch.Tensor, size: int) -> np.ndarray:
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 # %% ../nbs/08_gradcam.ipynb
-def cam_grid(rows, col_labels, path=None, title: str = '', cell: float = 1.35):
+def cam_grid(rows,               # [(row label, rgb image, [CAM per column][, [empty flag per column]]), ...]
+             col_labels,         # one label per column (a checkpoint, a method)
+             path=None,          # where to save the figure (not saved if None)
+             title: str = '',    # the figure's title
+             cell: float = 1.35,  # a cell's side, in inches
+            ):
     """Draw `rows` = [(row label, rgb (H, W, 3), [normalized CAM (H, W) per column][, [empty flag per column]]), ...]
     as a grid and save it to `path`. Cells flagged empty (an all-zero raw CAM) are marked as such."""
     import matplotlib.pyplot as plt
@@ -120,8 +136,14 @@ def cam_grid(rows, col_labels, path=None, title: str = '', cell: float = 1.35):
     return fig
 
 # %% ../nbs/08_gradcam.ipynb
-def phase_cams(run, epochs, images: torch.Tensor, labels: torch.Tensor, layer: str = 'output', device='cpu',
-               batch_size: int = 64):
+def phase_cams(run,                    # a finished Run with the checkpoints of `epochs`
+               epochs,                 # the epochs whose checkpoints to explain (the markers)
+               images: torch.Tensor,   # uint8 (B, C, h, w), normalized with the run's statistics here
+               labels: torch.Tensor,   # their classes, the CAMs' targets
+               layer: str = 'output',  # the target layer, as `target_layer` takes it
+               device='cpu',           # where the model runs
+               batch_size: int = 64,   # images per Grad-CAM call
+              ):
     "Normalized and raw CAMs of `images` (uint8) for the checkpoints of `epochs`: lists over epochs of (B, H, W) / (B, h, w)."
     cfg = run.config
     data = ImageData('cam', images, labels, list(range(run.meta['num_classes'])), train=False)
