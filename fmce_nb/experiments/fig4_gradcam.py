@@ -32,10 +32,12 @@ def _pooled_row(g: list) -> str:
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 def _by_layer(recs: list) -> list:
     "The records pooled over seeds: one list per configuration, CAM layer and number of measured images."
-    out = defaultdict(list)
+    out = []
     for g in group_by_config(recs).values():
-        for r in g: out[(id(g), r['layer'], r['measure_images'])].append(r)
-    return list(out.values())
+        by = defaultdict(list)
+        for r in g: by[(r['layer'], r['measure_images'])].append(r)
+        out += by.values()
+    return out
 
 def _trend(g: list, key: str = 'top10_mass') -> tuple:
     "(estimate, (low, high)): the mean per-image trend over seeds and images, with its hierarchical 95% interval."
