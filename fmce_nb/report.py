@@ -46,10 +46,11 @@ def paper_table(name: str) -> dict:
     return pv[name]
 
 # %% ../nbs/10_report.ipynb
-def closest_paper_row(table: str, dataset: str, arch: str) -> dict | None:
-    "The row of paper table `table` for the same dataset (mnist5k reads mnist) and backbone (*_smallstem reads the torchvision net)."
+def closest_paper_row(table: str, dataset: str, arch: str, dataset_key: str = 'dataset', arch_key: str = 'arch') -> dict | None:
+    """The row of paper table `table` whose columns `dataset_key` and `arch_key` hold the same dataset (mnist5k reads
+    mnist) and backbone (*_smallstem reads the torchvision net)."""
     ds, a = {'mnist5k': 'mnist'}.get(dataset, dataset), arch.removesuffix('_smallstem')
-    return next((r for r in paper_table(table)['rows'] if r['dataset'] == ds and r['arch'] == a), None)
+    return next((r for r in paper_table(table)['rows'] if r[dataset_key] == ds and r[arch_key] == a), None)
 
 # %% ../nbs/10_report.ipynb
 RECORD_VERSION = 2

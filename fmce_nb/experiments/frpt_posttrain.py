@@ -72,11 +72,13 @@ def _authors() -> list:
           for r in t['rows']]
     return L + ['', t['note'], '']
 
+def _authors_rows(arch: str, layer: str) -> list:
+    "The authors' paired rows at this model and layer (their MNIST SimpleCNN; their ResNet-18 for ours of either stem)."
+    return [r for r in paper_table('frpt_authors')['paired']['rows'] if r['arch'] == arch.removesuffix('_smallstem') and r['layer'] == layer]
+
 def _closest(arch: str, layer: str) -> str:
-    "The authors' paired differences at this model and layer (their MNIST SimpleCNN; their ResNet-18 for ours of either stem)."
-    t = paper_table('frpt_authors')['paired']
-    base = arch.replace('_smallstem', '')
-    rows = [r for r in t['rows'] if r['arch'] == base and r['layer'] == layer]
+    "The authors' paired differences at this model and layer, in words."
+    rows = _authors_rows(arch, layer)
     return '; '.join(f"{r['dataset']} {r['arch']} at alpha {r['rec_alpha']:g}: {r['delta_pp']:+.2f} pp (base {100 * r['base_acc']:.2f}%)"
                      for r in rows) or 'none at this layer'
 
@@ -154,8 +156,7 @@ def section(recs: list) -> list:
 _FAMILIES = ('primary', 'control', 'secondary')
 
 def _authors_pp(arch: str, layer: str) -> str:
-    rows = [r for r in paper_table('frpt_authors')['paired']['rows'] if r['arch'] == arch.removesuffix('_smallstem') and r['layer'] == layer]
-    return ', '.join(f"{r['delta_pp']:+.2f} ({r['dataset']})" for r in rows) or '-'
+    return ', '.join(f"{r['delta_pp']:+.2f} ({r['dataset']})" for r in _authors_rows(arch, layer)) or '-'
 
 def _finding_table(groups: dict, compared: dict) -> list:
     L = ["| model | layer | seeds | pretrained top-1 | mean acc, alpha 0 | FR-PT - alpha 0, pp [95% CI] | FR-PT - own features, pp [95% CI] | "

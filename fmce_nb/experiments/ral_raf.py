@@ -9,7 +9,7 @@ import numpy as np
 from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std, fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
-                            holm, interval_reading, detectable_effect)
+                            holm, interval_reading, detectable_effect, closest_paper_row)
 
 # %% auto 0
 __all__ = ['SCHEMA', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding', 'figures']
@@ -162,11 +162,9 @@ def section(recs: list) -> list:
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _paper_gain(arch: str, dataset: str, lab: str) -> str:
     "The paper's printed gain of `lab` over RAF 1 in its row for this backbone and dataset (as the text assigns the rows), or ''."
-    ds = {'mnist5k': 'mnist'}.get(dataset, dataset)
-    rows = [r['acc_mean_std'] for r in paper_table('fmcepp_table1')['rows']
-            if r['arch_as_printed'] == arch.removesuffix('_smallstem') and r['dataset_in_text'] == ds]
-    raf = lab.split()[-1]
-    return f"{100 * (rows[0][raf][0] - rows[0]['1'][0]):+.2f} pp" if rows and rows[0].get(raf) and rows[0].get('1') else ''
+    row = closest_paper_row('fmcepp_table1', dataset, arch, dataset_key='dataset_in_text', arch_key='arch_as_printed')
+    acc, raf = (row or {}).get('acc_mean_std', {}), lab.split()[-1]
+    return f"{100 * (acc[raf][0] - acc['1'][0]):+.2f} pp" if acc.get(raf) and acc.get('1') else ''
 
 def finding(recs: list) -> list:
     "What the RAF sweep found, as Markdown: the pre-registered comparisons (the headline), then per FMCE run and reading its table and findings."
