@@ -303,16 +303,32 @@ def channel_stats(images: torch.Tensor,  # uint8 (N, C, H, W)
     return mean.float(), std.float()
 
 # %% ../nbs/00_data.ipynb
+def _check_batching(batch_size: int, shard, train: bool) -> tuple:
+    "(rank, world) of `shard`, after checking the batch size and that a training batch divides among the processes."
+    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rank, world = shard
+    if not 0 <= rank < world: raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+    if train and batch_size % world: raise ValueError(f"the global batch ({batch_size}) must divide among {world} processes")
+    return rank, world
+
+# %% ../nbs/00_data.ipynb
 class DeviceLoader:
     "Batches of an `ImageData` kept on `device`: gather, resize, crop/flip, normalize and grey->RGB as tensor ops."
-    def __init__(self, data: ImageData, batch_size: int = 256, size: int | None = None, train: bool = True,
-                 augment: bool | None = None, device='cpu', seed: int = 0, pad: int | None = None,
-                 stats=None, drop_last: bool | None = None, channels_last: bool = False, shard=(0, 1)):
-        if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        rank, world = shard
-        if not 0 <= rank < world: raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
-        if train and batch_size % world: raise ValueError(f"the global batch ({batch_size}) must divide among {world} processes")
-        self.rank, self.world = rank, world
+    def __init__(self,
+                 data: ImageData,                # the images and labels (an `ImageData`), moved to `device` once
+                 batch_size: int = 256,          # images per batch; the global batch when sharded
+                 size: int | None = None,        # the side the images are resized to (None: as stored)
+                 train: bool = True,             # a training loader: shuffled each epoch, and augmented unless `augment` says otherwise
+                 augment: bool | None = None,    # random crop after padding, and a flip where the dataset allows it (None: when `train`)
+                 device='cpu',                   # where the images live and every batch is made
+                 seed: int = 0,                  # with the epoch, seeds the order and the augmentation
+                 pad: int | None = None,         # the padding before the random crop, in pixels (None: size // 8, at least 1)
+                 stats=None,                     # (mean, std) per channel for normalizing (None: this data's own, from `channel_stats`)
+                 drop_last: bool | None = None,  # drop the last, smaller batch (None: when training on at least one full batch)
+                 channels_last: bool = False,    # give batches in channels-last memory format
+                 shard=(0, 1),                   # (rank, world): this process takes every world-th image of each global batch
+                ):
+        self.rank, self.world = _check_batching(batch_size, shard, train)
         if len(data) == 0: raise ValueError(f"{data.name}: the dataset is empty")
         self.data, self.device, self.seed, self.train = data, torch.device(device), seed, train
         self.batch_size = batch_size
@@ -322,8 +338,7 @@ class DeviceLoader:
         self.pad = max(1, self.size // 8) if pad is None else pad
         self.drop_last = (train and len(data) >= batch_size) if drop_last is None else drop_last
         self.channels_last = channels_last
-        self.images = data.images.to(self.device)
-        self.labels = data.labels.to(self.device)
+        self.images, self.labels = data.images.to(self.device), data.labels.to(self.device)
         mean, std = stats if stats is not None else channel_stats(data.images)
         self.stats = (mean, std)
         c = data.images.shape[1]
@@ -331,12 +346,8 @@ class DeviceLoader:
         self._shift = (-mean / std).view(1, c, 1, 1).to(self.device)
         self._ar = torch.arange(self.size, device=self.device)
 
-    def __len__(self):
-        n = len(self.data)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
+    def __len__(self): return len(self.data) // self.batch_size if self.drop_last else -(-len(self.data) // self.batch_size)
     def __iter__(self): return self.batches(0)
-
     def __repr__(self):
         return (f"DeviceLoader({self.data.name}, {len(self)} batches of {self.batch_size}, {self.size}px, "
                 f"augment={self.augment}, hflip={self.hflip}, device={self.device})")

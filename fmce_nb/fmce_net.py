@@ -33,7 +33,10 @@ class HalvingMaxPool(nn.Module):
 # %% ../nbs/06_fmce_net.ipynb
 class FMCENet(nn.Module):
     "Predicts the FMCS phase (K logits) of a (B, in_channels, H, W) feature map."
-    def __init__(self, in_channels: int, K: int = 10):
+    def __init__(self,
+                 in_channels: int,  # the channels of the maps it reads (>= 4): the backbone's
+                 K: int = 10,       # how many phases it tells apart
+                ):
         super().__init__()
         if in_channels < 4: raise ValueError(f"in_channels must be >= 4, got {in_channels}")
         if K < 2: raise ValueError(f"K must be >= 2, got {K}")
@@ -70,8 +73,16 @@ def _fit_epoch(net: FMCENet, source, pairs, opt, batch_size: int, seed: int, epo
     return float(tot) / n
 
 # %% ../nbs/06_fmce_net.ipynb
-def fit(net: FMCENet, source, pairs, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0,
-        log=None, amp: bool | None = None) -> list:
+def fit(net: FMCENet,             # the FMCE-Net
+        source,                   # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+        pairs,                    # the training pairs, one per row
+        epochs: int = 10,         # how many passes over `pairs`
+        lr: float = 1e-3,         # Adam's learning rate
+        batch_size: int = 256,    # pairs per batch
+        seed: int = 0,            # seeds the initial shuffle order and torch
+        log=None,                 # called with a line per epoch (None: silent)
+        amp: bool | None = None,  # bf16 autocast (None: where the device computes it natively)
+       ) -> list:
     "Train `net` on `pairs` of `source` (FMCSData or FMCSStore); returns the mean loss of each epoch."
     dev = next(net.parameters()).device
     torch.manual_seed(seed)
@@ -85,7 +96,11 @@ def fit(net: FMCENet, source, pairs, epochs: int = 10, lr: float = 1e-3, batch_s
 
 # %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
-def predict(net: FMCENet, source, pairs, batch_size: int = 512):
+def predict(net: FMCENet,           # the FMCE-Net
+            source,                 # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+            pairs,                  # (image, phase) pairs of `source`, one per row
+            batch_size: int = 512,  # pairs per forward pass
+           ):
     "(true phase, predicted phase, probabilities) over `pairs`, in the order of the pairs sorted per batch."
     net.eval()
     dev = next(net.parameters()).device
@@ -98,7 +113,10 @@ def predict(net: FMCENet, source, pairs, batch_size: int = 512):
     return y, pr.argmax(1), pr
 
 # %% ../nbs/06_fmce_net.ipynb
-def metrics(y_true, y_pred, K: int) -> dict:
+def metrics(y_true,  # the true phase of each map, 0..K-1
+            y_pred,  # the predicted phase of each map
+            K: int,  # how many phases
+           ) -> dict:
     "Accuracy, macro precision / recall / F1 (scikit-learn) and the K x K confusion matrix."
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, confusion_matrix
     p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(K)), average='macro', zero_division=0)
@@ -106,13 +124,20 @@ def metrics(y_true, y_pred, K: int) -> dict:
             'confusion': confusion_matrix(y_true, y_pred, labels=list(range(K))).tolist(), 'n': int(len(y_true))}
 
 # %% ../nbs/06_fmce_net.ipynb
-def evaluate(net: FMCENet, source, pairs, batch_size: int = 512) -> dict:
+def evaluate(net: FMCENet,           # the FMCE-Net
+             source,                 # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+             pairs,                  # (image, phase) pairs of `source`, one per row
+             batch_size: int = 512,  # pairs per forward pass
+            ) -> dict:
     "Metrics of `net` on `pairs` of `source`."
     y, p, _ = predict(net, source, pairs, batch_size)
     return metrics(y, p, net.K)
 
 # %% ../nbs/06_fmce_net.ipynb
-def plot_confusion(m: dict, title: str = '', ax=None):
+def plot_confusion(m: dict,          # a result of `metrics` (or `evaluate`)
+                   title: str = '',  # the axes' title (default: the accuracy)
+                   ax=None,          # the matplotlib axes to draw on (None: a new figure)
+                  ):
     "The confusion matrix of `metrics(...)` as a seaborn heatmap, rows = true FMCS, columns = predicted."
     import seaborn as sns, matplotlib.pyplot as plt
     cm = np.array(m['confusion'])
@@ -124,8 +149,18 @@ def plot_confusion(m: dict, title: str = '', ax=None):
     return ax
 
 # %% ../nbs/06_fmce_net.ipynb
-def fit_best(net: FMCENet, source, pairs, max_epochs: int = 50, patience: int = 5, val_frac: float = 0.2, lr: float = 1e-3,
-             batch_size: int = 256, seed: int = 0, amp: bool | None = None, log=None) -> dict:
+def fit_best(net: FMCENet,             # the FMCE-Net
+             source,                   # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+             pairs,                    # the training pairs, validation images included
+             max_epochs: int = 50,     # the most passes
+             patience: int = 5,        # stop after this many epochs without a better validation accuracy
+             val_frac: float = 0.2,    # the share of the images held out for validation
+             lr: float = 1e-3,         # Adam's learning rate
+             batch_size: int = 256,    # pairs per batch
+             seed: int = 0,            # seeds the held-out images, the order and torch
+             amp: bool | None = None,  # bf16 autocast (None: where the device computes it natively)
+             log=None,                 # called with a line per epoch (None: silent)
+            ) -> dict:
     "Train `net` on `pairs` with early stopping on held-out images; `net` ends with its best epoch's weights. Returns the history."
     import copy
     from fmce_nb.fmcs import hold_out_images
@@ -149,7 +184,10 @@ def fit_best(net: FMCENet, source, pairs, max_epochs: int = 50, patience: int = 
     return h
 
 # %% ../nbs/06_fmce_net.ipynb
-def save_fmce_net(net: FMCENet, path, **info):
+def save_fmce_net(net: FMCENet,  # the FMCE-Net
+                  path,          # the folder to write
+                  **info,        # more JSON fields for `fmce_net.json`
+                 ):
     "Write `path/fmce_net.safetensors` and `path/fmce_net.json` atomically."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -157,7 +195,9 @@ def save_fmce_net(net: FMCENet, path, **info):
     write_json(path/'fmce_net.json', {**net.config(), **info})
 
 # %% ../nbs/06_fmce_net.ipynb
-def load_fmce_net(path, device='cpu') -> tuple:
+def load_fmce_net(path,          # a folder written by `save_fmce_net`
+                  device='cpu',  # where the net goes
+                 ) -> tuple:
     "(FMCENet, info dict) from a folder written by `save_fmce_net`."
     path = Path(path)
     if not (path/'fmce_net.json').exists(): raise FileNotFoundError(f"no fmce_net.json in {path}")
@@ -168,7 +208,11 @@ def load_fmce_net(path, device='cpu') -> tuple:
 
 # %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
-def fmcs_score(net: FMCENet, model: nn.Module, images, module: str | None = None) -> dict:
+def fmcs_score(net: FMCENet,               # a trained FMCE-Net
+               model: nn.Module,           # the backbone whose maps it scores
+               images,                     # a batch tensor, or a loader with `batches`
+               module: str | None = None,  # the submodule whose output is the map (None: `model.features`)
+              ) -> dict:
     "Predicted FMCS distribution and expected FMCS of `model`'s maps (`features`, or named `module`) on `images`."
     from fmce_nb.models import FeatureTap
     if module is None and not hasattr(model, 'features'):
@@ -189,7 +233,12 @@ def fmcs_score(net: FMCENet, model: nn.Module, images, module: str | None = None
     return {'distribution': p.tolist(), 'expected_fmcs': float((p * k).sum()), 'most_likely': int(p.argmax()) + 1}
 
 # %% ../nbs/06_fmce_net.ipynb
-def best_fmce_net(source, pairs, seed: int = 0, folder=None, **fit_kw) -> tuple:
+def best_fmce_net(source,         # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+                  pairs,          # the training pairs
+                  seed: int = 0,  # seeds `fit_best` and the net
+                  folder=None,    # where the net is saved and read back (None: the run's `fmce_net/` when `source` has a run)
+                  **fit_kw,       # the rest of `fit_best`, part of the folder key
+                 ) -> tuple:
     "(FMCENet in eval mode, fit history): `fit_best` on `pairs` of `source`, or the same net read back from its folder."
     from fmce_nb.runs import short_hash
     pairs = np.asarray(pairs)
@@ -208,7 +257,10 @@ def best_fmce_net(source, pairs, seed: int = 0, folder=None, **fit_kw) -> tuple:
 
 # %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
-def control_features(source, pairs, batch_size: int = 512) -> tuple:
+def control_features(source,                 # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+                     pairs,                  # (image, phase) pairs of `source`, one per row
+                     batch_size: int = 512,  # pairs per batch
+                    ) -> tuple:
     "({'mean_std': per-channel mean and std (2C), 'flat': the map (C*H*W), 'norm': its L2 norm}, labels) of `pairs`, in batch order."
     feats, labels = {'mean_std': [], 'flat': [], 'norm': []}, []
     for x, y in source.batches(pairs, batch_size, shuffle=False):
@@ -220,7 +272,14 @@ def control_features(source, pairs, batch_size: int = 512) -> tuple:
     return {k: torch.cat(v).numpy() for k, v in feats.items()}, torch.cat(labels).numpy()
 
 # %% ../nbs/06_fmce_net.ipynb
-def shortcut_baseline(train_feats, train_y, test_feats, test_y, K: int, seed: int = 0, max_iter: int = 2000) -> dict:
+def shortcut_baseline(train_feats,           # training features, one row per map
+                      train_y,               # their phases
+                      test_feats,            # test features, one row per map
+                      test_y,                # their phases
+                      K: int,                # how many phases
+                      seed: int = 0,         # the logistic regression's random_state
+                      max_iter: int = 2000,  # lbfgs's most iterations; more means 'not converged'
+                     ) -> dict:
     "Logistic regression (standardized inputs, lbfgs) from map features to the phase: test metrics, and whether it converged."
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -232,7 +291,9 @@ def shortcut_baseline(train_feats, train_y, test_feats, test_y, K: int, seed: in
     return {**metrics(test_y, clf.predict(test_feats), K), 'converged': bool(clf[-1].n_iter_.max() < max_iter)}
 
 # %% ../nbs/06_fmce_net.ipynb
-def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
+def linear_cka(X: torch.Tensor,  # representations of n inputs, one row each (flattened)
+               Y: torch.Tensor,  # representations of the same n inputs
+              ) -> float:
     "Linear CKA between two sets of representations of the same n inputs (rows), via n x n Gram matrices."
     X = X.flatten(1).double(); Y = Y.flatten(1).double()
     if len(X) != len(Y): raise ValueError(f"CKA needs the same inputs on both sides, got {len(X)} and {len(Y)} rows")
@@ -243,7 +304,10 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
 # %% ../nbs/06_fmce_net.ipynb
 class ShuffledPhases:
     "An FMCS source with the maps of `source` and its N x K phase labels permuted once by `seed`: labels that say nothing."
-    def __init__(self, source, seed: int = 0):
+    def __init__(self,
+                 source,         # the FMCS-Dataset whose maps are kept
+                 seed: int = 0,  # seeds the one permutation of its N x K labels
+                ):
         self.source, self.seed = source, seed
         self.K, self.N, self.feature_shape, self.device = source.K, source.N, tuple(source.feature_shape), source.device
         labels = np.tile(np.arange(self.K), self.N)                      # the label of pair (n, k) sits at n * K + k

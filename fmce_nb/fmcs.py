@@ -28,19 +28,25 @@ __all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images'
 @dataclass
 class Split:
     "Train and test samples as (n_images x 2) arrays of (image index, phase index) pairs."
-    name: str
-    train: np.ndarray
-    test: np.ndarray
+    name: str  # 'paper' (3:1 per phase) or 'image' (3:1 by image)
+    train: np.ndarray  # the training pairs (image, phase), one per row
+    test: np.ndarray  # the test pairs, one per row
     def __repr__(self): return f"Split({self.name!r}, train {len(self.train)} pairs, test {len(self.test)} pairs)"
 
 # %% ../nbs/05_fmcs.ipynb
-def all_pairs(n_images: int, K: int) -> np.ndarray:
+def all_pairs(n_images: int,  # how many images the FMCS-Dataset has
+              K: int,         # how many phases (markers)
+             ) -> np.ndarray:
     "Every (image, phase) pair: the whole FMCS-Dataset."
     n, k = np.meshgrid(np.arange(n_images), np.arange(K), indexing='ij')
     return np.stack([n.ravel(), k.ravel()], 1)
 
 # %% ../nbs/05_fmcs.ipynb
-def paper_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) -> Split:
+def paper_split(n_images: int,             # how many images the FMCS-Dataset has
+                K: int,                    # how many phases (markers)
+                seed: int = 0,             # seeds the permutation of each phase
+                train_frac: float = 0.75,  # the share of each phase that trains
+               ) -> Split:
     "3:1 per phase: for each phase, a seeded 3/4 of the images train; equal counts per label on both sides."
     rng = np.random.default_rng(seed)
     cut = int(round(n_images * train_frac))
@@ -51,7 +57,11 @@ def paper_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) 
     return Split('paper', np.concatenate(tr), np.concatenate(te))
 
 # %% ../nbs/05_fmcs.ipynb
-def image_split(n_images: int, K: int, seed: int = 0, train_frac: float = 0.75) -> Split:
+def image_split(n_images: int,             # how many images the FMCS-Dataset has
+                K: int,                    # how many phases (markers)
+                seed: int = 0,             # seeds the permutation of the images
+                train_frac: float = 0.75,  # the share of the images that trains
+               ) -> Split:
     "3:1 by image: all K maps of an image are on the same side."
     p = np.random.default_rng(seed).permutation(n_images)
     cut = int(round(n_images * train_frac))
@@ -61,7 +71,10 @@ def _pairs_of(images, K):
     return np.stack([np.repeat(images, K), np.tile(np.arange(K), len(images))], 1)
 
 # %% ../nbs/05_fmcs.ipynb
-def hold_out_images(pairs: np.ndarray, frac: float = 0.2, seed: int = 0) -> tuple:
+def hold_out_images(pairs: np.ndarray,  # (image, phase) pairs to split, one per row
+                    frac: float = 0.2,  # the share of their images held out, in (0, 1)
+                    seed: int = 0,      # seeds which images are held out
+                   ) -> tuple:
     "(train pairs, validation pairs): a seeded `frac` of the images in `pairs` (at least one), with all their pairs, held out."
     pairs = np.asarray(pairs)
     images = np.unique(pairs[:, 0])
@@ -73,7 +86,12 @@ def hold_out_images(pairs: np.ndarray, frac: float = 0.2, seed: int = 0) -> tupl
     return pairs[~is_val], pairs[is_val]
 
 # %% ../nbs/05_fmcs.ipynb
-def plan_epoch(pairs: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0):
+def plan_epoch(pairs: np.ndarray,     # (image, phase) pairs, one per row
+               batch_size: int,       # pairs per batch (the last may be smaller)
+               shuffle: bool = True,  # shuffle the pairs before batching
+               seed: int = 0,         # with `epoch`, seeds the shuffle
+               epoch: int = 0,        # the epoch, so each epoch has its own order
+              ):
     "List of batches, each (image indices, phase indices, per-phase slice bounds), sorted by phase within the batch."
     pairs = np.asarray(pairs)
     if len(pairs) == 0: raise ValueError("no samples: the split is empty")
@@ -139,9 +157,20 @@ def _map_fn(model: nn.Module, module: str | None):
 # %% ../nbs/05_fmcs.ipynb
 class CheckpointFMCS:
     "The FMCS-Dataset of any model: the maps of `images` at `module` under each of its K marker checkpoints."
-    def __init__(self, model: nn.Module, checkpoints, images, markers=None, module: str | None = None, device='cpu',
-                 amp: bool = False, channels_last: bool = False, batch_size: int = 512, cache: bool | str = False,
-                 cache_limit: float = 2 ** 31, key: str | None = None):
+    def __init__(self,
+                 model: nn.Module,              # the backbone architecture (its weights are replaced by each checkpoint)
+                 checkpoints,                   # one checkpoint per phase (a list of paths or state dicts), or by epoch (a dict or a `Checkpoints` folder) with `markers`
+                 images,                        # the images, prepared as the model takes them: a float tensor (N, C, H, W), a `DeviceLoader` or a DataLoader
+                 markers=None,                  # the marker epochs (a `Markers` or a list): which checkpoints, when they are by epoch
+                 module: str | None = None,     # the submodule whose output is the map (None: the backbone's output, `model.features`)
+                 device='cpu',                  # where the backbones run and the maps live ('cpu', 'cuda', 'auto')
+                 amp: bool = False,             # compute the maps under bf16 autocast
+                 channels_last: bool = False,   # run the backbones in channels-last memory format
+                 batch_size: int = 512,         # images per forward pass when the cache is filled
+                 cache: bool | str = False,     # keep every map in memory: True, False or 'auto' (if it fits `cache_limit`)
+                 cache_limit: float = 2 ** 31,  # the most bytes that `cache='auto'` keeps
+                 key: str | None = None,        # the key of the weights inside each checkpoint file (None: the file is the state dict)
+                ):
         cks, self.markers = _phase_checkpoints(checkpoints, markers)
         self.K = len(cks)
         if self.K < 2: raise ValueError(f"need at least 2 markers, got {list(self.markers or [])}")
@@ -206,7 +235,9 @@ def maps(self: CheckpointFMCS, n, k, bounds=None) -> torch.Tensor:
     return torch.cat(outs).float()
 
 # %% ../nbs/05_fmcs.ipynb
-def check_checkpoints(run: Run, epochs):
+def check_checkpoints(run: Run,  # the run folder whose weights are checked
+                      epochs,    # the epochs that must have saved weights
+                     ):
     "Raise a clear error if any of `epochs` has no saved weights in the run folder."
     ck = run.checkpoints()
     missing = [int(e) for e in epochs if int(e) not in ck]
@@ -217,8 +248,18 @@ def check_checkpoints(run: Run, epochs):
 # %% ../nbs/05_fmcs.ipynb
 class FMCSData(CheckpointFMCS):
     "The FMCS-Dataset of a run folder, computed batch by batch from its K marker checkpoints (nothing written to disk)."
-    def __init__(self, run, markers, device='cpu', n_images: int | None = None, seed: int = 0, amp: bool | None = None,
-                 batch_size: int = 512, cache: bool | str = False, cache_limit: float = 2 ** 31, module: str | None = None):
+    def __init__(self,
+                 run,                           # the run folder (a `Run` or its path)
+                 markers,                       # its K marker epochs (a `Markers` or a list)
+                 device='cpu',                  # where the maps are computed ('cpu', 'cuda', 'auto')
+                 n_images: int | None = None,   # at most this many training images (None: all)
+                 seed: int = 0,                 # seeds which images, if `n_images` is fewer than the training set
+                 amp: bool | None = None,       # bf16 autocast (None: where it pays for this backbone)
+                 batch_size: int = 512,         # images per forward pass
+                 cache: bool | str = False,     # keep every map in memory: True, False or 'auto'
+                 cache_limit: float = 2 ** 31,  # the most bytes that `cache='auto'` keeps
+                 module: str | None = None,     # the submodule whose output is the map (None: the backbone's output)
+                ):
         self.run = run if isinstance(run, Run) else Run(run)
         if self.run.epochs_done == 0: raise ValueError(f"{self.run.dir}: the run has no finished epoch yet")
         markers = markers.markers if isinstance(markers, Markers) else markers
@@ -243,7 +284,10 @@ class FMCSData(CheckpointFMCS):
 # %% ../nbs/05_fmcs.ipynb
 class FMCSStore:
     "A materialized FMCS-Dataset: maps of phase k in `path/phase_{k:02d}.npy` (fp16, memory-mapped)."
-    def __init__(self, path, device='cpu'):
+    def __init__(self,
+                 path,          # the folder written by `FMCSStore.build`
+                 device='cpu',  # where `maps` puts the maps it reads
+                ):
         self.path, self.device = Path(path), torch.device(device)
         meta = self.path/'meta.json'
         if not meta.exists(): raise FileNotFoundError(f"{self.path} is not an FMCS store (no meta.json); build one with FMCSStore.build")
@@ -288,7 +332,9 @@ def maps(self: FMCSStore, n, k, bounds=None) -> torch.Tensor:
 # %% ../nbs/05_fmcs.ipynb
 class PooledFMCS:
     "FMCS-Datasets of several runs (same K and map shape) as one source; image n is image n - offsets[i] of source i."
-    def __init__(self, sources):
+    def __init__(self,
+                 sources,  # FMCS-Datasets with the same K and map shape, pooled in this order
+                ):
         sources = list(sources)
         if not sources: raise ValueError("PooledFMCS needs at least one source")
         if len({(s.K, tuple(s.feature_shape)) for s in sources}) != 1:

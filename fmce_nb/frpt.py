@@ -18,7 +18,9 @@ __all__ = ['BOUND', 'KAPPA', 'OUTPUT_TARGETS', 'nearest_embedding', 'max_assign'
            'FRPTObjective', 'target_shift']
 
 # %% ../nbs/09_frpt.ipynb
-def nearest_embedding(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def nearest_embedding(logits: torch.Tensor,  # the logits (B, classes)
+                      labels: torch.Tensor,  # the label of each row (B,)
+                     ) -> torch.Tensor:
     "The nearest logits (L2) in which each row's label has the largest value; correct rows are returned unchanged."
     z = logits.detach().float()
     B, C = z.shape
@@ -38,14 +40,19 @@ def nearest_embedding(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return out.to(logits.dtype)
 
 # %% ../nbs/09_frpt.ipynb
-def max_assign(logits: torch.Tensor, labels: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def max_assign(logits: torch.Tensor,  # the logits (B, classes)
+               labels: torch.Tensor,  # the label of each row (B,)
+               scale: float = 1.0,    # multiplies the row's maximum before it is put at the label
+              ) -> torch.Tensor:
     "The logits with the label's entry set to the row's maximum (times `scale`)."
     out = logits.detach().clone()
     out.scatter_(1, labels[:, None], scale * logits.detach().max(1, keepdim=True).values)
     return out
 
 # %% ../nbs/09_frpt.ipynb
-def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def one_hot(labels: torch.Tensor,  # class indices (B,)
+            num_classes: int,      # the length of each vector
+           ) -> torch.Tensor:
     "The one-hot vectors of `labels` as floats."
     return F.one_hot(labels, num_classes).float()
 
@@ -78,8 +85,12 @@ def _reliable(x, x0, W, yt, exact: bool):
     return torch.isfinite(x).all(1) & (x.abs().amax(1) <= BOUND) & near & (rel <= tol)
 
 # %% ../nbs/09_frpt.ipynb
-def linear_reverse(x0: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                   return_info: bool = False):
+def linear_reverse(x0: torch.Tensor,                  # the forward input (B, n), the point the answer stays nearest
+                   y: torch.Tensor,                   # the output to reach (B, m)
+                   weight: torch.Tensor,              # the layer's weight (m, n)
+                   bias: torch.Tensor | None = None,  # the layer's bias (m,), or None
+                   return_info: bool = False,         # also return {'method', 'fallback'}: which solve, and which rows fell back to Tikhonov
+                  ):
     "The input nearest `x0` (B, n) that `weight` (m, n) and `bias` map to `y` (B, m); least squares where m > n."
     if x0.ndim != 2 or y.ndim != 2 or weight.shape != (y.shape[1], x0.shape[1]) or len(x0) != len(y):
         raise ValueError(f"linear_reverse: shapes do not match: x0 {tuple(x0.shape)}, y {tuple(y.shape)}, weight "
@@ -133,7 +144,10 @@ def _hardswish_reverse(z0, a):
     return torch.where((a == 0) & ((ray - z0).abs() < (z - z0).abs()), ray, z)
 
 # %% ../nbs/09_frpt.ipynb
-def act_reverse(act: nn.Module | None, z0: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def act_reverse(act: nn.Module | None,  # the activation module (ReLU, ReLU6, Hardswish, ...), or None for the identity
+                z0: torch.Tensor,       # the forward pre-activation, the point the answer stays nearest
+                a: torch.Tensor,        # the activation output to reach
+               ) -> torch.Tensor:
     "The pre-activation nearest `z0` that `act` maps to `a` (the nearest reachable one where `a` cannot be reached)."
     if z0.shape != a.shape: raise ValueError(f"act_reverse: z0 {tuple(z0.shape)} and target {tuple(a.shape)} differ in shape")
     if act is None or isinstance(act, nn.Identity): return a
@@ -171,7 +185,10 @@ def _pool_kernel(pool, x0, y):
         raise ValueError(f"pool reverse: input {tuple(x0.shape)} and target {tuple(y.shape)} do not fit windows of {k}")
     return k
 
-def pool_reverse(pool: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def pool_reverse(pool: nn.Module,   # a non-overlapping MaxPool2d or AvgPool2d
+                 x0: torch.Tensor,  # the forward input, the point the answer stays nearest
+                 y: torch.Tensor,   # the pooled map to reach
+                ) -> torch.Tensor:
     "The input nearest `x0` that `pool` (MaxPool2d or AvgPool2d, non-overlapping) maps to `y`."
     k = _pool_kernel(pool, x0, y)
     w, t = _windows(x0, k), y[..., None]
@@ -186,14 +203,19 @@ def pool_reverse(pool: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Te
     return _unwindows(w, k, x0.shape)
 
 # %% ../nbs/09_frpt.ipynb
-def gap_reverse(x0: torch.Tensor, y: torch.Tensor, broadcast: bool = False) -> torch.Tensor:
+def gap_reverse(x0: torch.Tensor,         # the forward map (B, C, H, W)
+                y: torch.Tensor,          # the channel averages to reach (B, C)
+                broadcast: bool = False,  # return `y` at every position instead of the nearest map (the authors' code)
+               ) -> torch.Tensor:
     "The map nearest `x0` (B, C, H, W) whose global average is `y` (B, C); `broadcast`: `y` at every position, as FR-PT's code."
     if y.shape != x0.shape[:2]: raise ValueError(f"gap_reverse: target {tuple(y.shape)} does not fit the map {tuple(x0.shape)}")
     if broadcast: return y[:, :, None, None].expand_as(x0).contiguous()
     return x0 + (y - x0.mean((2, 3)))[:, :, None, None]
 
 # %% ../nbs/09_frpt.ipynb
-def bn_reverse(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
+def bn_reverse(bn: nn.BatchNorm2d,  # the BatchNorm2d, in eval mode
+               y: torch.Tensor,     # its output to reach
+              ) -> torch.Tensor:
     "The input that `bn` (eval mode: running statistics) maps to `y`; channels with |gamma| < 1e-4 give 0."
     if y.ndim != 4 or y.shape[1] != bn.num_features:
         raise ValueError(f"bn_reverse: target {tuple(y.shape)} does not fit {bn!r}")
@@ -227,7 +249,9 @@ def _check_conv(conv: nn.Conv2d, x0, y, method: str = 'cg'):
 def _conv_target(conv, y):
     return y - conv.bias.detach().to(y.dtype)[None, :, None, None] if conv.bias is not None else y
 
-def conv_matrix(conv: nn.Conv2d, in_shape: tuple) -> torch.Tensor:
+def conv_matrix(conv: nn.Conv2d,  # the convolution
+                in_shape: tuple,  # the shape (C, H, W) of one input
+               ) -> torch.Tensor:
     "The dense matrix (C_out*H_out*W_out, C_in*H*W) of `conv` without its bias, for inputs of `in_shape` (C, H, W)."
     n = math.prod(in_shape)
     eye = torch.eye(n, dtype=conv.weight.dtype, device=conv.weight.device).reshape(n, *in_shape)
@@ -235,14 +259,22 @@ def conv_matrix(conv: nn.Conv2d, in_shape: tuple) -> torch.Tensor:
     return cols.reshape(n, -1).T
 
 # %% ../nbs/09_frpt.ipynb
-def conv_reverse_dense(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def conv_reverse_dense(conv: nn.Conv2d,   # the convolution (stride 1, dilation 1, one group)
+                       x0: torch.Tensor,  # the forward input, the point the answer stays nearest
+                       y: torch.Tensor,   # the output to reach
+                      ) -> torch.Tensor:
     "The reverse of `conv` through its dense matrix and `linear_reverse` (small sizes; the reference)."
     _check_conv(conv, x0, y)
     A = conv_matrix(conv, tuple(x0.shape[1:])).to(x0.dtype)
     return linear_reverse(x0.flatten(1), _conv_target(conv, y).flatten(1), A).reshape(x0.shape)
 
 # %% ../nbs/09_frpt.ipynb
-def conv_reverse_cg(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, iters: int = 500, tol: float = 1e-10) -> torch.Tensor:
+def conv_reverse_cg(conv: nn.Conv2d,     # the convolution (stride 1, dilation 1, one group)
+                    x0: torch.Tensor,    # the forward input, the point the answer stays nearest
+                    y: torch.Tensor,     # the output to reach
+                    iters: int = 500,    # the most conjugate-gradient iterations
+                    tol: float = 1e-10,  # stop when the relative residual is below this
+                   ) -> torch.Tensor:
     "The reverse of `conv` by conjugate gradient on A A^T (as many inputs as outputs or more) or on A^T A."
     _check_conv(conv, x0, y)
     w, p = conv.weight.detach().to(x0.dtype), conv.padding
@@ -268,7 +300,11 @@ def conv_reverse_cg(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, iters: i
     return torch.where(_reached(r, yt).reshape(-1, 1, 1, 1), x0, x)
 
 # %% ../nbs/09_frpt.ipynb
-def conv_reverse_fft(conv: nn.Conv2d, x0: torch.Tensor, y: torch.Tensor, rtol: float = 1e-7) -> torch.Tensor:
+def conv_reverse_fft(conv: nn.Conv2d,     # the convolution (padding 0, stride 1, dilation 1, one group)
+                     x0: torch.Tensor,    # the forward input, the point the answer stays nearest
+                     y: torch.Tensor,     # the output to reach
+                     rtol: float = 1e-7,  # singular values below rtol x the largest, per frequency, count as zero
+                    ) -> torch.Tensor:
     "The reverse of `conv` (no padding) by one small solve per spatial frequency of the circular problem."
     _check_conv(conv, x0, y, 'fft')
     (ph, pw), (kh, kw) = conv.padding, conv.kernel_size
@@ -377,8 +413,14 @@ def _block_method(n: int, m: int, max_jacobian: float = 5e7) -> str:
     "How a block of n inputs and m outputs per sample is solved: 'gauss_newton' while its Jacobian fits, else 'anchored'."
     return 'gauss_newton' if n * m <= max_jacobian else 'anchored'
 
-def block_reverse(block: nn.Module, z0: torch.Tensor, t: torch.Tensor, iters: int = 20, method: str = 'auto',
-                  max_jacobian: float = 5e7, lr: float = 1e-2) -> torch.Tensor:
+def block_reverse(block: nn.Module,           # the block (a residual block, or any module), in eval mode
+                  z0: torch.Tensor,           # the forward input, the point the answer stays nearest
+                  t: torch.Tensor,            # the output to reach
+                  iters: int = 20,            # Gauss-Newton iterations (the VJP solve takes 10x as many Adam steps)
+                  method: str = 'auto',       # 'auto', 'gauss_newton', 'anchored' (damped toward z0) or 'vjp'
+                  max_jacobian: float = 5e7,  # 'auto' takes 'anchored' when the Jacobian has more entries than this
+                  lr: float = 1e-2,           # the VJP solve's Adam learning rate
+                 ) -> torch.Tensor:
     "An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve for large maps."
     from torch.func import functional_call
     with torch.no_grad(): out = block(z0[:1])
@@ -428,7 +470,8 @@ def _last_steps(steps) -> dict:
         for k in range(2, len(parts)): last['.'.join(parts[:k])] = s          # later steps overwrite: the last one stays
     return {**last, **{s: s for s, _ in steps}}
 
-def layer_names(model) -> list:
+def layer_names(model,  # the classifier
+               ) -> list:
     "The names `reconstruct_targets` accepts: 'out' (the logits) and every module whose output is a step's output."
     steps = _steps(model)
     last = _last_steps(steps)
@@ -473,8 +516,13 @@ def _reverse_step(name, m, x_in, target, conv_method):
 
 # %% ../nbs/09_frpt.ipynb
 @torch.no_grad()
-def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, output_target=nearest_embedding,
-                        conv_method: str = 'cg') -> torch.Tensor:
+def reconstruct_targets(model,                            # the pretrained classifier, in eval mode
+                        x: torch.Tensor,                  # a batch of model-ready images
+                        y: torch.Tensor,                  # their labels
+                        layer: str,                       # 'out' (the logits) or a name of `layer_names(model)`
+                        output_target=nearest_embedding,  # the logits the labels ask for, from (logits, labels); None: the forward feature itself
+                        conv_method: str = 'cg',          # how convolutions are reversed: 'cg', 'dense' or 'fft' (padding 0 only)
+                       ) -> torch.Tensor:
     "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`; `output_target=None`: the feature itself."
     after = _steps_after(model, layer)
     for name, m in after: _check_reversible(name, m, conv_method)   # refuse before any work
@@ -493,7 +541,12 @@ def reconstruct_targets(model, x: torch.Tensor, y: torch.Tensor, layer: str, out
     finally: model.train(was)
 
 # %% ../nbs/09_frpt.ipynb
-def reverse_plan(model, layer: str, conv_method: str = 'cg', size: int = 32, max_jacobian: float = 5e7) -> list:
+def reverse_plan(model,                      # the classifier
+                 layer: str,                 # 'out' or a name of `layer_names(model)`
+                 conv_method: str = 'cg',    # how convolutions are reversed: 'cg', 'dense' or 'fft' (padding 0 only)
+                 size: int = 32,             # the input side, for the block solves that depend on map size
+                 max_jacobian: float = 5e7,  # as in `block_reverse`: where 'auto' takes 'anchored'
+                ) -> list:
     "The steps `reconstruct_targets` reverses to reach `layer`, from the logits down, each as 'name (operator)'."
     after = _steps_after(model, layer)
     if not after: return []
@@ -530,7 +583,10 @@ def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method
 # %% ../nbs/09_frpt.ipynb
 class TargetStore:
     "FR-PT targets of one layer for every training image of a run: `targets.npy` (memory-mapped) and `meta.json`."
-    def __init__(self, path, expect: dict | None = None):
+    def __init__(self,
+                 path,                        # the folder `TargetStore.build` wrote
+                 expect: dict | None = None,  # the identity the store must have (model, layer, data...); a mismatch is refused
+                ):
         self.path = Path(path)
         if not (self.path/'meta.json').exists():
             raise FileNotFoundError(f"{self.path} holds no finished target store (no meta.json); build it with TargetStore.build")
@@ -611,7 +667,13 @@ def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, out
 # %% ../nbs/09_frpt.ipynb
 class FRPTObjective:
     "FR-PT's post-training objective: CE + w * MSE(feature of `layer`, its stored target), downstream of `layer` frozen."
-    def __init__(self, store: TargetStore, pretrained, layer: str, alpha: float, beta: float = 0.9):
+    def __init__(self,
+                 store: TargetStore,  # the targets of `layer`, over the post-training images
+                 pretrained,          # the pretrained run, whose weights the post-training starts from
+                 layer: str,          # the layer the targets are for ('out' or a module name)
+                 alpha: float,        # c_rec: the MSE's weight relative to CE (0: CE alone)
+                 beta: float = 0.9,   # the decay of the EMAs of CE and MSE that set the weight
+                ):
         if alpha < 0: raise ValueError(f"alpha must be >= 0, got {alpha}")
         if store.meta['identity']['layer'] != layer:
             raise ValueError(f"the store holds targets of {store.meta['identity']['layer']!r}, not {layer!r}")
@@ -660,7 +722,12 @@ def prepare(self: FRPTObjective, model, loader):
     self.device = loader.device
 
 # %% ../nbs/09_frpt.ipynb
-def target_shift(store: TargetStore, run, layer: str, batch_size: int = 256, device='cpu') -> dict:
+def target_shift(store: TargetStore,     # a built target store
+                 run,                    # the pretrained run the store was built from
+                 layer: str,             # the store's layer
+                 batch_size: int = 256,  # images per forward pass
+                 device='cpu',           # where the forward passes run
+                ) -> dict:
     "{'moved', 'distance', 'distance_moved'}: the share of targets that differ from `run`'s own features of the same images, and |t - f| / |f|."
     from fmce_nb.data import DeviceLoader
     ident = store.meta['identity']

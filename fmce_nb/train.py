@@ -222,7 +222,31 @@ def _bar(cfg: TrainConfig, start: int, main_proc: bool, progress):
                 disable=True if not main_proc else ((not progress) if progress is not None else None))
 
 # %% ../nbs/04_train.ipynb
-def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = None, log=None) -> Run:
+def _one_epoch(model, train_dl, test_dl, opt, sched, epoch: int, amp: bool, objective) -> tuple:
+    "(loss, test accuracy, seconds, learning rate) of one epoch: train it, evaluate, step the schedule."
+    t0, lr = time.perf_counter(), opt.param_groups[0]['lr']
+    loss = train_epoch(model, train_dl, opt, epoch, amp, objective)
+    acc = evaluate(model, test_dl, amp)
+    sched.step()
+    dev = next(model.parameters()).device
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+    return loss, acc, time.perf_counter() - t0, lr
+
+# %% ../nbs/04_train.ipynb
+def _finish(run_dir: Path, meta: dict, main_proc: bool, world: int) -> Run:
+    "Mark the run done in its run.json (the main process) and wait for every process; the finished `Run`."
+    meta['status'] = 'done'; meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
+    if main_proc: write_json(run_dir/'run.json', meta)
+    if world > 1: import torch.distributed as dist; dist.barrier()
+    return Run(run_dir)
+
+# %% ../nbs/04_train.ipynb
+def train(cfg: TrainConfig,              # what to train: dataset, backbone, epochs, optimizer, seed, speed modes
+          run_dir,                       # the run folder: a finished run is returned as it is, a cut-off one resumes
+          objective=None,                # the loss `objective(model, x, y, idx)` (None: `CrossEntropy()`); FMCE-Net++ and FR-PT pass theirs
+          progress: bool | None = None,  # show a progress bar (None: only where stderr is a terminal)
+          log=None,                      # called with a line per epoch (None: silent)
+         ) -> Run:
     "Train (or resume) `cfg` minimizing `objective` (default: `CrossEntropy()`) in `run_dir`; returns the finished `Run`."
     objective = objective or CrossEntropy()
     rank, world, local = dist_context()
@@ -243,12 +267,7 @@ def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = Non
     bar = _bar(cfg, start, main_proc, progress)
     try:
         for epoch in bar:
-            t0, lr = time.perf_counter(), opt.param_groups[0]['lr']
-            loss = train_epoch(step_model, train_dl, opt, epoch, modes['amp'], objective)
-            acc = evaluate(step_model, test_dl, modes['amp'])
-            sched.step()
-            if cuda: torch.cuda.synchronize(dev)
-            secs = time.perf_counter() - t0
+            loss, acc, secs, lr = _one_epoch(step_model, train_dl, test_dl, opt, sched, epoch, modes['amp'], objective)
             for k, v in zip(('loss', 'test_acc', 'seconds', 'lr'), (loss, acc, secs, lr)): history[k].append(v)
             if not main_proc: continue
             _save_epoch(run_dir, epoch, model, opt, sched, history, meta)
@@ -257,10 +276,7 @@ def train(cfg: TrainConfig, run_dir, objective=None, progress: bool | None = Non
     except NonFiniteLossError as e:
         if main_proc: meta['status'] = 'failed'; meta['error'] = str(e); write_json(run_dir/'run.json', meta)
         raise
-    meta['status'] = 'done'; meta['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S%z')
-    if main_proc: write_json(run_dir/'run.json', meta)
-    if world > 1: import torch.distributed as dist; dist.barrier()
-    return Run(run_dir)
+    return _finish(run_dir, meta, main_proc, world)
 
 # %% ../nbs/04_train.ipynb
 def _print_summary(run: Run, mu: float | None, K: int, out=print):
