@@ -24,7 +24,8 @@ __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'M
            'render_report', 'Markdown', 'Measured', 'measured', 'findings']
 
 # %% ../nbs/10_report.ipynb
-def find_repo(start=None) -> Path:
+def find_repo(start=None,  # the path to search up from (None: this module, or the working directory where it has no file)
+             ) -> Path:
     "The checkout's root: the nearest folder above `start` (default: here) that holds settings.ini."
     try: here = Path(start or __file__).resolve()
     except NameError: here = Path.cwd().resolve()
@@ -39,14 +40,20 @@ def paper_values() -> dict:
     return json.loads((find_repo()/'data'/'paper_values.json').read_text())
 
 # %% ../nbs/10_report.ipynb
-def paper_table(name: str) -> dict:
+def paper_table(name: str,  # a key of data/paper_values.json
+               ) -> dict:
     "One quoted table, e.g. `paper_table('fmce_table1')`."
     pv = paper_values()
     if name not in pv: raise KeyError(f"no table {name!r} in paper_values.json; have {[k for k in pv if not k.startswith('_')]}")
     return pv[name]
 
 # %% ../nbs/10_report.ipynb
-def closest_paper_row(table: str, dataset: str, arch: str, dataset_key: str = 'dataset', arch_key: str = 'arch') -> dict | None:
+def closest_paper_row(table: str,                    # a key of data/paper_values.json
+                      dataset: str,                  # our dataset
+                      arch: str,                     # our backbone
+                      dataset_key: str = 'dataset',  # the table's dataset column
+                      arch_key: str = 'arch',        # the table's backbone column
+                     ) -> dict | None:
     """The row of paper table `table` whose columns `dataset_key` and `arch_key` hold the same dataset (mnist5k reads
     mnist) and backbone (*_smallstem reads the torchvision net)."""
     ds, a = {'mnist5k': 'mnist'}.get(dataset, dataset), arch.removesuffix('_smallstem')
@@ -76,7 +83,10 @@ METRICS_SCHEMA = {'type': 'object', 'required': ['accuracy', 'precision', 'recal
                   'properties': {k: NUMBER for k in ('accuracy', 'precision', 'recall', 'f1')}}
 
 # %% ../nbs/10_report.ipynb
-def record_schema(experiment: str, required: list, properties: dict) -> dict:
+def record_schema(experiment: str,   # the experiment's name
+                  required: list,    # the fields of its own that every record has
+                  properties: dict,  # their JSON schemas
+                 ) -> dict:
     "The JSON schema of `experiment`'s record: the fields every record has, and `required` with their `properties`."
     return {'type': 'object',
             'required': ['schema_version', 'experiment', 'profile', 'params', 'provenance', 'protocol', *required],
@@ -90,7 +100,10 @@ class RecordError(ValueError):
     "A record that does not fit its experiment's schema (or names no known experiment)."
 
 # %% ../nbs/10_report.ipynb
-def check_record(record: dict, where: str = 'record', registry: dict | None = None):
+def check_record(record: dict,                  # the record
+                 where: str = 'record',         # named in the error: which file
+                 registry: dict | None = None,  # {name: Experiment} (None: `experiments()`)
+                ):
     "Raise `RecordError` naming every way `record` departs from its experiment's schema."
     registry = experiments() if registry is None else registry
     exp = record.get('experiment') if isinstance(record, dict) else None
@@ -102,7 +115,9 @@ def check_record(record: dict, where: str = 'record', registry: dict | None = No
                           "Run its cell again with this version of fmce_nb.")
 
 # %% ../nbs/10_report.ipynb
-def write_record(path, record: dict) -> dict:
+def write_record(path,          # the results.json to write
+                 record: dict,  # the experiment's fields
+                ) -> dict:
     "Add the schema version and provenance to `record`, check it against its schema, and write it atomically."
     record = {'schema_version': RECORD_VERSION, **record}
     record.setdefault('provenance', provenance())
@@ -111,7 +126,8 @@ def write_record(path, record: dict) -> dict:
     return record
 
 # %% ../nbs/10_report.ipynb
-def read_record(path) -> dict:
+def read_record(path,  # a results.json
+               ) -> dict:
     "A record read back and checked against its schema."
     try: record = json.loads(Path(path).read_text())
     except json.JSONDecodeError as e: raise RecordError(f"{path} is not valid JSON ({e}); run its cell again") from e
@@ -119,21 +135,26 @@ def read_record(path) -> dict:
     return record
 
 # %% ../nbs/10_report.ipynb
-def markers_entry(mk, settings) -> dict:
+def markers_entry(mk,        # the `Markers` used
+                  settings,  # the `MarkerSettings` that cut them
+                 ) -> dict:
     "The part of a record that says which markers were used: `Markers.to_dict()` without arrays, plus the settings."
     from dataclasses import asdict
     d = {k: v for k, v in mk.to_dict().items() if k not in ('smoothed', 'cqi', 'targets')}
     return {**d, 'settings': asdict(settings)}
 
 # %% ../nbs/10_report.ipynb
-def mean_std(values) -> tuple:
+def mean_std(values,  # numbers; None and non-finite ones are left out
+            ) -> tuple:
     "(mean, sample std with n - 1, n) of the finite values; std is NaN for fewer than two."
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if len(v) == 0: return math.nan, math.nan, 0
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
 
 # %% ../nbs/10_report.ipynb
-def fmt_mean_std(values, nd: int = 4) -> str:
+def fmt_mean_std(values,       # numbers; None and non-finite ones are left out
+                 nd: int = 4,  # decimals
+                ) -> str:
     "'mean ± std (n=N)' of the finite values with `nd` decimals; the mean alone for one value, '-' for none."
     m, s, n = mean_std(values)
     if n == 0: return '-'
@@ -147,14 +168,18 @@ def _group_key(record: dict, role: str = 'run') -> tuple:
             json.dumps(record['markers']['settings'], sort_keys=True))
 
 # %% ../nbs/10_report.ipynb
-def group_by_config(records: list) -> dict:
+def group_by_config(records: list,  # records of one experiment
+                   ) -> dict:
     "{group key: [records]} for records that differ only in their run's seed."
     groups = defaultdict(list)
     for r in records: groups[_group_key(r)].append(r)
     return dict(groups)
 
 # %% ../nbs/10_report.ipynb
-def paired_diff_ci(a, b, level: float = 0.95) -> dict:
+def paired_diff_ci(a,                    # the values of A, one per run
+                   b,                    # the values of B, paired with `a` by position
+                   level: float = 0.95,  # the confidence level
+                  ) -> dict:
     "{'mean', 'ci', 'p', 'n'}: the mean of a - b over paired runs, its t-interval and the paired t-test's p-value."
     from scipy.stats import ttest_rel
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -167,7 +192,11 @@ def paired_diff_ci(a, b, level: float = 0.95) -> dict:
     return {'mean': float((a - b).mean()), 'ci': (float(ci.low), float(ci.high)), 'p': float(t.pvalue), 'n': len(a)}
 
 # %% ../nbs/10_report.ipynb
-def hierarchical_ci(groups, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple:
+def hierarchical_ci(groups,               # per seed, the values of its items (images)
+                    level: float = 0.95,  # the confidence level
+                    n_boot: int = 4000,   # bootstrap resamples
+                    seed: int = 0,        # seeds the bootstrap
+                   ) -> tuple:
     "(mean of the group means, (low, high)): a percentile bootstrap over groups (seeds), then items (images) within each."
     groups = [np.asarray(g, dtype=float) for g in groups]
     if not groups or any(len(g) == 0 for g in groups): raise ValueError("every group needs at least one value")
@@ -180,28 +209,36 @@ def hierarchical_ci(groups, level: float = 0.95, n_boot: int = 4000, seed: int =
     return est, (float(lo), float(hi))
 
 # %% ../nbs/10_report.ipynb
-def pp(x) -> str:
+def pp(x,  # a fraction (0.0123 is 1.23 pp)
+      ) -> str:
     "A fraction as signed percentage points, '-' if it is not finite: 0.0123 -> '+1.23'."
     return '-' if x is None or not np.isfinite(x) else f"{100 * x:+.2f}"
 
 # %% ../nbs/10_report.ipynb
-def diff_cell(d: dict) -> str:
+def diff_cell(d: dict,  # a `paired_diff_ci` result
+             ) -> str:
     "A `paired_diff_ci` result as a table cell: 'mean [low, high] (n=N)' in percentage points."
     return f"{pp(d['mean'])} [{pp(d['ci'][0])}, {pp(d['ci'][1])}] (n={d['n']})"
 
 # %% ../nbs/10_report.ipynb
-def diff_words(d: dict) -> str:
+def diff_words(d: dict,  # a `paired_diff_ci` result
+              ) -> str:
     "A `paired_diff_ci` result in a sentence: 'mean pp (95% CI low to high)'."
     return f"{pp(d['mean'])} pp (95% CI {pp(d['ci'][0])} to {pp(d['ci'][1])})"
 
 # %% ../nbs/10_report.ipynb
-def paired_by_seed(by: dict, label, base, key) -> dict:
+def paired_by_seed(by: dict,  # {method: {seed: record}}
+                   label,     # method A
+                   base,      # method B
+                   key,       # record -> the value compared
+                  ) -> dict:
     "`paired_diff_ci` of `key(record)` between methods `label` and `base` of `by` ({label: {seed: record}}), on their common seeds."
     seeds = sorted(set(by[label]) & set(by.get(base, {})))
     return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
 
 # %% ../nbs/10_report.ipynb
-def holm(pvalues) -> list:
+def holm(pvalues,  # the family's p-values (NaN: no test)
+        ) -> list:
     "Holm-adjusted p-values, in the given order; NaN (no test) stays NaN and is left out of the family."
     from statsmodels.stats.multitest import multipletests
     p = np.asarray(pvalues, dtype=float)
@@ -210,7 +247,11 @@ def holm(pvalues) -> list:
     return out.tolist()
 
 # %% ../nbs/10_report.ipynb
-def interval_reading(d: dict, p_adjusted: float | None = None, a: str = 'A', b: str = 'B') -> str:
+def interval_reading(d: dict,                          # a `paired_diff_ci` result of a - b
+                     p_adjusted: float | None = None,  # its family-adjusted p (None: the unadjusted one)
+                     a: str = 'A',                     # the name of A
+                     b: str = 'B',                     # the name of B
+                    ) -> str:
     "A `paired_diff_ci` result (a - b) in words: no detectable difference (and what is excluded), or which side is better."
     lo, hi = d['ci']
     if not (np.isfinite(lo) and np.isfinite(hi)): return f"too few paired runs to tell (n={d['n']})"
@@ -220,7 +261,11 @@ def interval_reading(d: dict, p_adjusted: float | None = None, a: str = 'A', b: 
     return f"{side} better (Holm p {p_adjusted:.3f})" if p_adjusted < 0.05 else f"{side} better before, not after, the Holm adjustment (p {p_adjusted:.3f})"
 
 # %% ../nbs/10_report.ipynb
-def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+def detectable_effect(sd: float,            # the standard deviation of the paired differences
+                      n: int,               # how many pairs
+                      alpha: float = 0.05,  # the test's two-sided level
+                      power: float = 0.8,   # the chance of detecting it
+                     ) -> float:
     "The smallest true paired mean difference a two-sided paired t-test on `n` pairs detects with `power`, differences of spread `sd`."
     from statsmodels.stats.power import TTestPower
     if n < 2: raise ValueError(f"a paired t-test needs at least 2 pairs, got {n}")
@@ -228,25 +273,32 @@ def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8
     return float(d * sd)
 
 # %% ../nbs/10_report.ipynb
-def any_record(by: dict) -> dict:
+def any_record(by: dict,  # {label: {seed: record}}
+              ) -> dict:
     "The first record of a grouping {label: {seed: record}}: for what all its records share."
     return next(iter(next(iter(by.values())).values()))
 
 # %% ../nbs/10_report.ipynb
-def dagger(records) -> str:
+def dagger(records,  # one record, or a list of them
+          ) -> str:
     "' †' if any of `records` (one record or a list) was made from uncommitted code or no known commit, else ''."
     records = records if isinstance(records, list) else [records]
     return ' †' if any(not r['provenance'].get('clean') for r in records) else ''
 
 # %% ../nbs/10_report.ipynb
-def notebook_links(records, text=None) -> str:
+def notebook_links(records,    # one record, or a list of them
+                   text=None,  # the label of every link (None: seed N)
+                  ) -> str:
     "Markdown links to the executed notebooks of `records` (one or a list), labelled by seed unless `text` is given."
     records = records if isinstance(records, list) else [records]
     links = [f"[{text if text is not None else r['run']['config']['seed']}]({r['notebook']})" for r in records if r.get('notebook')]
     return ' '.join(links) if links else '-'
 
 # %% ../nbs/10_report.ipynb
-def bars(ax, values: dict, **kw):
+def bars(ax,            # the matplotlib axes
+         values: dict,  # {label: [values over seeds]}
+         **kw,
+        ):
     "One bar per method of `values` ({label: [values over seeds]}): the mean with a sample-std error bar, labelled below; the axis starts at 0."
     labs = list(values)
     ax.bar(range(len(labs)), [np.mean(values[lab]) for lab in labs],
@@ -255,7 +307,9 @@ def bars(ax, values: dict, **kw):
     ax.set_ylim(bottom=min(0, *(min(v) for v in values.values())))    # a bar's height is its value: no truncated axis
 
 # %% ../nbs/10_report.ipynb
-def load_results(results_dir, only: str | None = None) -> tuple:
+def load_results(results_dir,              # results/<profile>
+                 only: str | None = None,  # one experiment (None: all)
+                ) -> tuple:
     "({experiment: [(cell folder, record)]}, [(experiment, cell folder, error)]) under `results_dir` (of experiment `only`, if given)."
     results_dir = Path(results_dir)
     records, failed = defaultdict(list), []
@@ -292,7 +346,11 @@ def _report_figures(records: dict, figures_dir: Path, registry: dict) -> list:
     return figs
 
 # %% ../nbs/10_report.ipynb
-def render_report(results_dir, out, figures_dir=None, title: str = '') -> Path:
+def render_report(results_dir,       # results/<profile>
+                  out,               # the Markdown file to write
+                  figures_dir=None,  # where the figures are copied (None: none copied)
+                  title: str = '',   # the report's title
+                 ) -> Path:
     "Write the Markdown report of the records under `results_dir` to `out`; copy their figures to `figures_dir`."
     results_dir, out = Path(results_dir), Path(out)
     registry, (records, failed) = experiments(), load_results(results_dir)
@@ -318,11 +376,11 @@ class Markdown(str):
 @dataclass(repr=False)
 class Measured:
     "What the records of one experiment found: `lines` (Markdown, from its `finding`), the records and a key figure."
-    name: str
-    profile: str
-    records: list
-    lines: list
-    figure: Path | None = None
+    name: str  # the experiment's name
+    profile: str  # the profile of its records
+    records: list  # its records
+    lines: list  # its Markdown, from `finding`, headline first
+    figure: Path | None = None  # its key figure, if any
 
     @property
     def headline(self) -> str: return self.lines[0].removeprefix('- ')
@@ -339,7 +397,11 @@ class Measured:
         return Image(data=buf.getvalue())
 
 # %% ../nbs/10_report.ipynb
-def measured(name: str, profile: str = 'cpu', figure: str | None = None, root=None) -> Measured:
+def measured(name: str,                  # the experiment's name
+             profile: str = 'cpu',       # whose records
+             figure: str | None = None,  # a glob in figures/<profile>/ (None: no figure)
+             root=None,                  # the checkout (None: `find_repo()`)
+            ) -> Measured:
     "The findings of experiment `name` from the records under `results/<profile>/`, with the figure of `figures/<profile>/` matching the glob `figure`."
     root = find_repo() if root is None else Path(root)
     ex, where_ = experiments()[name], root/'results'/profile
@@ -352,7 +414,10 @@ def measured(name: str, profile: str = 'cpu', figure: str | None = None, root=No
     return Measured(name, profile, recs, ex.finding(recs), figs[0] if figs else None)
 
 # %% ../nbs/10_report.ipynb
-def findings(names: list, profile: str = 'cpu', root=None) -> Markdown:
+def findings(names: list,           # the experiments, in order
+             profile: str = 'cpu',  # whose records
+             root=None,             # the checkout (None: `find_repo()`)
+            ) -> Markdown:
     "One Markdown line per experiment of `names`: its title and the headline of its records in `profile`."
     titles = {n: ex.title for n, ex in experiments().items()}
     return Markdown('\n'.join(f"- **{titles[n]}.** {measured(n, profile, root=root).headline}" for n in names))

@@ -17,7 +17,8 @@ __all__ = ['notebook_parameters', 'validate', 'check_parameters', 'Training', 'C
            'run_cell', 'run_batch', 'varied_parameters', 'report', 'read_grid', 'main']
 
 # %% ../nbs/11_repro.ipynb
-def notebook_parameters(path) -> dict:
+def notebook_parameters(path,  # the experiment notebook
+                       ) -> dict:
     "Names and default values of the assignments in the notebook's cell tagged `parameters`."
     nb = json.loads(Path(path).read_text())
     cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
@@ -31,7 +32,10 @@ def notebook_parameters(path) -> dict:
 # %% ../nbs/11_repro.ipynb
 def _a(noun: str) -> str: return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
-def validate(params: dict, defaults: dict, where: str = ''):
+def validate(params: dict,     # the parameters asked for
+             defaults: dict,   # the notebook's parameters and their defaults
+             where: str = '',  # named in the error: which notebook or grid
+            ):
     "Raise ValueError naming every unknown parameter and every value of the wrong type."
     errors = []
     for k, v in params.items():
@@ -46,7 +50,9 @@ def validate(params: dict, defaults: dict, where: str = ''):
 # %% ../nbs/11_repro.ipynb
 _PLAIN = (str, int, float, bool, type(None), list, dict, tuple)
 
-def check_parameters(namespace: dict, notebook: str):
+def check_parameters(namespace: dict,  # the notebook's `globals()` after papermill injected its parameters
+                     notebook: str,    # the notebook, by file name
+                    ):
     "Raise ValueError for a plain value in `namespace` that `notebook` (in nbs/experiments/) does not declare as a parameter."
     path = Path(notebook)
     if not path.is_absolute() and not path.exists(): path = find_repo()/'nbs'/'experiments'/notebook
@@ -63,10 +69,10 @@ _PLACES = ('out_dir', 'profile', 'device')
 @dataclass
 class Training:
     "One distinct training run of a plan, and the marker settings its cells will read."
-    id: str
-    config: TrainConfig
-    dir: Path
-    markers: list
+    id: str  # the run id (`run_id`)
+    config: TrainConfig  # what it trains
+    dir: Path  # its run folder
+    markers: list  # the marker settings (dicts of `MarkerSettings`) its cells read
     @property
     def status(self) -> str:
         try: return 'done' if Run(self.dir).done else 'todo'
@@ -76,11 +82,11 @@ class Training:
 @dataclass
 class Cell:
     "One analysis cell: an experiment's notebook with its parameters, its folder, and the runs it reads."
-    experiment: str
-    params: dict
-    full: dict
-    dir: Path
-    runs: dict
+    experiment: str  # the experiment's name
+    params: dict  # the cell's parameters as its grid gives them
+    full: dict  # the notebook's defaults with `params` over them: what the cell id hashes
+    dir: Path  # the cell's folder under results/
+    runs: dict  # {parameter: run folder}: the training runs it reads
     @property
     def status(self) -> str:
         f = self.dir/'status.json'
@@ -90,16 +96,17 @@ class Cell:
 @dataclass
 class Plan:
     "A profile's training runs and cells."
-    profile: str
-    trainings: list
-    cells: list
+    profile: str  # smoke, cpu, reduced or paper
+    trainings: list  # the distinct training runs (`Training`)
+    cells: list  # the analysis cells (`Cell`)
     def needed(self) -> list:
         "The training runs that some cell not yet done reads (a run whose cells are all done is not trained again)."
         dirs = {d for c in self.cells if c.status != 'done' for d in c.runs.values()}
         return [t for t in self.trainings if t.dir in dirs]
 
 # %% ../nbs/11_repro.ipynb
-def cell_id(full: dict) -> str:
+def cell_id(full: dict,  # a cell's full parameter set
+           ) -> str:
     "`<dataset>-<arch>-<size>px-seed<seed>-<hash of the full parameter set>`."
     ident = {k: v for k, v in full.items() if k not in _PLACES and k not in ('run_dir', 'run_dir2')}
     return (f"{full.get('dataset', 'x')}-{full.get('arch', 'x')}-{full.get('size', 'x')}px-seed{full.get('seed', 0)}-"
@@ -119,7 +126,12 @@ def _cell_runs(ex, params: dict, full: dict, settings, trainings: dict, root: Pa
     return runs
 
 # %% ../nbs/11_repro.ipynb
-def plan(profile: str, root, only=None, grid_override: dict | None = None, nbs_dir=None) -> Plan:
+def plan(profile: str,                       # smoke, cpu, reduced or paper
+         root,                               # where runs/ and results/ go
+         only=None,                          # the experiments to plan (None or empty: all)
+         grid_override: dict | None = None,  # {experiment: [params, ...]} in place of the profile grid
+         nbs_dir=None,                       # the folder of the experiment notebooks (None: the checkout's nbs/experiments)
+        ) -> Plan:
     "The training runs and analysis cells of `profile` (or of `grid_override`), with folders under `root`."
     spec = grid_override if grid_override is not None else profile_grid(profile)
     registry, only = experiments(), [o for o in (only or []) if o]
@@ -145,7 +157,10 @@ def plan(profile: str, root, only=None, grid_override: dict | None = None, nbs_d
     return Plan(profile, list(trainings.values()), cells)
 
 # %% ../nbs/11_repro.ipynb
-def train_job(config: dict, run_dir: str, markers: list) -> dict:
+def train_job(config: dict,   # a `TrainConfig` as a dict
+              run_dir: str,   # the run folder
+              markers: list,  # dicts of `MarkerSettings`
+             ) -> dict:
     "Train `config` into `run_dir` and store the markers under each of `markers` (dicts of MarkerSettings)."
     from fmce_nb.train import train
     from fmce_nb.cqi import NotConvergedError, MarkerError
@@ -168,7 +183,12 @@ def _ipc_kernel_manager(folder):
     return IPCKernelManager
 
 # %% ../nbs/11_repro.ipynb
-def run_cell(experiment: str, params: dict, cell_dir, nbs_dir, timeout: int | None = 3600) -> dict:
+def run_cell(experiment: str,             # the experiment's name
+             params: dict,                # the parameters papermill injects
+             cell_dir,                    # where the executed notebook and its record go
+             nbs_dir,                     # the folder of the experiment notebooks
+             timeout: int | None = 3600,  # seconds allowed to one notebook cell (None: no limit)
+            ) -> dict:
     "Execute one cell with papermill into `cell_dir`; returns its status (never raises for a failing notebook)."
     import papermill as pm
     logging.getLogger('papermill').setLevel(logging.ERROR)
@@ -231,8 +251,13 @@ def _fail_blocked(blocked: list, failed_runs: dict, say) -> list:
     return results
 
 # %% ../nbs/11_repro.ipynb
-def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'local-process', log=print,
-              slurm: dict | None = None) -> dict:
+def run_batch(pl: Plan,                         # the plan
+              nbs_dir,                          # the folder of the experiment notebooks
+              timeout: int | None = 3600,       # seconds allowed to one notebook cell
+              executor: str = 'local-process',  # 'local-process', 'submitit-local' or 'slurm'
+              log=print,                        # called with each progress line (None: silent)
+              slurm: dict | None = None,        # submitit's Slurm parameters, for executor 'slurm'
+             ) -> dict:
     "Train the runs and run the cells of `pl` that are not done; returns {'trained': [...], 'cells': [...]}."
     from tqdm import tqdm
     trains, cells = [t for t in pl.needed() if t.status != 'done'], [c for c in pl.cells if c.status != 'done']
@@ -262,7 +287,8 @@ def run_batch(pl: Plan, nbs_dir, timeout: int | None = 3600, executor: str = 'lo
     return {'trained': tr, 'cells': results}
 
 # %% ../nbs/11_repro.ipynb
-def varied_parameters(cells: list) -> dict:
+def varied_parameters(cells: list,  # the cells of a plan
+                     ) -> dict:
     "{experiment: the names of the parameters whose values differ between its cells}, run folders and places left out."
     by = {}
     for c in cells: by.setdefault(c.experiment, []).append(c)
@@ -287,14 +313,17 @@ def _print_plan(pl: Plan, root: Path, out=print):
         out(f"  [{c.status:6s}] {c.experiment}/{c.dir.name}" + (f"  {label}" if label else ''))
 
 # %% ../nbs/11_repro.ipynb
-def report(profile: str, root) -> Path:
+def report(profile: str,  # the profile whose records are read
+           root,          # where results/, reports/ and figures/ are
+          ) -> Path:
     "Render `reports/<profile>.md` and `figures/<profile>/` from the records under `results/<profile>/`."
     root = Path(root)
     return render_report(root/'results'/profile, root/'reports'/f'{profile}.md', root/'figures'/profile,
                          title=f'fmce_nb results: {profile} profile')
 
 # %% ../nbs/11_repro.ipynb
-def read_grid(path) -> dict:
+def read_grid(path,  # the JSON file
+             ) -> dict:
     "The {experiment: [params, ...]} of a `--grid` file, or a ValueError that says what is wrong with it."
     path = Path(path)
     if not path.is_file(): raise ValueError(f"--grid {path}: no such file")
@@ -319,7 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_repro.ipynb
-def main(argv=None):
+def main(argv=None,  # the command line (None: `sys.argv[1:]`)
+        ):
     "fmce-repro --profile smoke|cpu|reduced|paper [--only table1,table2,gradcam] [--dry-run] [--report-only]"
     a = _parser().parse_args(argv)
     repo = find_repo()

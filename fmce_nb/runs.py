@@ -25,7 +25,9 @@ __all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_
            'run_markers', 'keep_only']
 
 # %% ../nbs/03_runs.ipynb
-def atomic_write(path, write):
+def atomic_write(path,   # the file to write
+                 write,  # called with a temporary path in the same folder; it writes the file there
+                ):
     "Call `write(tmp_path)`, then rename the temporary file onto `path` (same folder, so the rename is atomic)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
@@ -48,12 +50,15 @@ def _jsonable(o):
     if isinstance(o, Path): return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
-def write_json(path, obj):
+def write_json(path,  # the JSON file to write
+               obj,   # a JSON-serializable object
+              ):
     "Atomically write `obj` as indented JSON."
     atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=1, default=_jsonable) + '\n'))
 
 # %% ../nbs/03_runs.ipynb
-def temporary_folder(prefix: str = 'fmce-') -> Path:
+def temporary_folder(prefix: str = 'fmce-',  # the start of the folder's name
+                    ) -> Path:
     "A new temporary folder, removed when this process exits (a multiprocessing worker's exit included)."
     from multiprocessing.util import Finalize
     import shutil
@@ -64,19 +69,25 @@ def temporary_folder(prefix: str = 'fmce-') -> Path:
 # %% ../nbs/03_runs.ipynb
 class CorruptFileError(ValueError):
     "A file of a run folder (or of a store built from one) that cannot be read: the message names it and the fix."
-    def __init__(self, path, why: str):
+    def __init__(self,
+                 path,      # the file that cannot be read
+                 why: str,  # what is wrong with it
+                ):
         super().__init__(f"{path} cannot be read ({why}). Our writes are atomic, so it was damaged outside this "
                          f"library: delete {Path(path).parent} and run again to rebuild it.")
         self.path = Path(path)
 
 # %% ../nbs/03_runs.ipynb
-def read_json(path) -> dict:
+def read_json(path,  # the JSON file
+             ) -> dict:
     "The JSON object in `path`, or a `CorruptFileError` that names the file."
     try: return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CorruptFileError(path, f"not valid JSON: {e}") from None
 
 # %% ../nbs/03_runs.ipynb
-def read_weights(path, device='cpu') -> dict:
+def read_weights(path,          # the safetensors file
+                 device='cpu',  # where the tensors go
+                ) -> dict:
     "The tensors of a safetensors file, or a `CorruptFileError` that names the file."
     from safetensors import SafetensorError
     try: return load_file(str(path), device=str(device))
@@ -84,14 +95,17 @@ def read_weights(path, device='cpu') -> dict:
     except (SafetensorError, OSError) as e: raise CorruptFileError(path, f"not a safetensors file: {e}") from None
 
 # %% ../nbs/03_runs.ipynb
-def read_npy(path, mmap_mode='r') -> np.ndarray:
+def read_npy(path,           # the .npy file
+             mmap_mode='r',  # numpy's memory-map mode ('r'; None reads it into memory)
+            ) -> np.ndarray:
     "The array in a `.npy` file (memory-mapped by default), or a `CorruptFileError` that names the file."
     try: return np.load(path, mmap_mode=mmap_mode)
     except FileNotFoundError: raise
     except (ValueError, OSError, EOFError) as e: raise CorruptFileError(path, f"not a complete .npy array: {e}") from None
 
 # %% ../nbs/03_runs.ipynb
-def resolve_device(device='auto') -> torch.device:
+def resolve_device(device='auto',  # 'auto', None, or anything `torch.device` takes ('cpu', 'cuda:1')
+                  ) -> torch.device:
     "`'auto'` (or None): CUDA if a GPU is visible, else the CPU; anything else goes to `torch.device`."
     if isinstance(device, torch.device): return device
     if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -118,25 +132,25 @@ def _check_config(cfg):
 @dataclass
 class TrainConfig:
     "Everything that defines a training run of the original task."
-    dataset: str = 'mnist5k'
-    arch: str = 'small_cnn'
-    epochs: int = 5
-    batch_size: int = 256
-    lr: float = 1e-3
+    dataset: str = 'mnist5k'  # a name of `DATASETS`
+    arch: str = 'small_cnn'  # a name of `BACKBONES`
+    epochs: int = 5  # how many epochs
+    batch_size: int = 256  # images per optimizer step
+    lr: float = 1e-3  # the initial learning rate
     size: int = 32                # input resolution (the papers: 224)
-    seed: int = 0
-    augment: bool = True
+    seed: int = 0  # seeds the initial weights, the order and the augmentation
+    augment: bool = True  # random crop and flip while training
     n_train: int | None = None    # use a seeded subset of the training split
-    n_test: int | None = None
+    n_test: int | None = None  # use a seeded subset of the test split
     subset_seed: int | None = None  # seeds the n_train / n_test subsets (None: `seed`); post-training keeps its base run's
     optimizer: str = 'adam'       # 'adam' (the papers) or 'adamw' (FR-PT's post-training)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # the optimizer's weight decay
     schedule: str = 'cosine'      # the learning rate over the epochs: 'cosine' (annealed to 0) or 'constant' (FR-PT's code)
-    device: str = 'auto'
+    device: str = 'auto'  # 'auto', 'cpu' or 'cuda' (not part of the identity)
     amp: bool | None = None       # bf16 autocast; None: where it pays for the arch on the device (`speed_modes`)
     channels_last: bool | None = None  # channels-last memory; None: likewise
     compile: bool = False         # torch.compile the model
-    data_root: str | None = None
+    data_root: str | None = None  # where the datasets are (None: `data_root()`; not part of the identity)
 
     def __post_init__(self): _check_config(self)
 
@@ -187,7 +201,8 @@ def identity(self: TrainConfig) -> dict:
 # %% ../nbs/03_runs.ipynb
 _ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0, 'schedule': 'cosine', 'precision': 'fp32'}
 
-def stored_config(meta: dict) -> TrainConfig:
+def stored_config(meta: dict,  # the contents of a run.json
+                 ) -> TrainConfig:
     "The config of a run.json, with the modes it ran in. A run.json without `modes` predates them: bf16 and channels-last then ran on CUDA only."
     cfg = dict(meta['config'])
     if 'modes' not in meta:
@@ -198,12 +213,16 @@ def stored_config(meta: dict) -> TrainConfig:
 CROSS_ENTROPY = {'name': 'cross_entropy', 'label_smoothing': 0.0}
 
 # %% ../nbs/03_runs.ipynb
-def short_hash(obj, n: int = 10) -> str:
+def short_hash(obj,          # any JSON-serializable object
+               n: int = 10,  # how many hex digits
+              ) -> str:
     "The first `n` hex digits of the SHA-256 of `obj` as canonical JSON (sorted keys)."
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_jsonable).encode()).hexdigest()[:n]
 
 # %% ../nbs/03_runs.ipynb
-def weights_hash(module: torch.nn.Module, n: int = 12) -> str:
+def weights_hash(module: torch.nn.Module,  # the model
+                 n: int = 12,              # how many hex digits
+                ) -> str:
     "A short SHA-256 of a module's parameters and buffers, in order: the same weights give the same hash."
     h = hashlib.sha256()
     for k, v in module.state_dict().items():
@@ -211,11 +230,15 @@ def weights_hash(module: torch.nn.Module, n: int = 12) -> str:
     return h.hexdigest()[:n]
 
 # %% ../nbs/03_runs.ipynb
-def run_identity(cfg: TrainConfig, objective: dict | None = None) -> dict:
+def run_identity(cfg: TrainConfig,               # the run's config
+                 objective: dict | None = None,  # the objective's spec (None: cross-entropy)
+                ) -> dict:
     return {'config': cfg.identity(), 'objective': objective or CROSS_ENTROPY}
 
 # %% ../nbs/03_runs.ipynb
-def run_id(cfg: TrainConfig, objective: dict | None = None) -> str:
+def run_id(cfg: TrainConfig,               # the run's config
+           objective: dict | None = None,  # the objective's spec (None: cross-entropy)
+          ) -> str:
     "`<dataset>-<arch>-<size>px-<epochs>ep-seed<seed>[-<objective>]-<hash of the identity>`."
     obj = objective or CROSS_ENTROPY
     tag = '' if obj == CROSS_ENTROPY else f"-{obj['name']}"
@@ -241,7 +264,8 @@ def provenance() -> dict:
     return {'git_commit': commit.strip(), 'dirty': dirty, 'clean': not any(dirty.values())}
 
 # %% ../nbs/03_runs.ipynb
-def environment(device) -> dict:
+def environment(device,  # the device the run uses
+               ) -> dict:
     "Library versions and hardware, recorded in every run.json."
     import torchvision
     device = resolve_device(device)
@@ -254,12 +278,16 @@ def environment(device) -> dict:
 # %% ../nbs/03_runs.ipynb
 WEIGHTS = 'epoch_{epoch:04d}.safetensors'      # a run's weights of epoch e: <run>/weights/<WEIGHTS with e>
 
-def weights_path(run_dir, epoch: int) -> Path: return Path(run_dir)/'weights'/WEIGHTS.format(epoch=int(epoch))
+def weights_path(run_dir,     # the run folder
+                 epoch: int,  # the epoch, from 1
+                ) -> Path: return Path(run_dir)/'weights'/WEIGHTS.format(epoch=int(epoch))
 
 # %% ../nbs/03_runs.ipynb
 class Run:
     "A run folder: its config, objective, history (loss sequence, test accuracy, seconds per epoch) and epoch weights."
-    def __init__(self, run_dir):
+    def __init__(self,
+                 run_dir,  # a folder that `train` wrote
+                ):
         self.dir = Path(run_dir)
         f = self.dir/'run.json'
         if not f.exists():
@@ -336,12 +364,12 @@ def _write_run(run_dir, cfg: TrainConfig, losses, num_classes: int = 10, weights
 @dataclass(frozen=True)
 class MarkerSettings:
     "How the K epoch markers are cut from a loss curve (see `02_cqi`); `mu=None` is the paper's rule."
-    K: int = 10
-    mu: float | None = None
-    smoothing: str = 'ema'
-    alpha: float = 0.85
-    window: int = 5
-    on_no_convergence: str = 'raise'
+    K: int = 10  # how many markers (phases)
+    mu: float | None = None  # the CQI threshold (None: the paper's, from the number of classes)
+    smoothing: str = 'ema'  # 'ema' or 'paper', as in `smooth`
+    alpha: float = 0.85  # the smoothing factor
+    window: int = 5  # B: CQI's averaging window
+    on_no_convergence: str = 'raise'  # 'raise' (with the smallest CQI), or 'last': the last epoch is the end marker
 
     def __post_init__(self):
         _check_params(self.alpha, self.window, self.smoothing, K=self.K, mu=self.mu)
@@ -368,7 +396,10 @@ def _stored_markers(rec: dict) -> Markers:
         raise MarkerError(e['message'])
     return Markers.from_dict(rec['markers'])
 
-def run_markers(run, settings: MarkerSettings | None = None, **kwargs) -> Markers:
+def run_markers(run,                                     # a finished run (a `Run` or its folder)
+                settings: MarkerSettings | None = None,  # how to cut the markers (None: `MarkerSettings(**kwargs)`)
+                **kwargs,
+               ) -> Markers:
     "The epoch markers of a finished run: read from `<run>/markers/<settings>.json`, or computed and stored there."
     run = run if isinstance(run, Run) else Run(run)
     s = (settings or MarkerSettings(**kwargs)).resolved(run.num_classes)
@@ -392,7 +423,9 @@ def run_markers(run, settings: MarkerSettings | None = None, **kwargs) -> Marker
     return _stored_markers(rec)
 
 # %% ../nbs/03_runs.ipynb
-def keep_only(run_dir, epochs) -> list:
+def keep_only(run_dir,  # the run folder
+              epochs,   # the epochs whose weights stay
+             ) -> list:
     "Delete the weights of every epoch not in `epochs` (e.g. the markers), and record the epochs kept; returns those deleted."
     from fmce_nb.checkpoints import Checkpoints        # the housekeeping of any checkpoint folder (03a_checkpoints)
     run = Run(run_dir)

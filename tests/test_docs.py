@@ -56,10 +56,8 @@ def test_the_readme_figures_exist_and_the_home_figure_is_the_records():
     assert home.read_bytes() == made.read_bytes(), f"copy {made.relative_to(ROOT)} to {home.relative_to(ROOT)}: the report redrew it"
 
 
-# modules whose every public parameter (but *args and **kwargs) has its comment (docments); the rest still to do
-DOCUMENTED = ['fmce_nb.cqi', 'fmce_nb.docs', 'fmce_nb.ral', 'fmce_nb.checkpoints', 'fmce_nb.experiment', 'fmce_nb.sweep',
-              'fmce_nb.lightning', 'fmce_nb.models', 'fmce_nb.viz', 'fmce_nb.fmcs', 'fmce_nb.fmce_net',
-              'fmce_nb.data', 'fmce_nb.train', 'fmce_nb.frpt']
+# every library module (the experiments' modules aside): each public parameter (but *args and **kwargs) has its comment (docments)
+DOCUMENTED = sorted(f"fmce_nb.{p.stem}" for p in (ROOT/'fmce_nb').glob('*.py') if not p.stem.startswith('_'))
 
 
 def undocumented(module) -> list:
