@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto 0
-__all__ = ['strip_main']
+__all__ = ['strip_main', 'figure_links']
 
 # %% ../nbs/14_docs.ipynb
 def strip_main(cell,  # a notebook cell as nbdev's processors pass it, outputs included
@@ -16,3 +16,15 @@ def strip_main(cell,  # a notebook cell as nbdev's processors pass it, outputs i
         data = o.get('data', {})
         for k, v in data.items():
             if k.startswith('text/'): data[k] = (''.join(v) if isinstance(v, list) else v).replace('__main__.', '')
+
+# %% ../nbs/14_docs.ipynb
+import json, re
+from pathlib import Path
+
+# %% ../nbs/14_docs.ipynb
+def figure_links(nb_path,  # a notebook file
+                ) -> list:
+    "The image paths that the notebook's Markdown cells link, URLs left out, in order."
+    cells = json.loads(Path(nb_path).read_text())['cells']
+    links = [m for c in cells if c['cell_type'] == 'markdown' for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ''.join(c['source']))]
+    return [l for l in links if not re.match(r"^[a-z]+://", l)]

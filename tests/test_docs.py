@@ -2,6 +2,7 @@
 committed, and the sidebar lists every notebook once, the experiments in the papers' order."""
 import configparser, json, re
 from pathlib import Path
+from fmce_nb.docs import figure_links
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT/'nbs'
@@ -32,17 +33,10 @@ def test_nbdev_keeps_the_sidebar_and_quarto_finds_its_files():
     assert 'metadata-files: [nbdev.yml, sidebar.yml]' in quarto and (NBS/'nbdev.yml').exists()
 
 
-def markdown_images(nb_path: Path) -> list:
-    "The image paths that a notebook's markdown cells link (not URLs)."
-    nb = json.loads(nb_path.read_text())
-    links = [m for c in nb['cells'] if c['cell_type'] == 'markdown' for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ''.join(c['source']))]
-    return [l for l in links if not re.match(r"^[a-z]+://", l)]
-
-
 def test_every_figure_a_page_links_exists_inside_the_site():
     "Quarto renders nbs/ alone: a figure a notebook links must exist, below nbs/ (../figures/ is outside the site)."
     for nb in NBS.rglob('*.ipynb'):
-        for link in markdown_images(nb):
+        for link in figure_links(nb):
             target = (nb.parent/link).resolve()
             assert target.exists(), f"{nb.name} links a missing figure {link}"
             assert NBS.resolve() in target.parents, f"{nb.name} links {link}, outside nbs/: the docs site cannot show it"

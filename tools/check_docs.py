@@ -2,17 +2,11 @@
 Quarto renders the site (it runs the exported and import cells, and the show_doc cells), into `_proc/`. Fails, naming
 the notebook, if processing fails, if a notebook is missing from `_proc/`, or if a processed page links a figure that the
 site does not hold. Run from the checkout: `python tools/check_docs.py`."""
-import json, re, sys
+import sys
 from pathlib import Path
 from nbdev.config import get_config
 from nbdev.serve import proc_nbs       # the processing alone: nbdev_proc_nbs would also try to install Quarto
-
-
-def figure_links(nb_path: Path) -> list:
-    "The image paths that a notebook's markdown cells link (not URLs)."
-    cells = json.loads(nb_path.read_text())['cells']
-    links = [m for c in cells if c['cell_type'] == 'markdown' for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ''.join(c['source']))]
-    return [l for l in links if not re.match(r"^[a-z]+://", l)]
+from fmce_nb.docs import figure_links
 
 
 def main() -> int:
