@@ -103,7 +103,9 @@ class Checkpoints:
         self._re = re.compile(''.join(re.escape(lit) + ('(\\d+)' if f is not None else '')
                                       for lit, f, _, _ in string.Formatter().parse(pattern)) + '$')
 
-    def path(self, epoch: int) -> Path: return self.folder/self.pattern.format(epoch=int(epoch))
+    def path(self,
+             epoch: int,  # the epoch, from 1
+            ) -> Path: return self.folder/self.pattern.format(epoch=int(epoch))
 
     def saved_epochs(self) -> list:
         "The epochs whose checkpoint is on disk, in order."
@@ -123,7 +125,10 @@ class Checkpoints:
 
 # %% ../nbs/03a_checkpoints.ipynb
 @patch
-def save(self: Checkpoints, model, epoch: int) -> Path:
+def save(self: Checkpoints,
+         model,              # a module, or its state_dict
+         epoch: int,         # the epoch it ends, from 1
+        ) -> Path:
     "Write the state_dict of `model` (a module, or a state_dict) as epoch `epoch`'s checkpoint, atomically."
     sd = model.state_dict() if isinstance(model, nn.Module) else dict(model)
     sd = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
@@ -136,7 +141,9 @@ def save(self: Checkpoints, model, epoch: int) -> Path:
 
 # %% ../nbs/03a_checkpoints.ipynb
 @patch
-def keep(self: Checkpoints, epochs) -> list:
+def keep(self: Checkpoints,
+         epochs,             # the epochs whose checkpoints stay
+        ) -> list:
     "Delete every checkpoint whose epoch is not in `epochs`; returns the epochs deleted."
     keep = sorted({int(e) for e in epochs})
     missing = [e for e in keep if e not in self]
@@ -148,7 +155,10 @@ def keep(self: Checkpoints, epochs) -> list:
 
 # %% ../nbs/03a_checkpoints.ipynb
 @patch
-def keep_markers(self: Checkpoints, monitor, also=()):
+def keep_markers(self: Checkpoints,
+                 monitor,            # the `ConvergenceMonitor` of the run
+                 also=(),            # more epochs to keep (e.g. the last)
+                ):
     "Once `monitor` (a ConvergenceMonitor) has converged, keep only its marker epochs and `also`; returns the Markers (None before)."
     if monitor.converged_epoch is None: return None
     mk = monitor.markers()

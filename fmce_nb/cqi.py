@@ -112,7 +112,9 @@ class Markers:
     def ek(self) -> int: return self.markers[-1]
     @property
     def G(self) -> float: return float(abs(np.log(self.smoothed[self.ek - 1]) - np.log(self.smoothed[self.e0 - 1])))
-    def phase(self, epoch: int) -> int:
+    def phase(self,
+              epoch: int,  # an epoch, from 1
+             ) -> int:
         "The FMCS phase an epoch falls in: k for E_{k-1} < epoch <= E_k (0 before E_0 + 1, K + 1 after E_K)."
         return int(np.searchsorted(np.asarray(self.markers), epoch, side='left')) + 1 if epoch > self.e0 else 0
     @property
@@ -127,7 +129,9 @@ class Markers:
                 'converged': self.converged, 'G': self.G, 'min_cqi': smallest, 'min_cqi_epoch': epoch,
                 'smoothed': arr(self.smoothed), 'cqi': arr(self.cqi), 'targets': arr(self.targets)}
     @classmethod
-    def from_dict(cls, d: dict) -> 'Markers':
+    def from_dict(cls,
+                  d: dict,  # the output of `to_dict`
+                 ) -> 'Markers':
         arr = lambda a: np.array([np.nan if v is None else v for v in a], dtype=float)
         return cls(int(d['e0']), tuple(int(e) for e in d['markers']), int(d['K']), float(d['mu']), bool(d['converged']),
                    arr(d['smoothed']), arr(d['cqi']), arr(d['targets']))
@@ -223,7 +227,9 @@ class ConvergenceMonitor:
     @property
     def cqi(self) -> float: return self.cqis[-1] if self.cqis else math.nan
 
-    def update(self, loss: float) -> bool:
+    def update(self,
+               loss: float,  # the epoch's mean training loss
+              ) -> bool:
         "Record the mean loss of the next epoch; True when the loop should stop."
         loss = float(loss)
         if not (math.isfinite(loss) and loss > 0):

@@ -52,7 +52,10 @@ class ImageData:
 
 # %% ../nbs/00_data.ipynb
 @patch
-def subset(self: ImageData, n, seed=0):
+def subset(self: ImageData,
+           n,                # how many images (None: all)
+           seed=0,           # seeds the shuffle
+          ):
     "The first `n` images of a seeded shuffle (all of them if `n` is None)."
     if n is not None and (isinstance(n, bool) or int(n) != n or not 1 <= n <= len(self)):
         raise ValueError(f"{self.name}: a subset needs a whole number of images from 1 to the split's {len(self)} "
@@ -64,7 +67,11 @@ def subset(self: ImageData, n, seed=0):
 
 # %% ../nbs/00_data.ipynb
 @patch
-def held_out(self: ImageData, n_train, n: int, seed=0):
+def held_out(self: ImageData,
+             n_train,          # the size of the training subset they avoid
+             n: int,           # how many images
+             seed=0,           # the training subset's seed
+            ):
     "`n` images that `subset(n_train, seed)` leaves out: the next `n` of the same seeded shuffle (a validation set)."
     start = len(self) if n_train is None else min(n_train, len(self))
     idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[start:start + n].sort().values
@@ -366,7 +373,10 @@ def _plan(self: DeviceLoader, epoch):
 
 # %% ../nbs/00_data.ipynb
 @patch
-def transform(self: DeviceLoader, idx, aug=None):
+def transform(self: DeviceLoader,
+              idx,                 # dataset indices of the batch
+              aug=None,            # (dy, dx, flip) rows, a column per image of `idx` (None: no augmentation)
+             ):
     "The model-ready float batch for dataset indices `idx` (and per-sample offsets/flips `aug`)."
     x = self.images[idx].float()
     if x.shape[-1] != self.size or x.shape[-2] != self.size:
@@ -387,7 +397,10 @@ def transform(self: DeviceLoader, idx, aug=None):
 
 # %% ../nbs/00_data.ipynb
 @patch
-def batches(self: DeviceLoader, epoch: int = 0, with_index: bool = False):
+def batches(self: DeviceLoader,
+            epoch: int = 0,            # the epoch, from 0: with the loader's seed it fixes the order and the augmentation
+            with_index: bool = False,  # also yield each batch's dataset indices
+           ):
     "Yield `(x, y)` for every batch of `epoch` (`(x, y, idx)` with the images' indices in the dataset if `with_index`)."
     order, aug = self._plan(epoch)
     bs = self.batch_size

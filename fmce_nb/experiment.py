@@ -27,7 +27,9 @@ class Experiment:
     figures: Callable | None = None    # ([records], figures folder) -> the paths of figures drawn from the records
     finding: Callable | None = None    # [records] -> Markdown: a sentence per finding with its number (the first is the headline), its key table
 
-    def cells(self, profile: str) -> list:
+    def cells(self,
+              profile: str,  # smoke, cpu, reduced or paper
+             ) -> list:
         "The parameters of this experiment's cells in `profile` (none if the profile does not run it)."
         return list(self.grids.get(profile, []))
 

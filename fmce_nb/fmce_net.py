@@ -25,7 +25,9 @@ __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate',
 # %% ../nbs/06_fmce_net.ipynb
 class HalvingMaxPool(nn.Module):
     "2x2 max-pool (floor) on each side that is at least 2 long; a side of 1 stays 1."
-    def forward(self, x):
+    def forward(self,
+                x,     # a batch of maps (B, C, H, W)
+               ):
         h, w = x.shape[-2:]
         kh, kw = (2 if h >= 2 else 1), (2 if w >= 2 else 1)
         return x if kh == kw == 1 else F.max_pool2d(x, (kh, kw))
@@ -49,7 +51,9 @@ class FMCENet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(c // 4, K)
 
-    def forward(self, x):
+    def forward(self,
+                x,     # a batch of feature maps (B, in_channels, H, W)
+               ):
         if x.ndim != 4:
             raise ValueError(f"FMCENet expects feature maps (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
@@ -313,9 +317,19 @@ class ShuffledPhases:
         labels = np.tile(np.arange(self.K), self.N)                      # the label of pair (n, k) sits at n * K + k
         self.labels = torch.as_tensor(np.random.default_rng(seed).permutation(labels).reshape(self.N, self.K))
 
-    def maps(self, n, k, bounds=None): return self.source.maps(n, k, bounds)
+    def maps(self,
+             n,            # image indices, one per map
+             k,            # the phase of each map, 0..K-1
+             bounds=None,  # (phase, start, end) slices of a batch sorted by phase (None: computed)
+            ): return self.source.maps(n, k, bounds)
 
-    def batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int = 0, epoch: int = 0):
+    def batches(self,
+                pairs,                  # (image, phase) pairs, one per row
+                batch_size: int = 256,  # pairs per batch
+                shuffle: bool = True,   # shuffle the pairs (else their order)
+                seed: int = 0,          # with `epoch`, seeds the shuffle
+                epoch: int = 0,         # the epoch, so each epoch has its own order
+               ):
         "(maps, shuffled labels) for one epoch over `pairs`, in the order the source's batches take."
         from fmce_nb.fmcs import plan_epoch
         for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):

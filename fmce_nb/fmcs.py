@@ -106,7 +106,13 @@ def plan_epoch(pairs: np.ndarray,     # (image, phase) pairs, one per row
     return out
 
 # %% ../nbs/05_fmcs.ipynb
-def _batches(self, pairs, batch_size: int = 256, shuffle: bool = True, seed: int = 0, epoch: int = 0):
+def _batches(self,
+             pairs,                  # (image, phase) pairs, one per row
+             batch_size: int = 256,  # pairs per batch
+             shuffle: bool = True,   # shuffle the pairs (else their order)
+             seed: int = 0,          # with `epoch`, seeds the shuffle
+             epoch: int = 0,         # the epoch, so each epoch has its own order
+            ):
     "Yield (maps, labels) for one epoch over `pairs`; labels are phase indices 0..K-1. Shared by both sources."
     for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
         yield self.maps(n, k, bounds), torch.as_tensor(k, device=self.device)
@@ -196,7 +202,9 @@ class CheckpointFMCS:
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
-def store_bytes(self: CheckpointFMCS, dtype=torch.float16) -> int:
+def store_bytes(self: CheckpointFMCS,
+                dtype=torch.float16,   # the dtype the maps would be stored in
+               ) -> int:
     "Bytes a materialized store of all K x N maps would take."
     return self.K * self.N * math.prod(self.feature_shape) * torch.empty((), dtype=dtype).element_size()
 
@@ -217,7 +225,11 @@ def _materialize(self: CheckpointFMCS, batch_size: int) -> torch.Tensor:
 # %% ../nbs/05_fmcs.ipynb
 @patch
 @torch.no_grad()
-def maps(self: CheckpointFMCS, n, k, bounds=None) -> torch.Tensor:
+def maps(self: CheckpointFMCS,
+         n,                     # image indices, one per map
+         k,                     # the phase of each map, 0..K-1
+         bounds=None,           # (phase, start, end) slices of a batch sorted by phase (None: computed)
+        ) -> torch.Tensor:
     "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
     n = torch.as_tensor(np.asarray(n), device=self.device)
     if self._cache is None and self._caches: self._cache = self._materialize(self._cache_batch)
@@ -297,10 +309,14 @@ class FMCSStore:
         self._mm = [read_npy(self.path/f'phase_{k:02d}.npy') for k in range(self.K)]
 
     @staticmethod
-    def build(fmcs: FMCSData, path, batch_size: int = 512, log=print) -> 'FMCSStore':
+    def build(fmcs: FMCSData,         # the FMCS-Dataset to write
+              path,                   # the store folder (phases already written are kept)
+              batch_size: int = 512,  # maps per write
+              log=print,              # called with one line about the size (None: silent)
+             ) -> 'FMCSStore':
+        "Write `fmcs`'s maps to `path`, one fp16 file per phase, each atomically; the store opened."
         path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        need = fmcs.store_bytes()
-        if log: log(f"FMCS store: {fmcs.K} phases x {fmcs.N} maps of {fmcs.feature_shape} in fp16 = {need / 2**30:.3f} GiB -> {path}")
+        if log: log(f"FMCS store: {fmcs.K} phases x {fmcs.N} maps of {fmcs.feature_shape} in fp16 = {fmcs.store_bytes() / 2**30:.3f} GiB -> {path}")
         for k in range(fmcs.K):
             dst = path/f'phase_{k:02d}.npy'
             if dst.exists(): continue
@@ -316,12 +332,15 @@ class FMCSStore:
         return FMCSStore(path, fmcs.device)
 
     batches = _batches
-
     def __repr__(self): return f"FMCSStore({self.path}, {self.K} phases x {self.N} maps {self.feature_shape})"
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
-def maps(self: FMCSStore, n, k, bounds=None) -> torch.Tensor:
+def maps(self: FMCSStore,
+         n,                # image indices, one per map
+         k,                # the phase of each map, 0..K-1
+         bounds=None,      # (phase, start, end) slices of a batch sorted by phase (None: computed)
+        ) -> torch.Tensor:
     n, k = np.asarray(n), np.asarray(k)
     out = np.empty((len(n), *self.feature_shape), dtype=np.float16)
     for kk in np.unique(k):
@@ -346,7 +365,9 @@ class PooledFMCS:
 
     batches = _batches
 
-    def images_of(self, i: int) -> np.ndarray:
+    def images_of(self,
+                  i: int,  # the index of a source in the pool
+                 ) -> np.ndarray:
         "The pool's image indices of source `i`."
         return np.arange(self.offsets[i], self.offsets[i + 1])
 
@@ -354,7 +375,11 @@ class PooledFMCS:
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
-def maps(self: PooledFMCS, n, k, bounds=None) -> torch.Tensor:
+def maps(self: PooledFMCS,
+         n,                 # the pool's image indices, one per map
+         k,                 # the phase of each map, 0..K-1
+         bounds=None,       # (phase, start, end) slices of a batch sorted by phase (None: computed)
+        ) -> torch.Tensor:
     n, k = np.asarray(n), np.asarray(k)
     which = np.searchsorted(self.offsets, n, side='right') - 1
     out = torch.empty((len(n), *self.feature_shape), device=self.device)

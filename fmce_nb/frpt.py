@@ -601,7 +601,9 @@ class TargetStore:
     def __getitem__(self, idx) -> torch.Tensor:
         idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
         return torch.from_numpy(np.ascontiguousarray(self.targets[idx]))
-    def image(self, idx) -> torch.Tensor:
+    def image(self,
+              idx,   # training-set indices
+             ) -> torch.Tensor:
         "The stored model-ready inputs of `idx` (the augmentation draw the targets were computed from)."
         if self.images is None: raise ValueError(f"{self.path} stores no images: it was built from the clean images (augment_seed None)")
         idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
@@ -709,7 +711,10 @@ def spec(self: FRPTObjective) -> dict:
 
 # %% ../nbs/09_frpt.ipynb
 @patch
-def prepare(self: FRPTObjective, model, loader):
+def prepare(self: FRPTObjective,
+            model,                # the model `train` built, before its optimizer
+            loader,               # the training loader
+           ):
     "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
     ident = self.store.meta['identity']
     if len(loader.data) != len(self.store):

@@ -58,13 +58,22 @@ def _batch_size(batch) -> int:
 
 # %% ../nbs/13_lightning.ipynb
 @patch
-def on_train_epoch_start(self: FMCECallback, trainer, pl_module):
+def on_train_epoch_start(self: FMCECallback,
+                         trainer,             # the Lightning Trainer
+                         pl_module,           # the LightningModule being fit
+                        ):
     self._sum = torch.zeros((), dtype=torch.float64, device=pl_module.device)
     self._n = torch.zeros((), dtype=torch.float64, device=pl_module.device)
 
 # %% ../nbs/13_lightning.ipynb
 @patch
-def on_train_batch_end(self: FMCECallback, trainer, pl_module, outputs, batch, batch_idx):
+def on_train_batch_end(self: FMCECallback,
+                       trainer,             # the Lightning Trainer
+                       pl_module,           # the LightningModule being fit
+                       outputs,             # the training step's output (its loss)
+                       batch,               # the batch: its first element is the inputs
+                       batch_idx,           # its index in the epoch
+                      ):
     loss = outputs.get('loss') if isinstance(outputs, Mapping) else outputs
     if not isinstance(loss, torch.Tensor):
         raise ValueError("FMCECallback needs the batch loss: return it from training_step (a tensor, or {'loss': ...}); "
@@ -74,7 +83,10 @@ def on_train_batch_end(self: FMCECallback, trainer, pl_module, outputs, batch, b
 
 # %% ../nbs/13_lightning.ipynb
 @patch
-def on_train_epoch_end(self: FMCECallback, trainer, pl_module):
+def on_train_epoch_end(self: FMCECallback,
+                       trainer,             # the Lightning Trainer
+                       pl_module,           # the LightningModule being fit
+                      ):
     total, n = (trainer.strategy.reduce(t, reduce_op='sum') for t in (self._sum, self._n))
     if float(n) == 0: return                                        # no batch ran this epoch
     loss = float(total / n)
@@ -92,7 +104,10 @@ def on_train_epoch_end(self: FMCECallback, trainer, pl_module):
 
 # %% ../nbs/13_lightning.ipynb
 @patch
-def on_fit_end(self: FMCECallback, trainer, pl_module):
+def on_fit_end(self: FMCECallback,
+               trainer,             # the Lightning Trainer
+               pl_module,           # the LightningModule being fit
+              ):
     if not trainer.is_global_zero or not self.monitor.losses: return
     try: mk = self.markers
     except (NotConvergedError, ValueError) as e:
@@ -105,7 +120,9 @@ def state_dict(self: FMCECallback) -> dict: return {'losses': list(self.monitor.
 
 # %% ../nbs/13_lightning.ipynb
 @patch
-def load_state_dict(self: FMCECallback, state: dict):
+def load_state_dict(self: FMCECallback,
+                    state: dict,         # what `state_dict` saved in the Lightning checkpoint
+                   ):
     m = self.monitor
     self.monitor = ConvergenceMonitor(m.mu, m.K, m.alpha, m.window, m.smoothing, m.patience)
     for loss in state['losses']: self.monitor.update(loss)

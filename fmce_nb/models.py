@@ -25,7 +25,9 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * width, num_classes)
-    def forward(self, x): return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+    def forward(self,
+                x,     # a batch of model-ready images (B, 3, H, W)
+               ): return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
 
 # %% ../nbs/01_models.ipynb
 class SimpleCNN(nn.Module):
@@ -41,11 +43,17 @@ class SimpleCNN(nn.Module):
         self.flatten, self.fc1, self.act4, self.fc2 = nn.Flatten(), nn.Linear(16 * width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
-    def features(self, x):
+    def features(self,
+                 x,     # a batch of model-ready images (B, 3, H, W)
+                ):
         if x.shape[-2:] != (32, 32): raise ValueError(f"SimpleCNN takes 32x32 inputs (its fc1 reads 10x4x4), got {tuple(x.shape[-2:])}")
         return self.act3(self.conv3(self.pool2(self.act2(self.conv2(self.pool1(self.act1(self.conv1(x))))))))
-    def head(self, f): return self.fc2(self.act4(self.fc1(self.flatten(f))))
-    def forward(self, x): return self.head(self.features(x))
+    def head(self,
+             f,     # the output of `features`
+            ): return self.fc2(self.act4(self.fc1(self.flatten(f))))
+    def forward(self,
+                x,     # a batch of model-ready images (B, 3, H, W)
+               ): return self.head(self.features(x))
 
 # %% ../nbs/01_models.ipynb
 def _resnet_features(m, x):
@@ -108,13 +116,19 @@ class FMCEClassifier(nn.Module):
         self.net = net if net is not None else (SmallCNN(num_classes) if ctor is None
                                                 else ctor(weights=None, num_classes=num_classes))
 
-    def features(self, x):
+    def features(self,
+                 x,     # a batch of model-ready images (B, 3, H, W)
+                ):
         "C(x): the functional module's output feature map."
         return self._features(self.net, x)
-    def head(self, f):
+    def head(self,
+             f,     # the output of `features`
+            ):
         "F(f): global average pooling and the fully connected layer."
         return self._head(self.net, f)
-    def forward(self, x): return self.head(self.features(x))
+    def forward(self,
+                x,     # a batch of model-ready images (B, 3, H, W)
+               ): return self.head(self.features(x))
     @property
     def functional_module(self) -> nn.Module:
         "The module whose output `features` returns (ResNet `layer4`, ShuffleNet `conv5`)."

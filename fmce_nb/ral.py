@@ -71,7 +71,10 @@ class RAL:
 
 # %% ../nbs/07_ral.ipynb
 @patch
-def prepare(self: RAL, model, loader):
+def prepare(self: RAL,
+            model,      # the model `train` built, before its optimizer
+            loader,     # the training loader
+           ):
     "Freeze and place the FMCE-Net, and refuse a feature map the FMCE-Net was not trained on."
     self.net = self.net.to(loader.device).eval().requires_grad_(False)
     x, _ = next(iter(loader.batches(0)))

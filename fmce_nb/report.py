@@ -387,7 +387,9 @@ class Measured:
     def _repr_markdown_(self) -> str: return '\n'.join(self.lines)
     def __repr__(self) -> str: return f"Measured({self.name!r}, {self.profile!r}: {len(self.records)} records, figure {self.figure and self.figure.name})"
 
-    def image(self, colors: int = 256):
+    def image(self,
+              colors: int = 256,  # how many colours the PNG keeps
+             ):
         "The key figure for a notebook, in `colors` colours: a third of the PNG's bytes, so the committed notebook stays small."
         import io
         from PIL import Image as PILImage

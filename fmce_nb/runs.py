@@ -182,7 +182,9 @@ def modes(self: TrainConfig) -> dict:
 
 # %% ../nbs/03_runs.ipynb
 @patch
-def split(self: TrainConfig, train: bool = True):
+def split(self: TrainConfig,
+          train: bool = True,  # the training split (else the test split)
+         ):
     "The images this run trains on (`train`) or is tested on: the seeded n_train / n_test subset of that split."
     return load_dataset(self.dataset, self.data_root, train=train).subset(self.n_train if train else self.n_test,
                                                                           self.data_seed)
@@ -324,7 +326,10 @@ class Run:
 
 # %% ../nbs/03_runs.ipynb
 @patch
-def model(self: Run, epoch: int | None = None, device='cpu') -> FMCEClassifier:
+def model(self: Run,
+          epoch: int | None = None,  # the epoch whose weights (None: the last)
+          device='cpu',              # where the model goes
+         ) -> FMCEClassifier:
     "The classifier with the weights of `epoch` (default: the last one), safely loaded from safetensors."
     epoch = epoch or self.epochs_done
     p = weights_path(self.dir, epoch)
@@ -377,11 +382,15 @@ class MarkerSettings:
             raise ValueError(f"on_no_convergence must be 'raise' or 'last', got {self.on_no_convergence!r}")
 
     @classmethod
-    def from_params(cls, params: dict) -> MarkerSettings:
+    def from_params(cls,
+                    params: dict,  # an experiment's parameters
+                   ) -> MarkerSettings:
         "The settings named among `params` (an experiment's parameters)."
         return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
 
-    def resolved(self, num_classes: int) -> MarkerSettings:
+    def resolved(self,
+                 num_classes: int,  # the dataset's classes, for the paper's mu when mu is None
+                ) -> MarkerSettings:
         return self if self.mu is not None else replace(self, mu=paper_mu(num_classes))
 
     def slug(self) -> str:

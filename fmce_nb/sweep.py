@@ -25,6 +25,7 @@ class _Bound(nn.Module):
 
 def _forward(model, x): return model(x)
 
+# %% ../nbs/12_sweep.ipynb
 class StackedModels:
     "R models of one architecture as one: weights and buffers stacked along a new first dimension, run by `vmap`."
     def __init__(self, models,  # models of one architecture, one per run
@@ -39,19 +40,26 @@ class StackedModels:
         self.n = len(models)
 
     def parameters(self): return [p for p in self.params.values() if p.requires_grad]
-    def train(self, mode: bool = True): self.base.train(mode); return self
+    def train(self,
+              mode: bool = True,  # training mode (else eval), for every run
+             ): self.base.train(mode); return self
     def eval(self): return self.train(False)
     @property
     def training(self) -> bool: return self.base.training
 
-    def map(self, fn, *args):
+    def map(self,
+            fn,     # a function of one model and its arguments
+            *args,
+           ):
         "fn(model_r, *args_r) for every run r, stacked: each tensor in `args` has the runs as its first dimension."
         def one(params, buffers, *a): return functional_call(self.base, (params, buffers), (fn, *a))
         return vmap(one, randomness='error')(self.params, self.buffers, *args)
 
     def __call__(self, x): return self.map(_forward, x)
 
-    def state_dict(self, r: int) -> dict:
+    def state_dict(self,
+                   r: int,  # the index of the run
+                  ) -> dict:
         "Run r's weights and buffers as the state dict of one model."
         both = {**self.params, **self.buffers}
         return {k: both[f'm.{k}'][r].detach() for k in self.base.m.state_dict()}
@@ -71,7 +79,10 @@ class StackedLoader:
 
     def __len__(self): return len(self.loaders[0])
 
-    def batches(self, epoch: int = 0, with_index: bool = False):
+    def batches(self,
+                epoch: int = 0,            # the epoch, from 0: with the loader's seed it fixes the order and the augmentation
+                with_index: bool = False,  # also yield each batch's dataset indices
+               ):
         for parts in zip(*(l.batches(epoch, with_index=with_index) for l in self.loaders)):
             yield tuple(torch.stack(t) for t in zip(*parts))
 

@@ -67,7 +67,10 @@ class FineTune:
     def spec(self) -> dict:
         return {**self.objective.spec(), 'start': {'run': self.run.dir.name, 'epoch': self.epoch, 'weights': self.weights}}
 
-    def prepare(self, model, loader):
+    def prepare(self,
+                model,   # the model `train` built, before its optimizer
+                loader,  # the training loader
+               ):
         model.load_state_dict(self.run.model(self.epoch).state_dict())
         if hasattr(self.objective, 'prepare'): self.objective.prepare(model, loader)
 

@@ -55,26 +55,34 @@ DOCUMENTED = sorted(f"fmce_nb.{p.stem}" for p in (ROOT/'fmce_nb').glob('*.py') i
 
 
 def undocumented(module) -> list:
-    "'name.param' for each parameter of a public function or class of `module` that has no docments comment."
+    "'name.param' for each parameter of a public function, class or public method of `module` that has no docments comment."
     import inspect
     from fastcore.docments import docments
+    def missing(name, f):
+        try: d = docments(f, full=True)
+        except ValueError: return []                                 # no signature (an exception class without __init__)
+        var = {k for k, p in inspect.signature(f).parameters.items() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        return [f"{name}.{k}" for k, v in d.items() if k not in ('return', 'self', 'cls', *var) and not v['docment']]
     out = []
     for n in module.__all__:
         o = getattr(module, n)
-        if not (inspect.isfunction(o) or inspect.isclass(o)): continue
-        try: d = docments(o, full=True)
-        except ValueError: continue                                  # no signature (an exception class without __init__)
-        var = {k for k, p in inspect.signature(o).parameters.items() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        out += [f"{n}.{k}" for k, v in d.items() if k not in ('return', 'self', *var) and not v['docment']]
+        if inspect.isfunction(o): out += missing(n, o)
+        if not inspect.isclass(o): continue
+        out += missing(n, o)
+        for m, f in vars(o).items():                                  # its own public methods (@patch-ed ones included)
+            f = f.__func__ if isinstance(f, (staticmethod, classmethod)) else f
+            if not m.startswith('_') and inspect.isfunction(f): out += missing(f"{n}.{m}", f)
     return out
 
 
 def test_undocumented_finds_a_parameter_without_its_comment(tmp_path):
     import importlib.util
-    (tmp_path/'toy.py').write_text("__all__ = ['f', 'g']\ndef f(a,  # the a\n      b): pass\ndef g(c,  # the c\n     ): pass\n")
+    (tmp_path/'toy.py').write_text("__all__ = ['f', 'g', 'C']\ndef f(a,  # the a\n      b): pass\ndef g(c,  # the c\n     ): pass\n"
+                                   "class C:\n    def __init__(self, d): pass\n    def run(self, e,  # the e\n            h): pass\n"
+                                   "    def _hidden(self, i): pass\n")
     spec = importlib.util.spec_from_file_location('toy', tmp_path/'toy.py')
     m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-    assert undocumented(m) == ['f.b']
+    assert undocumented(m) == ['f.b', 'C.d', 'C.run.h']
 
 
 def test_public_parameters_have_their_comment_so_the_docs_render_a_table():
