@@ -297,3 +297,65 @@ def test_a_stored_draw_is_what_post_training_reads(simple_run, tmp_path):
     assert shift['moved'] >= wrong and target_shift(ctrl, simple_run, 'out')['moved'] == 0.0
     with pytest.raises(ValueError, match='another model or dataset.*augment_seed'):
         TargetStore.build(simple_run, 'out', tmp_path/'d', augment_seed=6)
+
+
+def test_the_walk_reverses_global_pooling_by_the_projection_not_the_broadcast():
+    # small_cnn at 32 px: net.features gives 128 x 4 x 4 maps, then global pooling and fc. The projection moves every
+    # position of a channel by the same amount (the change of its mean), so target - feature is constant over space
+    # and the target keeps the feature's spatial pattern; the authors' broadcast would make the target flat instead.
+    from fmce_nb.frpt import nearest_embedding
+    torch.manual_seed(0)
+    model = build_model('small_cnn').eval()
+    x, y = torch.randn(6, 3, 32, 32), torch.arange(6) % 10
+    with torch.no_grad(): feat = model.net.features(x)
+    t = reconstruct_targets(model, x, y, 'net.features')
+    shift = t - feat
+    assert t.shape == feat.shape == (6, 128, 4, 4)
+    assert_close(shift, shift[:, :, :1, :1].expand_as(shift), rtol=0, atol=1e-5)            # one shift per channel
+    assert_close(t - t.mean((2, 3), keepdim=True), feat - feat.mean((2, 3), keepdim=True), rtol=0, atol=1e-5)
+    assert (feat.std((2, 3)) > 1e-3).any()                                                 # so a flat target would differ
+    # and the pooled target gives the logits the labels ask for (fc has 128 inputs for 10 outputs: reachable)
+    with torch.no_grad(): want = nearest_embedding(model(x), y)
+    assert_close(model.net.fc(t.mean((2, 3))).detach(), want, rtol=1e-4, atol=1e-4)
+
+
+def _anchored_by_hand(A, z0, t, steps=3, pull=True):
+    "The anchored Gauss-Newton of 09_frpt for a linear map z -> A z, one sample, in float64 numpy: each step solves "
+    "(A^T A + lam I) d = A^T r - lam (z - z0) directly (no CG), lam = |A g|^2 / |g|^2 with g = A^T r, then halves the "
+    "step (at most 8 tries) until the residual falls."
+    import numpy as np
+    z = z0.copy()
+    for _ in range(steps):
+        r = t - A @ z
+        g = A.T @ r
+        lam = (A @ g) @ (A @ g) / (g @ g)
+        d = np.linalg.solve(A.T @ A + lam * np.eye(len(z)), g - lam * (z - z0) if pull else g)
+        step = 1.0
+        for _ in range(8):
+            cand = z + step * d
+            better = np.linalg.norm(t - A @ cand) < np.linalg.norm(r)
+            if better: break
+            step /= 2
+        if better: z = cand
+    return z
+
+
+def test_the_anchored_gauss_newton_pulls_toward_the_start_point():
+    # a linear "block" from 12 inputs to 6 outputs per sample: the anchored solve's three steps worked out by a direct
+    # solve in numpy (the library runs conjugate gradient on J^T J + lam, J never formed: exact here in 12 dims).
+    # Damping toward the current iterate instead of z0 gives another answer, further from z0.
+    import numpy as np
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 12, generator=g, dtype=torch.float64)
+    class Linear(nn.Module):
+        def forward(self, z): return (z.flatten(1) @ A.T).reshape(len(z), 2, 1, 3)
+    z0 = torch.randn(3, 3, 2, 2, generator=g, dtype=torch.float64)
+    t = torch.randn(3, 2, 1, 3, generator=g, dtype=torch.float64) * 3
+    z = block_reverse(Linear(), z0, t, method='anchored')
+    want = np.stack([_anchored_by_hand(A.numpy(), z0[i].flatten().numpy(), t[i].flatten().numpy()) for i in range(3)])
+    assert_close(z.flatten(1), torch.from_numpy(want), rtol=1e-7, atol=1e-9)
+    # the pull matters here: damped toward the current iterate, the same three steps end elsewhere, further from z0
+    free = np.stack([_anchored_by_hand(A.numpy(), z0[i].flatten().numpy(), t[i].flatten().numpy(), pull=False)
+                     for i in range(3)])
+    z0n = z0.flatten(1).numpy()
+    assert (np.linalg.norm(want - z0n, axis=1) < np.linalg.norm(free - z0n, axis=1) - 1e-3).all()

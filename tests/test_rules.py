@@ -240,10 +240,21 @@ def test_G_is_the_drop_of_the_smoothed_loss_not_of_the_raw_one():
     assert (mk.e0, mk.markers) == (1, (2, 4, 7))
 
 
-def test_the_learning_rate_of_every_epoch_is_the_cosine_schedule(tiny_run):
-    # CosineAnnealingLR over the run's 4 epochs, stepped once per epoch: lr_m = 1e-3 (1 + cos(pi (m - 1) / 4)) / 2
-    # = 1e-3, 8.5355e-4, 5e-4, 1.4645e-4 (a step per batch would have moved it 2 steps per epoch here: 96 images / 64)
-    close(tiny_run.history['lr'], [1e-3 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)], rtol=0, atol=1e-15)
+def test_the_cosine_schedule_steps_once_per_epoch_not_per_batch(tmp_path):
+    # 160 images in batches of 32: 5 optimizer steps an epoch. Stepped once per epoch over 4 epochs, epoch m trains at
+    # lr_m = 1e-3 (1 + cos(pi (m - 1) / 4)) / 2 = 1e-3, 8.5355e-4, 5e-4, 1.4645e-4. Stepped per batch, epoch 2 would
+    # start 5 steps in, past the end of the 4-step period (lr 1e-3 (1 + cos(5 pi / 4)) / 2 = 1.4645e-4).
+    from fmce_nb.runs import TrainConfig
+    from fmce_nb.train import train
+    cfg = TrainConfig(dataset='digits', arch='small_cnn', epochs=4, size=16, batch_size=32, n_train=160, n_test=64,
+                      device='cpu')
+    run = train(cfg, tmp_path/'run')
+    by_hand = [1e-3, 1e-3 * (1 + math.sqrt(0.5)) / 2, 5e-4, 1e-3 * (1 - math.sqrt(0.5)) / 2]
+    close(run.history['lr'], by_hand, rtol=0, atol=1e-15)
+    # the saved state agrees: 4 schedule steps in all (20 if stepped per batch), leaving the period's end value, 0
+    state = torch.load(run.dir/'state.pt', weights_only=True)
+    assert state['sched']['last_epoch'] == 4
+    close([state['opt']['param_groups'][0]['lr']], [0.0], rtol=0, atol=1e-15)
 
 
 def test_a_constant_schedule_keeps_the_learning_rate_and_stays_in_the_run_id(tmp_path):
@@ -494,6 +505,28 @@ def test_held_out_images_never_overlap_the_training_subset():
     key = lambda d: {tuple(r) for r in d.images.flatten(1).tolist()}
     assert len(val) == 100 and not key(sub) & key(val)
     assert key(tr.subset(300, seed=5)) == key(sub) | key(val)
+
+
+def test_hold_out_images_holds_out_whole_images_with_all_their_phases():
+    from fmce_nb.fmcs import hold_out_images
+    # 10 images x 3 phases, rows in image-major order; frac 0.2 of 10 images: 2 images, all 3 of their pairs
+    pairs = np.array([(n, k) for n in range(10) for k in range(3)])
+    tr, val = hold_out_images(pairs, frac=0.2, seed=3)
+    assert val.shape == (6, 2) and tr.shape == (24, 2)
+    held = set(val[:, 0].tolist())
+    assert len(held) == 2 and not held & set(tr[:, 0].tolist())                 # no image on both sides
+    for n in held: assert sorted(val[val[:, 0] == n, 1].tolist()) == [0, 1, 2]  # every phase of a held-out image
+    assert sorted(map(tuple, np.concatenate([tr, val]).tolist())) == sorted(map(tuple, pairs.tolist()))
+    # numpy's seeded permutation of the 10 images picks which two: the first two of default_rng(3).permutation
+    assert held == set(np.random.default_rng(3).permutation(10)[:2].tolist())
+    # a share rounds to whole images, at least one and never all: 0.01 of 10 -> 1, 0.99 of 10 -> 9
+    assert len(set(hold_out_images(pairs, 0.01)[1][:, 0].tolist())) == 1
+    assert len(set(hold_out_images(pairs, 0.99)[1][:, 0].tolist())) == 9
+    # a pair list of phases that are not all present keeps its rows as they are
+    some = pairs[pairs[:, 1] != 1]
+    tr2, val2 = hold_out_images(some, 0.5, seed=0)
+    assert len(tr2) == len(val2) == 10 and not set(tr2[:, 0].tolist()) & set(val2[:, 0].tolist())
+    with pytest.raises(ValueError, match='at least 2 distinct images'): hold_out_images(pairs[:3], 0.5)
 
 
 def test_too_short_a_curve_for_K_says_that_K_is_why():
