@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 
-from .runs import Run, WEIGHTS, atomic_write, read_weights
+from .runs import Run, WEIGHTS, CorruptFileError, atomic_write, read_weights
 
 # %% auto 0
 __all__ = ['read_state_dict', 'load_weights', 'Checkpoints']
@@ -32,6 +32,8 @@ def _tensor_dict(obj, what: str, key: str | None) -> dict:
     return dict(obj)
 
 # %% ../nbs/03a_checkpoints.ipynb
+_RESAVE = "It is damaged, or was cut off while being written: save that checkpoint again."
+
 def read_state_dict(checkpoint,             # a state_dict, or the path of a torch.save, safetensors or Lightning file
                     device='cpu',           # where the tensors go
                     key: str | None = None,  # the entry of a bundle that holds the weights (found if None)
@@ -41,13 +43,17 @@ def read_state_dict(checkpoint,             # a state_dict, or the path of a tor
     else:
         path = Path(checkpoint)
         if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
-        if path.suffix == '.safetensors': sd = read_weights(path, device)
+        if path.suffix == '.safetensors':
+            try: sd = read_weights(path, device)
+            except CorruptFileError as e: raise CorruptFileError(path, 'not a complete safetensors file', _RESAVE) from None
         else:
             try: obj = torch.load(path, map_location=device, weights_only=True)
             except pickle.UnpicklingError as e:
                 raise ValueError(f"{path} holds objects beyond tensors and plain containers, so it is not unpickled "
                                  f"here ({str(e).splitlines()[0]}). If you trust it, load it with "
                                  f"torch.load(path, weights_only=False) and pass its state_dict.") from None
+            except (RuntimeError, EOFError) as e:                # torch's zip reader on a cut-off or damaged file
+                raise CorruptFileError(path, f"not a complete torch.save file: {str(e).splitlines()[0]}", _RESAVE) from None
             sd = _tensor_dict(obj, str(path), key)
     return {k: v.to(device) for k, v in sd.items()}
 

@@ -17,7 +17,11 @@ __all__ = ['SMOOTHINGS', 'paper_mu', 'smooth', 'cqi', 'NotConvergedError', 'Mark
 SMOOTHINGS = ('ema', 'paper')
 
 def _as_losses(losses, min_len: int = 2, why: str = '') -> np.ndarray:
-    a = np.asarray(losses, dtype=float)
+    try: a = np.asarray(losses, dtype=float)
+    except (TypeError, ValueError) as e:
+        head = ', '.join(map(repr, list(losses)[:3]))
+        raise ValueError(f"losses must be numbers, one mean loss per epoch (e.g. [2.3, 1.1, 0.6]); these start "
+                         f"[{head}, ...]") from None
     if a.ndim != 1: raise ValueError(f"losses must be a 1-D sequence (one mean loss per epoch), got shape {a.shape}")
     if len(a) < min_len: raise ValueError(f"need at least {min_len} epochs of losses, got {len(a)}{why}")
     bad = np.flatnonzero(~np.isfinite(a))

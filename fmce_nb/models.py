@@ -65,6 +65,10 @@ def _shufflenet_features(m, x):
 
 def _pool_fc(m, f): return m.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1))
 
+def _own_features(m, x): return m.features(x)            # named functions, not lambdas: torch.save(model) pickles them
+def _own_head(m, f): return m.head(f)
+def _simple_cnn(weights=None, num_classes=10): return SimpleCNN(num_classes)
+
 # %% ../nbs/01_models.ipynb
 def _small_stem(ctor):
     "`ctor` (a torchvision constructor) with a 3x3 stride-1 first convolution and no max-pool: total stride 8."
@@ -89,9 +93,8 @@ _ARCHS = {
     'resnet18_smallstem': (_small_stem(torchvision.models.resnet18), _resnet_features, _pool_fc, 'layer4', 512),
     'shufflenet_v2_x1_0_smallstem': (_small_stem(torchvision.models.shufflenet_v2_x1_0), _shufflenet_features,
                                      _pool_fc, 'conv5', 1024),
-    'small_cnn':          (None, lambda m, x: m.features(x), _pool_fc, 'features', 128),
-    'simple_cnn':         (lambda weights=None, num_classes=10: SimpleCNN(num_classes), lambda m, x: m.features(x),
-                           lambda m, f: m.head(f), 'act3', 10),
+    'small_cnn':          (None, _own_features, _pool_fc, 'features', 128),
+    'simple_cnn':         (_simple_cnn, _own_features, _own_head, 'act3', 10),
 }
 ARCHS = tuple(_ARCHS)
 

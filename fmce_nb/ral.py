@@ -92,8 +92,8 @@ def prepare(self: RAL,
 def __call__(self: RAL, model, x, y, idx=None):
     m = getattr(model, '_orig_mod', model)                      # a torch.compile'd model: its module
     if not hasattr(m, 'features'):
-        raise NotImplementedError(f"RAL needs the classifier's features and head; {type(m).__name__} (e.g. "
-                                  "DistributedDataParallel) hides them. Train FMCE-Net++ runs in one process.")
+        raise NotImplementedError(f"RAL needs the classifier's features and head, and a {type(m).__name__} wrapper "
+                                  "hides them. Train FMCE-Net++ runs in one process (no DistributedDataParallel).")
     f = m.features(x)
     task = m.head(f) if self.raf > 0 else None
     fmcs = self.net(f) if self.raf < 1 else None

@@ -70,11 +70,13 @@ def temporary_folder(prefix: str = 'fmce-',  # the start of the folder's name
 class CorruptFileError(ValueError):
     "A file of a run folder (or of a store built from one) that cannot be read: the message names it and the fix."
     def __init__(self,
-                 path,      # the file that cannot be read
-                 why: str,  # what is wrong with it
+                 path,             # the file that cannot be read
+                 why: str,         # what is wrong with it
+                 fix: str | None = None,  # what to do about it (None: rebuild the library's own folder that holds it)
                 ):
-        super().__init__(f"{path} cannot be read ({why}). Our writes are atomic, so it was damaged outside this "
-                         f"library: delete {Path(path).parent} and run again to rebuild it.")
+        fix = fix or (f"Our writes are atomic, so it was damaged outside this library: delete {Path(path).parent} "
+                      "and run again to rebuild it.")
+        super().__init__(f"{path} cannot be read ({why}). {fix}")
         self.path = Path(path)
 
 # %% ../nbs/03_runs.ipynb

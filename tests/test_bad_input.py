@@ -76,3 +76,61 @@ def test_a_missing_file_is_missing_not_damaged(tmp_path):
     for read, name in ((read_weights, 'w.safetensors'), (read_npy, 'a.npy')):
         with pytest.raises(FileNotFoundError):
             read(tmp_path/name)
+
+
+# --- the six messages that were raw or wrong ----------------------------------------------------------------------
+
+def test_a_truncated_torch_save_checkpoint_names_the_file_and_says_to_save_it_again(tmp_path):
+    import torch
+    from fmce_nb.checkpoints import read_state_dict
+    p = tmp_path/'epoch_0003.pt'
+    torch.save(build_model('small_cnn').state_dict(), p)
+    p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2])                 # a write cut off half way
+    with pytest.raises(CorruptFileError, match='not a complete torch.save file') as e: read_state_dict(p)
+    assert str(p) in str(e.value) and 'save that checkpoint again' in str(e.value)
+    assert 'delete' not in str(e.value)                                       # the user's folder is not ours to delete
+
+
+def test_a_damaged_safetensors_checkpoint_of_the_users_own_is_not_met_with_delete_its_folder(tmp_path):
+    from fmce_nb.checkpoints import Checkpoints, load_weights
+    ck = Checkpoints(tmp_path/'mine', 'epoch_{epoch}.safetensors')
+    ck.save(build_model('small_cnn'), 1)
+    ck[1].write_bytes(b'not safetensors at all')
+    with pytest.raises(CorruptFileError, match='save that checkpoint again') as e: load_weights(build_model('small_cnn'), ck[1])
+    assert str(ck[1]) in str(e.value) and 'delete' not in str(e.value)
+
+
+@pytest.mark.parametrize('arch', ['small_cnn', 'simple_cnn'])
+def test_a_whole_model_goes_through_torch_save(tmp_path, arch):
+    import torch
+    model = build_model(arch).eval()
+    torch.save(model, tmp_path/'model.pt')                                    # no lambdas left to refuse pickling
+    back = torch.load(tmp_path/'model.pt', weights_only=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(back(x), model(x))
+
+
+@pytest.mark.parametrize('empty', [{}, []])
+def test_no_checkpoints_is_called_no_checkpoints(empty):
+    import torch
+    from fmce_nb.fmcs import CheckpointFMCS
+    with pytest.raises(ValueError, match=f'^no checkpoints: got an empty {type(empty).__name__}'):
+        CheckpointFMCS(build_model('small_cnn'), empty, torch.randn(4, 3, 32, 32), markers=[1, 2])
+
+
+def test_losses_that_are_not_numbers_are_named_as_such():
+    from fmce_nb.cqi import epoch_markers
+    with pytest.raises(ValueError, match=r"^losses must be numbers, one mean loss per epoch .*these start \['a', 'b', 'c', \.\.\.\]"):
+        epoch_markers(['a', 'b', 'c', 'd', 'e', 'f'], K=2)
+
+
+def test_ral_under_ddp_names_the_wrapper_once():
+    import torch
+    from fmce_nb.fmce_net import FMCENet
+    from fmce_nb.ral import RAL
+    class DistributedDataParallel(torch.nn.Module):                          # a wrapper that hides features and head
+        def __init__(self, m): super().__init__(); self.module = m
+    with pytest.raises(NotImplementedError) as e:
+        RAL(FMCENet(128, 3), 0.5)(DistributedDataParallel(build_model('small_cnn')), torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+    msg = str(e.value)
+    assert msg.count('DistributedDataParallel') == 2 and '(e.g.' not in msg and 'in one process' in msg
