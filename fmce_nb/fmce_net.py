@@ -12,7 +12,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
-from sklearn.exceptions import ConvergenceWarning
 
 from .models import bf16_pays
 from .runs import atomic_write, write_json, read_json, read_weights
@@ -285,6 +284,7 @@ def shortcut_baseline(train_feats,           # training features, one row per ma
                       max_iter: int = 2000,  # lbfgs's most iterations; more means 'not converged'
                      ) -> dict:
     "Logistic regression (standardized inputs, lbfgs) from map features to the phase: test metrics, and whether it converged."
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

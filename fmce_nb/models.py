@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import torch
 from torch import nn
-import torchvision
 
 # %% auto 0
 __all__ = ['ARCHS', 'SmallCNN', 'SimpleCNN', 'check_arch', 'FMCEClassifier', 'build_model', 'cpu_bf16', 'bf16_pays',
@@ -70,6 +69,13 @@ def _own_head(m, f): return m.head(f)
 def _simple_cnn(weights=None, num_classes=10): return SimpleCNN(num_classes)
 
 # %% ../nbs/01_models.ipynb
+def _torchvision(name: str):
+    "torchvision's constructor `name`, imported when a model is built: importing torchvision takes about a second."
+    def build(**kw):
+        import torchvision
+        return getattr(torchvision.models, name)(**kw)
+    return build
+
 def _small_stem(ctor):
     "`ctor` (a torchvision constructor) with a 3x3 stride-1 first convolution and no max-pool: total stride 8."
     def build(**kw):
@@ -86,12 +92,12 @@ def _small_stem(ctor):
 # %% ../nbs/01_models.ipynb
 # arch -> (constructor, features, head, name of the functional module, its channels)
 _ARCHS = {
-    'resnet50':           (torchvision.models.resnet50, _resnet_features, _pool_fc, 'layer4', 2048),
-    'resnet18':           (torchvision.models.resnet18, _resnet_features, _pool_fc, 'layer4', 512),
-    'shufflenet_v2_x1_0': (torchvision.models.shufflenet_v2_x1_0, _shufflenet_features, _pool_fc, 'conv5', 1024),
-    'resnet50_smallstem': (_small_stem(torchvision.models.resnet50), _resnet_features, _pool_fc, 'layer4', 2048),
-    'resnet18_smallstem': (_small_stem(torchvision.models.resnet18), _resnet_features, _pool_fc, 'layer4', 512),
-    'shufflenet_v2_x1_0_smallstem': (_small_stem(torchvision.models.shufflenet_v2_x1_0), _shufflenet_features,
+    'resnet50':           (_torchvision('resnet50'), _resnet_features, _pool_fc, 'layer4', 2048),
+    'resnet18':           (_torchvision('resnet18'), _resnet_features, _pool_fc, 'layer4', 512),
+    'shufflenet_v2_x1_0': (_torchvision('shufflenet_v2_x1_0'), _shufflenet_features, _pool_fc, 'conv5', 1024),
+    'resnet50_smallstem': (_small_stem(_torchvision('resnet50')), _resnet_features, _pool_fc, 'layer4', 2048),
+    'resnet18_smallstem': (_small_stem(_torchvision('resnet18')), _resnet_features, _pool_fc, 'layer4', 512),
+    'shufflenet_v2_x1_0_smallstem': (_small_stem(_torchvision('shufflenet_v2_x1_0')), _shufflenet_features,
                                      _pool_fc, 'conv5', 1024),
     'small_cnn':          (None, _own_features, _pool_fc, 'features', 128),
     'simple_cnn':         (_simple_cnn, _own_features, _own_head, 'act3', 10),
