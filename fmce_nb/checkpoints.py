@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 
-from .runs import Run, WEIGHTS, CorruptFileError, atomic_write, read_weights
+from .runs import Run, WEIGHTS, CorruptFileError, atomic_write, read_weights, write_json
 
 # %% auto 0
-__all__ = ['read_state_dict', 'load_weights', 'Checkpoints']
+__all__ = ['read_state_dict', 'load_weights', 'Checkpoints', 'keep_only']
 
 # %% ../nbs/03a_checkpoints.ipynb
 def _tensor_dict(obj, what: str, key: str | None) -> dict:
@@ -176,3 +176,20 @@ def keep_markers(self: Checkpoints,
 def checkpoints(self: Run) -> Checkpoints:
     "The run folder's per-epoch weights, `weights/epoch_NNNN.safetensors`."
     return Checkpoints(self.dir/'weights', WEIGHTS)
+
+# %% ../nbs/03a_checkpoints.ipynb
+@patch
+def saved_epochs(self: Run) -> list:
+    "The epochs whose weights the run folder holds, in order."
+    return self.checkpoints().saved_epochs()
+
+# %% ../nbs/03a_checkpoints.ipynb
+def keep_only(run_dir,  # the run folder
+              epochs,   # the epochs whose weights stay
+             ) -> list:
+    "Delete the weights of every epoch not in `epochs` (e.g. the markers), and record the epochs kept; returns those deleted."
+    run = Run(run_dir)
+    gone = run.checkpoints().keep(epochs)
+    run.meta['kept_epochs'] = sorted({int(e) for e in epochs})
+    write_json(run.dir/'run.json', run.meta)
+    return gone

@@ -9,6 +9,8 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .runs import find_repo, run_id, temporary_folder
+
 # %% auto 0
 __all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment', 'grid',
            'experiments', 'profile_grid', 'output_folder', 'where', 'run_folder']
@@ -103,11 +105,8 @@ def output_folder(out_dir,         # the folder asked for (a notebook's `out_dir
     "Where a notebook run writes: `out_dir`, else results/local/<notebook>/ (a temporary folder under nbdev_test)."
     if out_dir: p = Path(out_dir)
     elif os.environ.get('IN_TEST'):
-        from fmce_nb.runs import temporary_folder
         p = temporary_folder(f'fmce-{notebook}-')
-    else:
-        from fmce_nb.report import find_repo
-        p = find_repo()/'results'/'local'/notebook
+    else: p = find_repo()/'results'/'local'/notebook
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -115,7 +114,6 @@ def output_folder(out_dir,         # the folder asked for (a notebook's `out_dir
 def where(path,  # a folder or file
          ) -> str:
     "`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when temporary."
-    from fmce_nb.report import find_repo
     p = Path(path).resolve()
     try: repo = find_repo()
     except FileNotFoundError: repo = None           # an installed package outside a checkout: no path is relative to it
@@ -128,5 +126,4 @@ def run_folder(run_dir,    # the run folder fmce-repro passed, or None
                config,     # the run's TrainConfig, whose id names the folder
               ) -> Path:
     "The training run a notebook reads: `run_dir` if given (fmce-repro trained it), else <out>/runs/<its run id>."
-    from fmce_nb.runs import run_id
     return Path(run_dir) if run_dir else Path(out)/'runs'/run_id(config)

@@ -10,29 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from jsonschema import Draft202012Validator
 
-from .runs import write_json, atomic_write, provenance
+from .runs import write_json, atomic_write, provenance, find_repo
 from .experiment import experiments, where
 
 # %% auto 0
-__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'find_repo',
-           'paper_values', 'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record',
-           'write_record', 'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config',
-           'paired_diff_ci', 'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'holm',
-           'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results',
-           'render_report', 'Markdown', 'Measured', 'measured', 'findings']
-
-# %% ../nbs/10_report.ipynb
-def find_repo(start=None,  # the path to search up from (None: this module, or the working directory where it has no file)
-             ) -> Path:
-    "The checkout's root: the nearest folder above `start` (default: here) that holds settings.ini."
-    try: here = Path(start or __file__).resolve()
-    except NameError: here = Path.cwd().resolve()
-    for p in [here, *here.parents]:
-        if (p/'settings.ini').exists() and (p/'data'/'paper_values.json').exists(): return p
-    raise FileNotFoundError("cannot find the fmce_nb checkout (a folder with settings.ini and data/paper_values.json) "
-                            f"above {here}; the paper values ship with the repository, not with the package")
+__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'paper_values',
+           'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record', 'write_record',
+           'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci',
+           'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'holm', 'interval_reading',
+           'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results', 'render_report',
+           'Markdown', 'Measured', 'measured', 'findings']
 
 # %% ../nbs/10_report.ipynb
 def paper_values() -> dict:
@@ -108,6 +96,7 @@ def check_record(record: dict,                  # the record
     registry = experiments() if registry is None else registry
     exp = record.get('experiment') if isinstance(record, dict) else None
     if exp not in registry: raise RecordError(f"{where}: 'experiment' is {exp!r}, not one of {sorted(registry)}")
+    from jsonschema import Draft202012Validator     # here, not at the top: importing it takes about a second
     errors = sorted(Draft202012Validator(registry[exp].schema).iter_errors(record), key=lambda e: list(e.absolute_path))
     if errors:
         msgs = '; '.join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:200]}" for e in errors[:6])

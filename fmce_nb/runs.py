@@ -19,10 +19,10 @@ from .models import build_model, check_arch, FMCEClassifier, speed_modes
 from .data import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_folder', 'CorruptFileError', 'read_json',
-           'read_weights', 'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash', 'weights_hash',
-           'run_identity', 'run_id', 'provenance', 'environment', 'weights_path', 'Run', 'MarkerSettings',
-           'run_markers', 'keep_only']
+__all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_folder', 'find_repo', 'CorruptFileError',
+           'read_json', 'read_weights', 'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash',
+           'weights_hash', 'run_identity', 'run_id', 'provenance', 'environment', 'weights_path', 'Run',
+           'MarkerSettings', 'run_markers']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path,   # the file to write
@@ -65,6 +65,17 @@ def temporary_folder(prefix: str = 'fmce-',  # the start of the folder's name
     p = Path(tempfile.mkdtemp(prefix=prefix))
     Finalize(None, shutil.rmtree, args=(str(p),), kwargs={'ignore_errors': True}, exitpriority=0)
     return p
+
+# %% ../nbs/03_runs.ipynb
+def find_repo(start=None,  # the path to search up from (None: this module, or the working directory where it has no file)
+             ) -> Path:
+    "The checkout's root: the nearest folder above `start` (default: here) that holds settings.ini."
+    try: here = Path(start or __file__).resolve()
+    except NameError: here = Path.cwd().resolve()
+    for p in [here, *here.parents]:
+        if (p/'settings.ini').exists() and (p/'data'/'paper_values.json').exists(): return p
+    raise FileNotFoundError("cannot find the fmce_nb checkout (a folder with settings.ini and data/paper_values.json) "
+                            f"above {here}; the paper values ship with the repository, not with the package")
 
 # %% ../nbs/03_runs.ipynb
 class CorruptFileError(ValueError):
@@ -317,8 +328,6 @@ class Run:
     def stats(self) -> tuple:
         "Per-channel (mean, std) of the run's training images: the normalization every later use must repeat."
         return tuple(torch.tensor(self.meta['data'][k]) for k in ('mean', 'std'))
-    def saved_epochs(self) -> list:
-        return sorted(int(p.stem.split('_')[1]) for p in (self.dir/'weights').glob('epoch_*.safetensors'))
 
     def __repr__(self):
         c = self.config
@@ -336,7 +345,8 @@ def model(self: Run,
     epoch = epoch or self.epochs_done
     p = weights_path(self.dir, epoch)
     if not p.exists():
-        raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}; saved epochs: {self.saved_epochs()}")
+        raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}: {p.name} is not there (a run keeps "
+                                f"only some epochs once `keep_only` has run; `Run.saved_epochs()` lists them)")
     m = build_model(self.config.arch, self.num_classes)
     m.load_state_dict(read_weights(p, device))
     return m.to(device)
@@ -432,15 +442,3 @@ def run_markers(run,                                     # a finished run (a `Ru
         rec['error'] = {'type': 'MarkerError', 'message': str(e)}
     write_json(path, rec)
     return _stored_markers(rec)
-
-# %% ../nbs/03_runs.ipynb
-def keep_only(run_dir,  # the run folder
-              epochs,   # the epochs whose weights stay
-             ) -> list:
-    "Delete the weights of every epoch not in `epochs` (e.g. the markers), and record the epochs kept; returns those deleted."
-    from fmce_nb.checkpoints import Checkpoints        # the housekeeping of any checkpoint folder (03a_checkpoints)
-    run = Run(run_dir)
-    gone = Checkpoints(run.dir/'weights', WEIGHTS).keep(epochs)
-    run.meta['kept_epochs'] = sorted({int(e) for e in epochs})
-    write_json(run.dir/'run.json', run.meta)
-    return gone

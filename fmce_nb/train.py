@@ -18,6 +18,7 @@ from .models import build_model
 from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path, environment,
                           provenance, read_json, run_identity, stored_config, weights_hash)
 from .cqi import paper_mu
+import fmce_nb.checkpoints       # Run.saved_epochs(), read by FineTune
 
 # %% auto 0
 __all__ = ['dist_context', 'CrossEntropy', 'FineTune', 'NonFiniteLossError', 'train_epoch', 'evaluate', 'train', 'main']

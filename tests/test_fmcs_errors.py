@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fmce_nb.runs import TrainConfig, keep_only
+from fmce_nb.runs import TrainConfig
+from fmce_nb.checkpoints import keep_only
 from fmce_nb.train import train
 from fmce_nb.fmcs import FMCSData, FMCSStore
 from fmce_nb.fmce_net import FMCENet, fmcs_score, load_fmce_net
