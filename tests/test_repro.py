@@ -1,7 +1,10 @@
-"""fmce-repro end to end on tiny grids: each distinct training run trained once and shared, folders that cannot
-collide, validation before anything runs, kill and resume without redoing work, failures recorded, submitit."""
-import json, os, signal, subprocess, sys, time
+"""fmce-repro end to end: the smoke profile once (killed after its first cell and resumed: each distinct training run
+trained once and shared, nothing redone), and tiny grids for folders that cannot collide, validation before anything
+runs, failures recorded and submitit. The smoke batch is the one place the experiment notebooks run in the default
+test command (nbdev_test skips them: `skip_exec` in their front matter)."""
+import contextlib, io, json, os, signal, subprocess, sys, time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,6 +24,18 @@ def repro(*args, **kw):
     return run(REPRO + list(map(str, args)), **kw)
 
 
+def repro_here(*args):
+    "`fmce-repro` in this process (no interpreter to start): for calls that run no notebook."
+    from fmce_nb.repro import main
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: main(list(map(str, args)))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str): err.write(e.code + '\n')
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def run_dirs(root, profile='smoke'):
     return sorted((Path(root)/'runs'/profile/'train').glob('*/run.json'))
 
@@ -30,9 +45,50 @@ def statuses(root, exp, profile='smoke'):
             for p in (Path(root)/'results'/profile/exp).glob('*/status.json')}
 
 
-def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing(tmp_path):
+def _wait_for_a_done_cell(root: Path, proc) -> Path:
+    "The first cell folder whose status.json appears under `root` while the batch `proc` runs."
+    t0 = time.time()
+    while True:
+        found = sorted((root/'results'/'smoke').glob('*/*/status.json'))
+        if found: return found[0].parent
+        assert proc.poll() is None, 'the batch ended before its first cell was done'
+        assert time.time() - t0 < HANG_GUARD, f'no cell finished in {HANG_GUARD:.0f} s (the hang guard, FMCE_TEST_HANG_GUARD)'
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    """`fmce-repro --profile smoke`, once for this module: killed (with its kernel) as soon as its first cell is done,
+    then called again to finish. What each stage left is kept for the tests."""
+    root = tmp_path_factory.mktemp('smoke')
+    args = ['--profile', 'smoke', '--root', root]
+    proc = subprocess.Popen(REPRO + list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first = _wait_for_a_done_cell(root, proc)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    status, dry = (first/'status.json').read_text(), repro_here(*args, '--dry-run').stdout
+    weights = {p: p.stat().st_mtime_ns for p in (root/'runs').rglob('*.safetensors')}
+    resumed = repro(*args)
+    killed = SimpleNamespace(first=first, dry=dry, status_kept=(first/'status.json').read_text() == status,
+                             weights_kept={p: p.stat().st_mtime_ns for p in weights} == weights)
+    return SimpleNamespace(root=root, args=args, killed=killed, resumed=resumed)
+
+
+@pytest.mark.xdist_group('smoke')
+def test_a_killed_smoke_batch_finishes_without_redoing_work(smoke):
+    k, r = smoke.killed, smoke.resumed
+    assert k.dry.count('[done]') == 3 and k.dry.count('[done  ]') == 1 and k.dry.count('[todo  ]') == 18, k.dry
+    assert f'[done  ] {k.first.parent.name}/{k.first.name}' in k.dry
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '3 of 3 training runs done or not needed, 1 of 19 cells done; training 0, running 18' in r.stdout
+    assert k.status_kept, 'a finished cell ran again'
+    assert k.weights_kept, 'a finished run was trained again'
+
+
+@pytest.mark.xdist_group('smoke')
+def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing(smoke):
     # the smoke profile: every FMCE experiment reads the run of seed 0; the transfer experiment also seeds 1 and 2
-    r = repro('--profile', 'smoke', '--root', tmp_path)
+    tmp_path, r = smoke.root, smoke.resumed
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'WARNING' not in r.stdout + r.stderr, 'the batch output has noise in it'
     runs = run_dirs(tmp_path)
@@ -61,31 +117,28 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     assert len(marker_files) == 3, marker_files     # one marker setting, stored once per run
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path/'runs').rglob('*') if p.is_file()}
     stamp |= {p: p.stat().st_mtime_ns for p in (tmp_path/'results').rglob('*') if p.is_file()}
-    t0 = time.time()
-    again = repro('--profile', 'smoke', '--root', tmp_path)
-    took = time.time() - t0
+    again = repro(*smoke.args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert 'training 0, running 0' in again.stdout
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp, 'a second call rewrote a run or a record'
-    assert took < 60, f'a batch with nothing to do took {took:.0f}s'
     report = (tmp_path/'reports'/'smoke.md').read_text()
     assert '## FMCE Table I' in report and '## FMCE Table II' in report and 'transfer to another run' in report
     assert '## FMCE beyond the paper: the module map' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report and '## FR-PT' in report
-    dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
+    dry = repro_here(*smoke.args, '--dry-run').stdout
     assert 'training runs (under' in dry and 'analysis cells (under' in dry
     assert dry.count('[done]') == 3 and dry.count('[done  ]') == 19
     # records kept, weights gone (as in a fresh checkout of committed results): nothing is trained again
     import shutil; shutil.rmtree(tmp_path/'runs')
-    dry = repro('--profile', 'smoke', '--root', tmp_path, '--dry-run').stdout
+    dry = repro_here(*smoke.args, '--dry-run').stdout
     assert dry.count('[skip]') == 3 and dry.count('[done  ]') == 19
-    third = repro('--profile', 'smoke', '--root', tmp_path)
+    third = repro_here(*smoke.args)
     assert third.returncode == 0 and 'training 0, running 0' in third.stdout, third.stdout + third.stderr
     assert not list(tmp_path.glob('runs/**/run.json'))
 
 
 def test_cells_that_differ_only_in_size_get_two_folders_and_two_runs(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY, size=16), dict(TINY, size=20)]})
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
+    r = repro_here('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
     assert r.returncode == 0, r.stderr
     assert r.stdout.count('[todo]') == 2 and r.stdout.count('[todo  ] table1/') == 2
     assert 'digits-small_cnn-16px' in r.stdout and 'digits-small_cnn-20px' in r.stdout
@@ -93,51 +146,22 @@ def test_cells_that_differ_only_in_size_get_two_folders_and_two_runs(tmp_path):
 
 def test_two_identical_cells_are_refused(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY), dict(TINY)]})
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
+    r = repro_here('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode != 0 and 'same parameters' in r.stderr
     assert not (tmp_path/'runs').exists() and not (tmp_path/'results').exists()
 
 
 def test_unknown_parameter_is_an_error_before_anything_runs(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY, epoch=3)]})
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
+    r = repro_here('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode != 0 and "unknown parameter 'epoch'" in r.stderr
     assert not (tmp_path/'runs').exists()
 
 
 def test_wrong_type_is_an_error(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY, epochs='5')]})
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
+    r = repro_here('--profile', 'smoke', '--grid', g, '--root', tmp_path)
     assert r.returncode != 0 and 'expects an int' in r.stderr
-
-
-def test_killed_batch_finishes_without_redoing_work(tmp_path):
-    g = write_grid(tmp_path, {'table1': [dict(TINY, seed=0), dict(TINY, seed=1), dict(TINY, seed=2)]})
-    proc = subprocess.Popen(REPRO + ['--profile', 'smoke', '--grid', str(g), '--root', str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    t0 = time.time()
-    while not statuses(tmp_path, 'table1'):
-        assert proc.poll() is None, 'the batch ended before the first cell was done'
-        assert time.time() - t0 < HANG_GUARD, f'no cell finished in {HANG_GUARD:.0f} s (the hang guard, FMCE_TEST_HANG_GUARD)'
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL); proc.wait()   # the batch and its kernel, half way through the cells
-    (first,) = statuses(tmp_path, 'table1')
-    done_before = (tmp_path/'results'/'smoke'/'table1'/first/'status.json').read_text()
-    weights = {p: p.stat().st_mtime_ns for p in (tmp_path/'runs').rglob('*.safetensors')}
-    dry = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run').stdout
-    assert dry.count('[done]') == 3 and f'[done  ] table1/{first}' in dry and dry.count('[todo  ]') == 2
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert '3 of 3 training runs done or not needed, 1 of 3 cells done' in r.stdout
-    assert (tmp_path/'results'/'smoke'/'table1'/first/'status.json').read_text() == done_before, 'a finished cell ran again'
-    assert {p: p.stat().st_mtime_ns for p in weights} == weights, 'a finished run was trained again'
-    assert set(statuses(tmp_path, 'table1').values()) == {'done'}
-    seeds = sorted(json.loads(p.read_text())['run']['config']['seed']
-                   for p in (tmp_path/'results'/'smoke'/'table1').glob('*/results.json'))
-    assert seeds == [0, 1, 2]
-    report = (tmp_path/'reports'/'smoke.md').read_text()
-    assert report.count('| ours') == 3 and '| digits | small_cnn | 5 | 16 | 3 |' in report   # 3 seeds in one group
-    assert len(list((tmp_path/'figures'/'smoke').glob('table1-*-fig3_convergence.png'))) == 3
 
 
 def test_a_failing_run_fails_its_cells_and_the_batch_goes_on(tmp_path):
@@ -183,13 +207,13 @@ def test_the_committed_cpu_records_are_the_cells_of_the_cpu_plan():
 def test_a_bad_grid_file_is_one_plain_error(tmp_path, content, says):
     g = tmp_path/'grid.json'
     if content is not None: g.write_text(content)
-    r = repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
+    r = repro_here('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run')
     assert r.returncode != 0 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 
 def test_dry_run_lines_name_the_parameters_that_vary(tmp_path):
     g = write_grid(tmp_path, {'table1': [dict(TINY, seed=0), dict(TINY, seed=1, size=24)]})
-    lines = [l for l in repro('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run').stdout.splitlines()
+    lines = [l for l in repro_here('--profile', 'smoke', '--grid', g, '--root', tmp_path, '--dry-run').stdout.splitlines()
              if 'table1/' in l]
     assert len(lines) == 2 and lines[0].endswith('  size=16 seed=0') and lines[1].endswith('  size=24 seed=1'), lines
 
