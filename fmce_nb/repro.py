@@ -11,10 +11,12 @@ from pathlib import Path
 from .runs import (TrainConfig, MarkerSettings, Run, run_id, run_markers, short_hash, write_json)
 from .report import find_repo, render_report
 from .experiment import PROFILES, experiments, profile_grid
+from .data import STAND_IN
 
 # %% auto 0
-__all__ = ['notebook_parameters', 'validate', 'check_parameters', 'Training', 'Cell', 'Plan', 'cell_id', 'plan', 'train_job',
-           'run_cell', 'run_batch', 'varied_parameters', 'report', 'read_grid', 'main']
+__all__ = ['REHEARSAL', 'notebook_parameters', 'validate', 'check_parameters', 'Training', 'Cell', 'Plan', 'cell_id', 'plan',
+           'train_job', 'run_cell', 'run_batch', 'varied_parameters', 'report', 'read_grid', 'cell_class',
+           'rehearsal_grid', 'rehearse', 'main']
 
 # %% ../nbs/11_repro.ipynb
 def notebook_parameters(path,  # the experiment notebook
@@ -335,6 +337,93 @@ def read_grid(path,  # the JSON file
     return grid
 
 # %% ../nbs/11_repro.ipynb
+# what a rehearsal changes in a cell, where its notebook has the parameter: a handful of images, one epoch of each
+# inner training, the CPU. `epochs` is 2K + 2 (`_rehearsal_params`).
+REHEARSAL = dict(n_train=8, n_test=8, batch_size=8, net_max_epochs=1, patience=1, net_batch_size=16, fmcs_images=None,
+                 control_max_pairs=200, control_max_iter=20, cka_images=8, measure_images=4, grid_images=2,
+                 finetune_epochs=1, post_epochs=1, post_batch_size=8, n_val=8, on_no_convergence='last', device='cpu')
+_SEEDS = ('seed', 'seed2', 'seed3', 'fmce_seed', 'pre_seed')
+
+# %% ../nbs/11_repro.ipynb
+def _branch(k: str, v):
+    "The code path a weight takes: RAF 1 (task loss only), 0 (RAL only) or between; alpha and smoothing 0 or above."
+    if k == 'raf' and v is not None: return 'task only' if v == 1 else 'RAL only' if v == 0 else 'mixed'
+    if k in ('rec_alpha', 'label_smoothing') and v is not None: return 'off' if v == 0 else 'on'
+    return v
+
+def cell_class(c: Cell) -> str:
+    "What makes cell `c` run other code than another cell of its experiment: its parameters, seeds left out, weights by branch."
+    key = {k: _branch(k, v) for k, v in c.full.items() if k not in _SEEDS and k not in _PLACES and k not in c.runs}
+    return c.experiment + ' ' + json.dumps(key, sort_keys=True, default=str)
+
+# %% ../nbs/11_repro.ipynb
+def _rehearsal_params(c: Cell, defaults: dict) -> dict:
+    "The cell's own parameters with REHEARSAL's (where its notebook has them) and 2K + 2 epochs."
+    p = {**c.params, **{k: v for k, v in REHEARSAL.items() if k in defaults}}
+    if 'epochs' in defaults: p['epochs'] = 2 * int(c.full['K']) + 2 if 'K' in c.full else 2
+    return p
+
+def rehearsal_grid(profile: str,  # the profile to rehearse
+                   only=None,     # the experiments to rehearse (None or empty: all)
+                  ) -> tuple:
+    "({experiment: [one rehearsal cell per class]}, {experiment: [how many of the profile's cells each stands for]})."
+    pl = plan(profile, Path(tempfile.gettempdir())/'fmce-rehearsal-plan', only)
+    nbs, registry = find_repo()/'nbs'/'experiments', experiments()
+    classes = {}
+    for c in pl.cells: classes.setdefault(cell_class(c), []).append(c)
+    grid, covers = {}, {}
+    for cs in classes.values():
+        defaults = notebook_parameters(nbs/registry[cs[0].experiment].notebook)
+        grid.setdefault(cs[0].experiment, []).append(_rehearsal_params(cs[0], defaults))
+        covers.setdefault(cs[0].experiment, []).append(len(cs))
+    return grid, covers
+
+# %% ../nbs/11_repro.ipynb
+def _data_source(run_dir) -> str:
+    "Where a training run's images came from (its run.json), '' if it has none."
+    p = Path(run_dir)/'run.json'
+    return json.loads(p.read_text()).get('data', {}).get('source', '') if p.exists() else ''
+
+def _rehearsal_line(c: Cell, stands_for: int) -> str:
+    "One line of the rehearsal's summary: status, the cell, its arch, size and K, what it stands for, stand-in data."
+    st = json.loads((c.dir/'status.json').read_text()) if (c.dir/'status.json').exists() else {'status': 'not run'}
+    data = [_data_source(d) for d in c.runs.values()]
+    f = c.full
+    what = f"{f.get('dataset')} {f.get('arch')} {f.get('size')}px" + (f" K={f['K']}" if 'K' in f else '')
+    tail = '; stand-in data' if any(s.startswith('stand-in') for s in data) else ''
+    err = f": {st.get('error', '')[:240]}" if st['status'] != 'done' else ''
+    return (f"  {st['status'] if st['status'] == 'done' else 'FAILED':6s} {c.experiment:10s} {what:42s} "
+            f"(stands for {stands_for} cell{'s' * (stands_for > 1)}{tail}){err}")
+
+# %% ../nbs/11_repro.ipynb
+def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile works)
+             root=None,                    # the scratch folder (None: a new temporary one, kept and printed)
+             only=None,                    # the experiments to rehearse (None or empty: all)
+             timeout: int | None = 3600,   # seconds allowed to one notebook cell
+             log=print,                    # called with each progress line and the summary
+            ) -> list:
+    "Run one cell of each class of `profile` on the CPU at rehearsal size in a scratch folder; the summary's lines."
+    grid, covers = rehearsal_grid(profile, only)
+    root = Path(root) if root else Path(tempfile.mkdtemp(prefix=f'fmce-rehearse-{profile}-'))
+    if root.resolve() == find_repo():
+        raise ValueError("a rehearsal writes stand-in runs: give it a scratch --root, not the checkout")
+    pl = plan(profile, root, grid_override=grid)
+    log(f"rehearsal of {profile}: {len(pl.cells)} cells standing for {sum(map(sum, covers.values()))}, "
+        f"{len(pl.trainings)} training runs, on the CPU, under {root}")
+    before = os.environ.get(STAND_IN)
+    os.environ[STAND_IN] = '1'                                    # the notebooks' kernels inherit it
+    try: run_batch(pl, find_repo()/'nbs'/'experiments', timeout, log=log)
+    finally:
+        if before is None: os.environ.pop(STAND_IN, None)
+        else: os.environ[STAND_IN] = before
+    stands = {id(c): n for e in covers for c, n in zip([c for c in pl.cells if c.experiment == e], covers[e])}
+    lines = [_rehearsal_line(c, stands[id(c)]) for c in pl.cells]
+    bad = sum(not l.lstrip().startswith('done') for l in lines)
+    lines.append(f"rehearsal of {profile}: {len(lines) - bad} of {len(lines)} cells done" + (f", {bad} FAILED" if bad else ''))
+    if log: log('\n'.join(lines))
+    return lines
+
+# %% ../nbs/11_repro.ipynb
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fmce-repro', description='Train the runs of a profile once, run its experiment notebooks on them, and render its report.')
     p.add_argument('--profile', default='smoke', choices=list(PROFILES))
@@ -345,6 +434,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--grid', default=None, help='a JSON file {experiment: [params, ...]} replacing the profile grid')
     p.add_argument('--timeout', type=int, default=3600, help='seconds allowed to one notebook cell')
     p.add_argument('--executor', default='local-process', choices=['local-process', 'submitit-local', 'slurm'])
+    p.add_argument('--rehearse', action='store_true', help='one cell of each kind of the profile, on a handful of images '
+                   'on the CPU, in a scratch --root (default: a new temporary folder); run it before spending GPU hours')
     return p
 
 # %% ../nbs/11_repro.ipynb
@@ -356,6 +447,11 @@ def main(argv=None,  # the command line (None: `sys.argv[1:]`)
     root, nbs = Path(a.root) if a.root else repo, repo/'nbs'/'experiments'
     if a.report_only:
         print(f"report: {report(a.profile, root)}"); return
+    if a.rehearse:
+        try: lines = rehearse(a.profile, a.root, a.only.split(','), a.timeout)
+        except ValueError as e: sys.exit(f"fmce-repro: {e}")
+        if 'FAILED' in lines[-1]: sys.exit(1)
+        return
     try: pl = plan(a.profile, root, a.only.split(','), read_grid(a.grid) if a.grid else None, nbs)
     except ValueError as e: sys.exit(f"fmce-repro: {e}")
     _print_plan(pl, root)
