@@ -315,7 +315,7 @@ class FMCSStore:
     def build(fmcs: FMCSData,         # the FMCS-Dataset to write
               path,                   # the store folder (phases already written are kept)
               batch_size: int = 512,  # maps per write
-              log=print,              # called with one line about the size (None: silent)
+              log=None,               # called with one line about the size (None: silent, as everywhere)
              ) -> 'FMCSStore':
         "Write `fmcs`'s maps to `path`, one fp16 file per phase, each atomically; the store opened."
         path = Path(path); path.mkdir(parents=True, exist_ok=True)

@@ -226,13 +226,12 @@ def _bar(cfg: TrainConfig, start: int, main_proc: bool, progress):
                 disable=True if not main_proc else ((not progress) if progress is not None else None))
 
 # %% ../nbs/04_train.ipynb
-def _one_epoch(model, train_dl, test_dl, opt, sched, epoch: int, amp: bool, objective) -> tuple:
-    "(loss, test accuracy, seconds, learning rate) of one epoch: train it, evaluate, step the schedule."
+def _one_epoch(model, train_dl, test_dl, opt, sched, epoch: int, amp: bool, objective, dev: torch.device) -> tuple:
+    "(loss, test accuracy, seconds, learning rate) of one epoch on `dev`: train it, evaluate, step the schedule."
     t0, lr = time.perf_counter(), opt.param_groups[0]['lr']
     loss = train_epoch(model, train_dl, opt, epoch, amp, objective)
     acc = evaluate(model, test_dl, amp)
     sched.step()
-    dev = next(model.parameters()).device
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
     return loss, acc, time.perf_counter() - t0, lr
 
@@ -271,7 +270,7 @@ def train(cfg: TrainConfig,              # what to train: dataset, backbone, epo
     bar = _bar(cfg, start, main_proc, progress)
     try:
         for epoch in bar:
-            loss, acc, secs, lr = _one_epoch(step_model, train_dl, test_dl, opt, sched, epoch, modes['amp'], objective)
+            loss, acc, secs, lr = _one_epoch(step_model, train_dl, test_dl, opt, sched, epoch, modes['amp'], objective, dev)
             for k, v in zip(('loss', 'test_acc', 'seconds', 'lr'), (loss, acc, secs, lr)): history[k].append(v)
             if not main_proc: continue
             _save_epoch(run_dir, epoch, model, opt, sched, history, meta)
