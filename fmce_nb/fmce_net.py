@@ -15,6 +15,7 @@ from safetensors.torch import save_file, load_file
 
 from .models import bf16_pays
 from .runs import atomic_write, write_json, read_json, read_weights
+from .fmcs import _batches
 
 # %% auto 0
 __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'fit_best', 'save_fmce_net',
@@ -323,16 +324,13 @@ class ShuffledPhases:
              bounds=None,  # (phase, start, end) slices of a batch sorted by phase (None: computed)
             ): return self.source.maps(n, k, bounds)
 
-    def batches(self,
-                pairs,                  # (image, phase) pairs, one per row
-                batch_size: int = 256,  # pairs per batch
-                shuffle: bool = True,   # shuffle the pairs (else their order)
-                seed: int = 0,          # with `epoch`, seeds the shuffle
-                epoch: int = 0,         # the epoch, so each epoch has its own order
-               ):
-        "(maps, shuffled labels) for one epoch over `pairs`, in the order the source's batches take."
-        from fmce_nb.fmcs import plan_epoch
-        for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
-            yield self.source.maps(n, k, bounds), self.labels[n, k].to(self.device)
+    def phase_labels(self,
+                     n,  # image indices, one per map
+                     k,  # the true phase of each map
+                    ) -> torch.Tensor:
+        "The shuffled labels of pairs (n, k): what `batches` yields in place of the phases."
+        return self.labels[n, k].to(self.device)
+
+    batches = _batches            # the FMCS sources' own batching (05_fmcs), with the labels above
 
     def __repr__(self): return f"ShuffledPhases({self.source!r}, seed {self.seed})"

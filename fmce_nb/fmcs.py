@@ -113,9 +113,10 @@ def _batches(self,
              seed: int = 0,          # with `epoch`, seeds the shuffle
              epoch: int = 0,         # the epoch, so each epoch has its own order
             ):
-    "Yield (maps, labels) for one epoch over `pairs`; labels are phase indices 0..K-1. Shared by both sources."
+    "Yield (maps, labels) for one epoch over `pairs`: the phases 0..K-1, or a source's own `phase_labels(n, k)`."
+    labels = getattr(self, 'phase_labels', None)                 # ShuffledPhases (06_fmce_net) has its own
     for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
-        yield self.maps(n, k, bounds), torch.as_tensor(k, device=self.device)
+        yield self.maps(n, k, bounds), labels(n, k) if labels else torch.as_tensor(k, device=self.device)
 
 # %% ../nbs/05_fmcs.ipynb
 def _phase_checkpoints(checkpoints, markers) -> tuple:
