@@ -351,7 +351,8 @@ def _branch(k: str, v):
     if k in ('rec_alpha', 'label_smoothing') and v is not None: return 'off' if v == 0 else 'on'
     return v
 
-def cell_class(c: Cell) -> str:
+def cell_class(c: Cell,  # a cell of a plan
+              ) -> str:
     "What makes cell `c` run other code than another cell of its experiment: its parameters, seeds left out, weights by branch."
     key = {k: _branch(k, v) for k, v in c.full.items() if k not in _SEEDS and k not in _PLACES and k not in c.runs}
     return c.experiment + ' ' + json.dumps(key, sort_keys=True, default=str)
