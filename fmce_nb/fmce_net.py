@@ -246,10 +246,12 @@ def best_fmce_net(source,         # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `P
     "(FMCENet in eval mode, fit history): `fit_best` on `pairs` of `source`, or the same net read back from its folder."
     from fmce_nb.runs import short_hash
     pairs = np.asarray(pairs)
-    if folder is None and hasattr(source, 'run'):
-        key = {'markers': list(source.markers), 'module': source.module, 'images': [source.N, source.seed], 'seed': seed,
+    base = getattr(source, 'source', source)                   # ShuffledPhases wraps the FMCS-Dataset of a run
+    if folder is None and hasattr(base, 'run'):
+        key = {'markers': list(base.markers), 'module': base.module, 'images': [base.N, base.seed], 'seed': seed,
                'pairs': short_hash(pairs.tolist(), 16), **fit_kw}
-        folder = source.run.dir/'fmce_net'/f"best-{short_hash(key, 12)}"
+        if base is not source: key['shuffle_seed'] = source.seed   # its labels: one key for the two kinds of net
+        folder = base.run.dir/'fmce_net'/f"{'best' if base is source else 'shuffled'}-{short_hash(key, 12)}"
     if folder is not None and (Path(folder)/'fmce_net.json').exists():
         net, info = load_fmce_net(folder, source.device)
         return net, info['history']

@@ -608,3 +608,21 @@ def test_an_fmce_net_is_trained_once_per_run_pairs_and_settings(tiny_run):
     assert_close(n2(x), n1(x))
     best_fmce_net(fm, pairs[:150], 0, **kw)                          # other pairs: another net
     assert len(set((tiny_run.dir/'fmce_net').glob('best-*')) - before) == 2
+
+
+def test_the_shuffled_label_net_is_kept_under_its_own_key_with_its_pairs(tiny_run):
+    # the control net of FMCE-Net++ goes through best_fmce_net's own key: a changed split (other pairs) trains and keeps
+    # another net instead of reading a stale one, and it never shares a folder with the oracle of the same pairs
+    from fmce_nb.fmcs import FMCSData, all_pairs
+    from fmce_nb.fmce_net import best_fmce_net, ShuffledPhases
+    fm = FMCSData(tiny_run, (1, 3, 4), 'cpu', cache=True)
+    pairs, kw = all_pairs(fm.N, 3), dict(max_epochs=1, patience=1)
+    shuffled = lambda: set((tiny_run.dir/'fmce_net').glob('shuffled-*'))
+    before, best_before = shuffled(), set((tiny_run.dir/'fmce_net').glob('best-*'))
+    n1, _ = best_fmce_net(ShuffledPhases(fm, 0), pairs, 0, **kw)
+    assert len(shuffled() - before) == 1 and set((tiny_run.dir/'fmce_net').glob('best-*')) == best_before
+    best_fmce_net(ShuffledPhases(fm, 0), pairs, 0, **kw)                      # read back
+    assert len(shuffled() - before) == 1
+    best_fmce_net(ShuffledPhases(fm, 0), pairs[:150], 0, **kw)                # another split: another net
+    best_fmce_net(ShuffledPhases(fm, 1), pairs, 0, **kw)                      # other shuffled labels: another net
+    assert len(shuffled() - before) == 3
