@@ -9,7 +9,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .runs import find_repo, run_id, temporary_folder
+from .runs import checkout_path, find_repo, run_id, temporary_folder
 
 # %% auto 0
 __all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment', 'grid',
@@ -114,11 +114,9 @@ def output_folder(out_dir,         # the folder asked for (a notebook's `out_dir
 def where(path,  # a folder or file
          ) -> str:
     "`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when temporary."
-    p = Path(path).resolve()
-    try: repo = find_repo()
-    except FileNotFoundError: repo = None           # an installed package outside a checkout: no path is relative to it
-    if repo is not None and p.is_relative_to(repo): return p.relative_to(repo).as_posix()
-    return 'a temporary folder' if p.is_relative_to(Path(tempfile.gettempdir()).resolve()) else str(p)
+    p = checkout_path(path)                         # relative inside the checkout, else absolute
+    if Path(p).is_absolute() and Path(p).is_relative_to(Path(tempfile.gettempdir()).resolve()): return 'a temporary folder'
+    return p
 
 # %% ../nbs/10_experiment.ipynb
 def run_folder(run_dir,    # the run folder fmce-repro passed, or None

@@ -19,10 +19,10 @@ from .models import build_model, check_arch, FMCEClassifier, speed_modes
 from .data import DATASETS, load_dataset
 
 # %% auto 0
-__all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_folder', 'find_repo', 'CorruptFileError',
-           'read_json', 'read_weights', 'read_npy', 'resolve_device', 'TrainConfig', 'stored_config', 'short_hash',
-           'weights_hash', 'run_identity', 'run_id', 'provenance', 'environment', 'weights_path', 'Run',
-           'MarkerSettings', 'run_markers']
+__all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_folder', 'find_repo', 'checkout_path',
+           'CorruptFileError', 'read_json', 'read_weights', 'read_npy', 'resolve_device', 'TrainConfig',
+           'stored_config', 'short_hash', 'weights_hash', 'run_identity', 'run_id', 'provenance', 'environment',
+           'weights_path', 'Run', 'MarkerSettings', 'run_markers']
 
 # %% ../nbs/03_runs.ipynb
 def atomic_write(path,   # the file to write
@@ -76,6 +76,15 @@ def find_repo(start=None,  # the path to search up from (None: this module, or t
         if (p/'settings.ini').exists() and (p/'data'/'paper_values.json').exists(): return p
     raise FileNotFoundError("cannot find the fmce_nb checkout (a folder with settings.ini and data/paper_values.json) "
                             f"above {here}; the paper values ship with the repository, not with the package")
+
+# %% ../nbs/03_runs.ipynb
+def checkout_path(path,  # a file or folder
+                 ) -> str:
+    "`path` relative to the checkout (POSIX) when inside it, else absolute: how a record names a run folder."
+    p = Path(path).resolve()
+    try: repo = find_repo()
+    except FileNotFoundError: return str(p)           # an installed package outside a checkout
+    return p.relative_to(repo).as_posix() if p.is_relative_to(repo) else str(p)
 
 # %% ../nbs/03_runs.ipynb
 class CorruptFileError(ValueError):
@@ -356,7 +365,7 @@ def model(self: Run,
 def summary(self: Run) -> dict:
     "What an experiment record says about the run it read."
     env = self.meta.get('env', {})
-    return {'id': self.dir.name, 'dir': str(self.dir), 'config': self.config.identity(), 'objective': self.objective,
+    return {'id': self.dir.name, 'dir': checkout_path(self.dir), 'config': self.config.identity(), 'objective': self.objective,
             'num_classes': self.num_classes, 'n_train': self.meta['data'].get('n_train'),
             'n_test': self.meta['data'].get('n_test'), 'epochs_done': self.epochs_done,
             'top1': float(self.test_acc[-1]) if self.epochs_done else None,

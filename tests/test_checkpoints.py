@@ -225,3 +225,14 @@ def test_auto_cache_materializes_only_what_fits():
     fits.maps([0], [0])
     assert small._cache is None and fits._cache is not None and tuple(fits._cache.shape) == (2, 10, 4, 8, 8)
     assert_close(fits.maps([3, 5], [1, 1]), small.maps([3, 5], [1, 1]))
+
+
+def test_a_record_names_a_run_inside_the_checkout_by_its_relative_path(tmp_path, monkeypatch):
+    # committed records used to carry the absolute path of the machine that made them
+    import fmce_nb.runs as runs
+    from fmce_nb.runs import TrainConfig, _write_run
+    monkeypatch.setattr(runs, 'find_repo', lambda start=None: tmp_path/'checkout')
+    inside = _write_run(tmp_path/'checkout'/'runs'/'cpu'/'train'/'r1', TrainConfig(), [2.0, 1.0])
+    outside = _write_run(tmp_path/'scratch'/'r2', TrainConfig(), [2.0, 1.0])
+    assert inside.summary()['dir'] == 'runs/cpu/train/r1'
+    assert outside.summary()['dir'] == str((tmp_path/'scratch'/'r2').resolve())
