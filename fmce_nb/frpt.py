@@ -69,11 +69,13 @@ def _tikhonov(x0, r, W, bound: float = BOUND, kappa: float = KAPPA):
     a = torch.maximum(a, (r.norm(dim=1) / (2 * room)) ** 2)
     return x0 + ((r @ U) * (s / (s ** 2 + a[:, None]))) @ Vh
 
+# %% ../nbs/09_frpt.ipynb
 def _reached(r, yt) -> torch.Tensor:
     "Per sample: is the target already reached from the current input, to rounding? (Such a sample keeps its input exactly.)"
     tol = 1e-5 if r.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
     return r.flatten(1).norm(dim=1) <= tol * yt.flatten(1).norm(dim=1).clamp_min(1e-30)
 
+# %% ../nbs/09_frpt.ipynb
 def _reliable(x, x0, W, yt, exact: bool):
     "Per-sample check of a linear solve (finite, bounded, near x0, small residual)."
     tol = (1e-3 if exact else 1e-2) if W.dtype != torch.float64 else (1e-4 if exact else 1e-3)
@@ -113,9 +115,11 @@ def linear_reverse(x0: torch.Tensor,                  # the forward input (B, n)
 # %% ../nbs/09_frpt.ipynb
 def _relu_reverse(z0, a): return torch.where(a > 0, a, torch.minimum(z0, torch.zeros_like(z0)))
 
+# %% ../nbs/09_frpt.ipynb
 def _relu6_reverse(z0, a):
     return torch.where(a >= 6, torch.maximum(z0, torch.full_like(z0, 6.)), torch.where(a > 0, a, torch.minimum(z0, torch.zeros_like(z0))))
 
+# %% ../nbs/09_frpt.ipynb
 def _bisect(f, a, lo, hi, rising: bool, steps: int = 80):
     "Per element, the root of f(z) = a in [lo, hi] where f is monotone (rising or falling) there."
     lo, hi = lo.clone(), hi.clone()
@@ -125,6 +129,7 @@ def _bisect(f, a, lo, hi, rising: bool, steps: int = 80):
         lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
     return (lo + hi) / 2
 
+# %% ../nbs/09_frpt.ipynb
 def _two_branch_reverse(f, zmin: float, z0, a, span: float = 1e3, lo: float | None = None):
     "Nearest root to z0 of f(z) = a for f falling to a single minimum at zmin (from `lo` on), then rising."
     fmin = f(torch.tensor(zmin, dtype=a.dtype))
@@ -137,6 +142,7 @@ def _two_branch_reverse(f, zmin: float, z0, a, span: float = 1e3, lo: float | No
 
 _MINIMA = {nn.SiLU: (F.silu, -1.2784645427610738), nn.GELU: (F.gelu, -0.7517915246935645)}
 
+# %% ../nbs/09_frpt.ipynb
 def _hardswish_reverse(z0, a):
     "Hardswish falls from 0 at -3 to its minimum at -1.5, then rises; on all of (-inf, -3] it is 0."
     z = _two_branch_reverse(F.hardswish, -1.5, z0, a, lo=-3.)
@@ -166,10 +172,12 @@ def _windows(x, k):
     B, C, H, W = x.shape
     return x.reshape(B, C, H // k, k, W // k, k).permute(0, 1, 2, 4, 3, 5).reshape(B, C, H // k, W // k, k * k)
 
+# %% ../nbs/09_frpt.ipynb
 def _unwindows(w, k, shape):
     B, C, H, W = shape
     return w.reshape(B, C, H // k, W // k, k, k).permute(0, 1, 2, 4, 3, 5).reshape(shape)
 
+# %% ../nbs/09_frpt.ipynb
 def _pool_why(pool) -> str | None:
     "Why `pool` has no reverse here, or None: only square, non-overlapping windows have one."
     k, s, p = (v if isinstance(v, int) else v[0] for v in (pool.kernel_size, pool.stride, pool.padding))
@@ -177,6 +185,7 @@ def _pool_why(pool) -> str | None:
     if not square or s != k or p != 0 or getattr(pool, 'dilation', 1) not in (1, (1, 1)):
         return f"{pool!r}: only square, non-overlapping windows (stride = kernel, no padding, no dilation) have a reverse here"
 
+# %% ../nbs/09_frpt.ipynb
 def _pool_kernel(pool, x0, y):
     why = _pool_why(pool)
     if why: raise NotImplementedError(why)
@@ -185,6 +194,7 @@ def _pool_kernel(pool, x0, y):
         raise ValueError(f"pool reverse: input {tuple(x0.shape)} and target {tuple(y.shape)} do not fit windows of {k}")
     return k
 
+# %% ../nbs/09_frpt.ipynb
 def pool_reverse(pool: nn.Module,   # a non-overlapping MaxPool2d or AvgPool2d
                  x0: torch.Tensor,  # the forward input, the point the answer stays nearest
                  y: torch.Tensor,   # the pooled map to reach
@@ -238,6 +248,7 @@ def _conv_why(conv: nn.Conv2d, method: str = 'cg') -> str | None:
         # then misses its target (relative residual 0.2-0.4 measured), so it is refused rather than returned
         return f"{conv!r}: the FFT reverse holds for padding 0 only; use conv_method='cg' (or 'dense') for padded convolutions"
 
+# %% ../nbs/09_frpt.ipynb
 def _check_conv(conv: nn.Conv2d, x0, y, method: str = 'cg'):
     if not isinstance(conv, nn.Conv2d): raise NotImplementedError(f"{conv!r} is not a Conv2d")
     why = _conv_why(conv, method)
@@ -246,9 +257,11 @@ def _check_conv(conv: nn.Conv2d, x0, y, method: str = 'cg'):
     if x0.ndim != 4 or y.shape[1:] != want or len(y) != len(x0):
         raise ValueError(f"conv reverse: input {tuple(x0.shape)} gives outputs of shape {tuple(want)}, the target is {tuple(y.shape)}")
 
+# %% ../nbs/09_frpt.ipynb
 def _conv_target(conv, y):
     return y - conv.bias.detach().to(y.dtype)[None, :, None, None] if conv.bias is not None else y
 
+# %% ../nbs/09_frpt.ipynb
 def conv_matrix(conv: nn.Conv2d,  # the convolution
                 in_shape: tuple,  # the shape (C, H, W) of one input
                ) -> torch.Tensor:
@@ -413,6 +426,7 @@ def _block_method(n: int, m: int, max_jacobian: float = 5e7) -> str:
     "How a block of n inputs and m outputs per sample is solved: 'gauss_newton' while its Jacobian fits, else 'anchored'."
     return 'gauss_newton' if n * m <= max_jacobian else 'anchored'
 
+# %% ../nbs/09_frpt.ipynb
 def block_reverse(block: nn.Module,           # the block (a residual block, or any module), in eval mode
                   z0: torch.Tensor,           # the forward input, the point the answer stays nearest
                   t: torch.Tensor,            # the output to reach
@@ -462,6 +476,7 @@ def _steps(model) -> list:
                                     f"not {model.arch}")
     return steps + [('net.avgpool', net.avgpool), ('net.fc', net.fc)]
 
+# %% ../nbs/09_frpt.ipynb
 def _last_steps(steps) -> dict:
     "{name: the step whose output is its output}: each step itself, and each container ('net.features.2') its last step."
     last = {}
@@ -470,6 +485,7 @@ def _last_steps(steps) -> dict:
         for k in range(2, len(parts)): last['.'.join(parts[:k])] = s          # later steps overwrite: the last one stays
     return {**last, **{s: s for s, _ in steps}}
 
+# %% ../nbs/09_frpt.ipynb
 def layer_names(model,  # the classifier
                ) -> list:
     "The names `reconstruct_targets` accepts: 'out' (the logits) and every module whose output is a step's output."
@@ -490,6 +506,7 @@ def _steps_after(model, layer: str) -> list:
     stop = [s for s, _ in steps].index(_last_steps(steps)[layer])
     return steps[stop + 1:]
 
+# %% ../nbs/09_frpt.ipynb
 def _check_reversible(name, m, conv_method: str = 'cg'):
     "Raise NotImplementedError, naming the step, if `m` has no reverse here (before any work is done)."
     why = None
@@ -502,6 +519,7 @@ def _check_reversible(name, m, conv_method: str = 'cg'):
         if not isinstance(m, (BasicBlock, Bottleneck)): why = f"{type(m).__name__} is not a step with a reverse here"
     if why: raise NotImplementedError(f"no reverse for {name}: {why}")
 
+# %% ../nbs/09_frpt.ipynb
 def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, nn.Linear): return linear_reverse(x_in, target, m.weight, m.bias)
     if isinstance(m, nn.Flatten): return target.reshape(x_in.shape)
