@@ -385,15 +385,16 @@ def _data_source(run_dir) -> str:
     p = Path(run_dir)/'run.json'
     return json.loads(p.read_text()).get('data', {}).get('source', '') if p.exists() else ''
 
-def _rehearsal_line(c: Cell, stands_for: int) -> str:
-    "One line of the rehearsal's summary: status, the cell, its arch, size and K, what it stands for, stand-in data."
+def _rehearsal_line(c: Cell, stands_for: int, varied: list) -> str:
+    "One line of the rehearsal's summary: status, the cell, its arch, size and K, what varies, what it stands for."
     st = json.loads((c.dir/'status.json').read_text()) if (c.dir/'status.json').exists() else {'status': 'not run'}
     data = [_data_source(d) for d in c.runs.values()]
     f = c.full
     what = f"{f.get('dataset')} {f.get('arch')} {f.get('size')}px" + (f" K={f['K']}" if 'K' in f else '')
+    what += ''.join(f" {k}={f[k]}" for k in varied if k not in ('dataset', 'arch', 'size', 'K') and k not in _SEEDS)
     tail = '; stand-in data' if any(s.startswith('stand-in') for s in data) else ''
     err = f": {st.get('error', '')[:240]}" if st['status'] != 'done' else ''
-    return (f"  {st['status'] if st['status'] == 'done' else 'FAILED':6s} {c.experiment:10s} {what:42s} "
+    return (f"  {st['status'] if st['status'] == 'done' else 'FAILED':6s} {c.experiment:10s} {what:60s} "
             f"(stands for {stands_for} cell{'s' * (stands_for > 1)}{tail}){err}")
 
 # %% ../nbs/11_repro.ipynb
@@ -418,7 +419,8 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
         if before is None: os.environ.pop(STAND_IN, None)
         else: os.environ[STAND_IN] = before
     stands = {id(c): n for e in covers for c, n in zip([c for c in pl.cells if c.experiment == e], covers[e])}
-    lines = [_rehearsal_line(c, stands[id(c)]) for c in pl.cells]
+    varied = varied_parameters(pl.cells)
+    lines = [_rehearsal_line(c, stands[id(c)], varied[c.experiment]) for c in pl.cells]
     bad = sum(not l.lstrip().startswith('done') for l in lines)
     lines.append(f"rehearsal of {profile}: {len(lines) - bad} of {len(lines)} cells done" + (f", {bad} FAILED" if bad else ''))
     if log: log('\n'.join(lines))
