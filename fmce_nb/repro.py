@@ -410,8 +410,8 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
     if root.resolve() == find_repo():
         raise ValueError("a rehearsal writes stand-in runs: give it a scratch --root, not the checkout")
     pl = plan(profile, root, grid_override=grid)
-    log(f"rehearsal of {profile}: {len(pl.cells)} cells standing for {sum(map(sum, covers.values()))}, "
-        f"{len(pl.trainings)} training runs, on the CPU, under {root}")
+    if log: log(f"rehearsal of {profile}: {len(pl.cells)} cells standing for {sum(map(sum, covers.values()))}, "
+                f"{len(pl.trainings)} training runs, on the CPU, under {root}")
     before = os.environ.get(STAND_IN)
     os.environ[STAND_IN] = '1'                                    # the notebooks' kernels inherit it
     try: run_batch(pl, find_repo()/'nbs'/'experiments', timeout, log=log)
