@@ -45,7 +45,8 @@ def read_state_dict(checkpoint,             # a state_dict, or the path of a tor
         if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
         if path.suffix == '.safetensors':
             try: sd = read_weights(path, device)
-            except CorruptFileError as e: raise CorruptFileError(path, 'not a complete safetensors file', _RESAVE) from None
+            except CorruptFileError:
+                raise CorruptFileError(path, 'not a complete safetensors file', _RESAVE) from None
         else:
             try: obj = torch.load(path, map_location=device, weights_only=True)
             except pickle.UnpicklingError as e:
@@ -53,7 +54,8 @@ def read_state_dict(checkpoint,             # a state_dict, or the path of a tor
                                  f"here ({str(e).splitlines()[0]}). If you trust it, load it with "
                                  f"torch.load(path, weights_only=False) and pass its state_dict.") from None
             except (RuntimeError, EOFError) as e:                # torch's zip reader on a cut-off or damaged file
-                raise CorruptFileError(path, f"not a complete torch.save file: {str(e).splitlines()[0]}", _RESAVE) from None
+                why = f"not a complete torch.save file: {str(e).splitlines()[0]}"
+                raise CorruptFileError(path, why, _RESAVE) from None
             sd = _tensor_dict(obj, str(path), key)
     return {k: v.to(device) for k, v in sd.items()}
 
@@ -187,7 +189,7 @@ def saved_epochs(self: Run) -> list:
 def keep_only(run_dir,  # the run folder
               epochs,   # the epochs whose weights stay
              ) -> list:
-    "Delete the weights of every epoch not in `epochs` (e.g. the markers), and record the epochs kept; returns those deleted."
+    "Delete the weights of every epoch not in `epochs` (e.g. the markers), record the epochs kept; returns the deleted."
     run = Run(run_dir)
     gone = run.checkpoints().keep(epochs)
     run.meta['kept_epochs'] = sorted({int(e) for e in epochs})

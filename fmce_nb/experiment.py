@@ -115,8 +115,8 @@ def where(path,  # a folder or file
          ) -> str:
     "`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when temporary."
     p = checkout_path(path)                         # relative inside the checkout, else absolute
-    if Path(p).is_absolute() and Path(p).is_relative_to(Path(tempfile.gettempdir()).resolve()): return 'a temporary folder'
-    return p
+    temporary = Path(p).is_absolute() and Path(p).is_relative_to(Path(tempfile.gettempdir()).resolve())
+    return 'a temporary folder' if temporary else p
 
 # %% ../nbs/10_experiment.ipynb
 def run_folder(run_dir,    # the run folder fmce-repro passed, or None

@@ -124,8 +124,8 @@ def _phase_checkpoints(checkpoints, markers) -> tuple:
     if isinstance(markers, Markers): markers = markers.markers
     markers = None if markers is None else tuple(int(e) for e in markers)
     if isinstance(checkpoints, (Mapping, list, tuple)) and not len(checkpoints):
-        raise ValueError(f"no checkpoints: got an empty {type(checkpoints).__name__}. Pass one checkpoint per marker (a list "
-                         "of paths or state dicts), an {epoch: checkpoint} dict or a Checkpoints folder.")
+        raise ValueError(f"no checkpoints: got an empty {type(checkpoints).__name__}. Pass one checkpoint per "
+                         "marker (a list of paths or state dicts), an {epoch: checkpoint} dict or a Checkpoints folder.")
     by_epoch = isinstance(checkpoints, Checkpoints) or (isinstance(checkpoints, Mapping) and checkpoints
                                                         and all(isinstance(e, int) for e in checkpoints))
     if by_epoch:

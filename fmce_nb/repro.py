@@ -353,7 +353,7 @@ def _branch(k: str, v):
 
 def cell_class(c: Cell,  # a cell of a plan
               ) -> str:
-    "What makes cell `c` run other code than another cell of its experiment: its parameters, seeds left out, weights by branch."
+    "What makes cell `c` run other code than another cell of its experiment: its parameters but seeds, weights by branch."
     key = {k: _branch(k, v) for k, v in c.full.items() if k not in _SEEDS and k not in _PLACES and k not in c.runs}
     return c.experiment + ' ' + json.dumps(key, sort_keys=True, default=str)
 
@@ -422,7 +422,8 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
     varied = varied_parameters(pl.cells)
     lines = [_rehearsal_line(c, stands[id(c)], varied[c.experiment]) for c in pl.cells]
     bad = sum(not l.lstrip().startswith('done') for l in lines)
-    lines.append(f"rehearsal of {profile}: {len(lines) - bad} of {len(lines)} cells done" + (f", {bad} FAILED" if bad else ''))
+    lines.append(f"rehearsal of {profile}: {len(lines) - bad} of {len(lines)} cells done"
+                 + (f", {bad} FAILED" if bad else ''))
     if log: log('\n'.join(lines))
     return lines
 
@@ -437,8 +438,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--grid', default=None, help='a JSON file {experiment: [params, ...]} replacing the profile grid')
     p.add_argument('--timeout', type=int, default=3600, help='seconds allowed to one notebook cell')
     p.add_argument('--executor', default='local-process', choices=['local-process', 'submitit-local', 'slurm'])
-    p.add_argument('--rehearse', action='store_true', help='one cell of each kind of the profile, on a handful of images '
-                   'on the CPU, in a scratch --root (default: a new temporary folder); run it before spending GPU hours')
+    p.add_argument('--rehearse', action='store_true', help='one cell of each kind of the profile, on a handful of '
+                   'images on the CPU, in a scratch --root (default: a new temporary folder); run it before GPU hours')
     return p
 
 # %% ../nbs/11_repro.ipynb

@@ -365,7 +365,8 @@ def model(self: Run,
 def summary(self: Run) -> dict:
     "What an experiment record says about the run it read."
     env = self.meta.get('env', {})
-    return {'id': self.dir.name, 'dir': checkout_path(self.dir), 'config': self.config.identity(), 'objective': self.objective,
+    return {'id': self.dir.name, 'dir': checkout_path(self.dir), 'config': self.config.identity(),
+            'objective': self.objective,
             'num_classes': self.num_classes, 'n_train': self.meta['data'].get('n_train'),
             'n_test': self.meta['data'].get('n_test'), 'epochs_done': self.epochs_done,
             'top1': float(self.test_acc[-1]) if self.epochs_done else None,

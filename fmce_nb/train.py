@@ -270,7 +270,8 @@ def train(cfg: TrainConfig,              # what to train: dataset, backbone, epo
     bar = _bar(cfg, start, main_proc, progress)
     try:
         for epoch in bar:
-            loss, acc, secs, lr = _one_epoch(step_model, train_dl, test_dl, opt, sched, epoch, modes['amp'], objective, dev)
+            loss, acc, secs, lr = _one_epoch(step_model, train_dl, test_dl, opt, sched, epoch, modes['amp'],
+                                             objective, dev)
             for k, v in zip(('loss', 'test_acc', 'seconds', 'lr'), (loss, acc, secs, lr)): history[k].append(v)
             if not main_proc: continue
             _save_epoch(run_dir, epoch, model, opt, sched, history, meta)
