@@ -22,7 +22,8 @@ def _tensor_dict(obj, what: str, key: str | None) -> dict:
     "The state_dict inside a loaded checkpoint: `obj[key]`, else `obj['state_dict']` (Lightning), else `obj` itself."
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
-            raise KeyError(f"{what} has no entry {key!r}; its entries: {list(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__}")
+            raise KeyError(f"{what} has no entry {key!r}; its entries: "
+                           f"{list(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__}")
         obj = obj[key]
     elif isinstance(obj, Mapping) and isinstance(obj.get('state_dict'), Mapping): obj = obj['state_dict']
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -90,8 +91,10 @@ def load_weights(model: nn.Module,          # the model to fill, in place
     shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(want[k].shape)}" for k in want if k in sd and sd[k].shape != want[k].shape]
     if missing or extra or shapes:
         what = name or (str(checkpoint) if not isinstance(checkpoint, Mapping) else 'the checkpoint')
-        diff = [f"{len(missing)} of the model's keys missing ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})" if missing else '',
-                f"{len(extra)} keys the model lacks ({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})" if extra else '',
+        diff = [f"{len(missing)} of the model's keys missing "
+                f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})" if missing else '',
+                f"{len(extra)} keys the model lacks "
+                f"({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})" if extra else '',
                 f"shapes differ at {'; '.join(shapes[:3])}" if shapes else '']
         raise ValueError(f"{what} does not fit this {type(model).__name__}: {'; '.join(d for d in diff if d)}. "
                          f"Is it a checkpoint of another architecture?")
@@ -106,7 +109,8 @@ class Checkpoints:
                 ):
         fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
         if fields != ['epoch'] or '/' in pattern:
-            raise ValueError(f"pattern must be a file name holding {{epoch}} once, e.g. 'epoch_{{epoch:04d}}.pt'; got {pattern!r}")
+            raise ValueError(f"pattern must be a file name holding {{epoch}} once, e.g. "
+                             f"'epoch_{{epoch:04d}}.pt'; got {pattern!r}")
         self.folder, self.pattern = Path(folder), pattern
         self._re = re.compile(''.join(re.escape(lit) + ('(\\d+)' if f is not None else '')
                                       for lit, f, _, _ in string.Formatter().parse(pattern)) + '$')
@@ -156,7 +160,8 @@ def keep(self: Checkpoints,
     keep = sorted({int(e) for e in epochs})
     missing = [e for e in keep if e not in self]
     if missing: raise FileNotFoundError(f"cannot keep epochs {missing}: their checkpoints are not in {self.folder} "
-                                        f"(looked for {self.path(missing[0]).name}; saved epochs: {self.saved_epochs()})")
+                                        f"(looked for {self.path(missing[0]).name}; saved epochs: "
+                                        f"{self.saved_epochs()})")
     gone = [e for e in self.saved_epochs() if e not in keep]
     for e in gone: self.path(e).unlink()
     return gone

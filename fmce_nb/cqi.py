@@ -35,13 +35,15 @@ def _check_params(alpha=0.85, window=5, smoothing='ema', K=None, mu=None):
     if int(window) != window or window < 1: raise ValueError(f"window must be an integer >= 1, got {window}")
     if smoothing not in SMOOTHINGS: raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
     if K is not None and (int(K) != K or K < 2): raise ValueError(f"K must be an integer >= 2, got {K}")
-    if mu is not None and not (mu > 0 and math.isfinite(mu)): raise ValueError(f"mu must be a positive number, got {mu}")
+    if mu is not None and not (mu > 0 and math.isfinite(mu)): raise ValueError("mu must be a positive "
+                                                                               f"number, got {mu}")
 
 # %% ../nbs/02_cqi.ipynb
 def paper_mu(num_classes: int,  # how many classes the dataset has
             ) -> float:
     "The paper's CQI threshold: 1e-3 for 100-class data and more, 1e-4 otherwise (its 10-class datasets)."
-    if int(num_classes) != num_classes or num_classes < 2: raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+    if int(num_classes) != num_classes or num_classes < 2: raise ValueError("num_classes must be an integer "
+                                                                            f">= 2, got {num_classes}")
     return 1e-3 if num_classes >= 100 else 1e-4
 
 # %% ../nbs/02_cqi.ipynb
@@ -177,7 +179,8 @@ def epoch_markers(losses,                       # the mean training loss of each
                  ) -> Markers:
     "E_0 and the K epoch markers E_1 < ... < E_K of a loss sequence (1-based epochs)."
     _check_params(alpha, window, smoothing, K=K, mu=mu)
-    L = _as_losses(losses, min_len=K + 1, why=f": K={K} markers need K + 1 epochs at least. Train longer or use a smaller K")
+    L = _as_losses(losses, min_len=K + 1, why=f": K={K} markers need K + 1 epochs at least. Train longer or "
+                                              "use a smaller K")
     e0, ek, converged, c = convergence_epoch(L, mu, alpha, window, smoothing, on_no_convergence)
     if ek - e0 < K:
         raise MarkerError(f"only {ek - e0} epochs lie in (E_0, E_K] = ({e0}, {ek}]: too few for K={K} distinct "
@@ -286,7 +289,8 @@ def plot_convergence(losses,           # the mean training loss of each epoch, e
     b.set(title='(b) CQI and the convergence threshold', xlabel='epoch'); b.legend()
     c.plot(ep, S, lw=1.4, color='C1')
     for k, e in enumerate(mk.markers, 1):
-        c.plot(e, S[e - 1], 'o', color='C3', ms=5); c.annotate(f'E{k}', (e, S[e - 1]), textcoords='offset points', xytext=(3, 4), fontsize=7)
+        c.plot(e, S[e - 1], 'o', color='C3', ms=5); c.annotate(f'E{k}', (e, S[e - 1]), textcoords='offset '
+                                                                                                  'points', xytext=(3, 4), fontsize=7)
     c.set(title=f'(c) the K = {mk.K} epoch markers', xlabel='epoch', ylabel='smoothed loss')
     logS = np.log(S); base = logS[mk.e0 - 1]
     d.plot(ep, logS, lw=1.4, color='C1')

@@ -32,7 +32,8 @@ class ImageData:
     def __post_init__(self):
         if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"{self.name}: images must be a uint8 tensor (N, C, H, W), got "
-                             f"{getattr(self.images, 'dtype', type(self.images))} {tuple(getattr(self.images, 'shape', ()))}")
+                             f"{getattr(self.images, 'dtype', type(self.images))} "
+                             f"{tuple(getattr(self.images, 'shape', ()))}")
         self.labels = torch.as_tensor(self.labels).long()
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"{self.name}: {len(self.images)} images but labels of shape {tuple(self.labels.shape)}")
@@ -334,7 +335,8 @@ def _check_batching(batch_size: int, shard, train: bool) -> tuple:
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rank, world = shard
     if not 0 <= rank < world: raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
-    if train and batch_size % world: raise ValueError(f"the global batch ({batch_size}) must divide among {world} processes")
+    if train and batch_size % world: raise ValueError(f"the global batch ({batch_size}) must divide among "
+                                                      f"{world} processes")
     return rank, world
 
 # %% ../nbs/00_data.ipynb

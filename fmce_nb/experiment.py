@@ -81,7 +81,8 @@ def experiments(registry=REGISTRY,  # the experiment notebooks' stems, in report
         try: ex = getattr(importlib.import_module(f'fmce_nb.experiments.{stem}'), 'experiment', None)
         except ModuleNotFoundError as e:
             if e.name != f'fmce_nb.experiments.{stem}': raise
-            raise ModuleNotFoundError(f"no module fmce_nb/experiments/{stem}.py: nbs/experiments/{stem}.ipynb must start with "
+            raise ModuleNotFoundError(f"no module fmce_nb/experiments/{stem}.py: "
+                                      f"nbs/experiments/{stem}.ipynb must start with "
                                       f"`#| default_exp experiments.{stem}`; then run nbdev_export") from None
         if not all(hasattr(ex, a) for a in ('name', 'notebook', 'schema', 'section', 'grids', 'runs')):
             raise TypeError(f"fmce_nb/experiments/{stem}.py defines no `experiment = Experiment(...)`: export it from "

@@ -58,7 +58,8 @@ class FMCENet(nn.Module):
             raise ValueError(f"FMCENet expects feature maps (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"FMCENet was built for {self.in_channels}-channel maps, got {x.shape[1]} channels "
-                             f"(shape {tuple(x.shape)}): use the backbone it was trained on, or build FMCENet({x.shape[1]}, K)")
+                             f"(shape {tuple(x.shape)}): use the backbone it was trained on, or build "
+                             f"FMCENet({x.shape[1]}, K)")
         return self.fc(self.body(x))
 
     def config(self) -> dict: return {'in_channels': self.in_channels, 'K': self.K}
@@ -179,7 +180,8 @@ def fit_best(net: FMCENet,             # the FMCE-Net
     for ep in range(max_epochs):
         h['train_loss'].append(_fit_epoch(net, source, train_pairs, opt, batch_size, seed, ep, amp))
         h['val_accuracy'].append(evaluate(net, source, val_pairs, max(batch_size, 512))['accuracy'])
-        if log: log(f"FMCE-Net epoch {ep + 1}: loss {h['train_loss'][-1]:.4f}, validation accuracy {h['val_accuracy'][-1]:.4f}")
+        if log: log(f"FMCE-Net epoch {ep + 1}: loss {h['train_loss'][-1]:.4f}, validation accuracy "
+                    f"{h['val_accuracy'][-1]:.4f}")
         if best_state is None or h['val_accuracy'][-1] > h['val_accuracy'][h['best_epoch'] - 1]:
             h['best_epoch'], best_state = ep + 1, copy.deepcopy(net.state_dict())
         elif ep + 1 - h['best_epoch'] >= patience: break

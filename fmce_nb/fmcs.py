@@ -78,7 +78,8 @@ def hold_out_images(pairs: np.ndarray,  # (image, phase) pairs to split, one per
     "(train pairs, validation pairs): a seeded `frac` of the images in `pairs` (at least one), with all their pairs, held out."
     pairs = np.asarray(pairs)
     images = np.unique(pairs[:, 0])
-    if len(images) < 2: raise ValueError(f"holding out images needs at least 2 distinct images, the pairs have {len(images)}")
+    if len(images) < 2: raise ValueError("holding out images needs at least 2 distinct images, the pairs "
+                                         f"have {len(images)}")
     if not 0 < frac < 1: raise ValueError(f"frac must lie in (0, 1), got {frac}")
     n_val = min(len(images) - 1, max(1, int(round(frac * len(images)))))
     val = np.random.default_rng(seed).permutation(images)[:n_val]
@@ -125,20 +126,24 @@ def _phase_checkpoints(checkpoints, markers) -> tuple:
     markers = None if markers is None else tuple(int(e) for e in markers)
     if isinstance(checkpoints, (Mapping, list, tuple)) and not len(checkpoints):
         raise ValueError(f"no checkpoints: got an empty {type(checkpoints).__name__}. Pass one checkpoint per "
-                         "marker (a list of paths or state dicts), an {epoch: checkpoint} dict or a Checkpoints folder.")
+                         "marker (a list of paths or state dicts), an {epoch: checkpoint} dict or a "
+                         "Checkpoints folder.")
     by_epoch = isinstance(checkpoints, Checkpoints) or (isinstance(checkpoints, Mapping) and checkpoints
                                                         and all(isinstance(e, int) for e in checkpoints))
     if by_epoch:
-        if markers is None: raise ValueError("checkpoints by epoch need the marker epochs: pass markers= (a Markers, or the epochs)")
+        if markers is None: raise ValueError("checkpoints by epoch need the marker epochs: pass markers= (a "
+                                             "Markers, or the epochs)")
         if isinstance(checkpoints, Checkpoints): return [checkpoints[e] for e in markers], markers   # names epoch and file
         missing = [e for e in markers if e not in checkpoints]
-        if missing: raise FileNotFoundError(f"marker epochs {missing} have no checkpoint among those given (epochs {sorted(checkpoints)})")
+        if missing: raise FileNotFoundError(f"marker epochs {missing} have no checkpoint among those given "
+                                            f"(epochs {sorted(checkpoints)})")
         return [checkpoints[e] for e in markers], markers
     if isinstance(checkpoints, (str, Path, Mapping)):
         raise TypeError("checkpoints must hold one checkpoint per marker (a list, an {epoch: checkpoint} dict or a "
                         f"Checkpoints folder), got a single {type(checkpoints).__name__}")
     cks = list(checkpoints)
-    if markers is not None and len(markers) != len(cks): raise ValueError(f"{len(cks)} checkpoints for {len(markers)} markers")
+    if markers is not None and len(markers) != len(cks): raise ValueError(f"{len(cks)} checkpoints for "
+                                                                          f"{len(markers)} markers")
     return cks, markers
 
 # %% ../nbs/05_fmcs.ipynb
@@ -148,10 +153,12 @@ def _image_source(images, device) -> tuple:
     if not isinstance(images, torch.Tensor):                     # a DataLoader, or any iterable of batches: gathered once
         xs = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
         if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
-            raise TypeError("images must be a tensor (N, C, H, W) or a DataLoader whose batches are tensors or (images, ...) tuples")
+            raise TypeError("images must be a tensor (N, C, H, W) or a DataLoader whose batches are tensors "
+                            "or (images, ...) tuples")
         images = torch.cat(xs)
     if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be float (N, C, H, W), prepared as the model takes them; got {images.dtype} {tuple(images.shape)}")
+        raise ValueError("images must be float (N, C, H, W), prepared as the model takes them; got "
+                         f"{images.dtype} {tuple(images.shape)}")
     x = images.to(device)
     return (lambda n: x[n]), len(x)
 
@@ -202,7 +209,8 @@ class CheckpointFMCS:
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.arch}{'' if self.module is None else ' ' + self.module}, markers "
-                f"{list(self.markers or range(1, self.K + 1))}, {self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
+                f"{list(self.markers or range(1, self.K + 1))}, {self.N} images x {self.K} phases, maps "
+                f"{self.feature_shape}, device {self.device})")
 
 # %% ../nbs/05_fmcs.ipynb
 @patch
@@ -294,7 +302,8 @@ class FMCSData(CheckpointFMCS):
         self.arch = cfg.arch
 
     def __repr__(self):
-        return (f"FMCSData({self.run.config.arch}{'' if self.module is None else ' ' + self.module} on {self.run.config.dataset}, markers {list(self.markers)}, "
+        return (f"FMCSData({self.run.config.arch}{'' if self.module is None else ' ' + self.module} on "
+                f"{self.run.config.dataset}, markers {list(self.markers)}, "
                 f"{self.N} images x {self.K} phases, maps {self.feature_shape}, device {self.device})")
 
 # %% ../nbs/05_fmcs.ipynb
@@ -361,7 +370,8 @@ class PooledFMCS:
         sources = list(sources)
         if not sources: raise ValueError("PooledFMCS needs at least one source")
         if len({(s.K, tuple(s.feature_shape)) for s in sources}) != 1:
-            raise ValueError(f"the sources differ in K or map shape: {[(s.K, tuple(s.feature_shape)) for s in sources]}")
+            raise ValueError("the sources differ in K or map shape: "
+                             f"{[(s.K, tuple(s.feature_shape)) for s in sources]}")
         self.sources, self.K, self.feature_shape = sources, sources[0].K, tuple(sources[0].feature_shape)
         self.device = sources[0].device
         self.offsets = np.cumsum([0] + [s.N for s in sources])

@@ -155,7 +155,8 @@ def act_reverse(act: nn.Module | None,  # the activation module (ReLU, ReLU6, Ha
                 a: torch.Tensor,        # the activation output to reach
                ) -> torch.Tensor:
     "The pre-activation nearest `z0` that `act` maps to `a` (the nearest reachable one where `a` cannot be reached)."
-    if z0.shape != a.shape: raise ValueError(f"act_reverse: z0 {tuple(z0.shape)} and target {tuple(a.shape)} differ in shape")
+    if z0.shape != a.shape: raise ValueError(f"act_reverse: z0 {tuple(z0.shape)} and target {tuple(a.shape)} "
+                                             "differ in shape")
     if act is None or isinstance(act, nn.Identity): return a
     if isinstance(act, nn.ReLU): return _relu_reverse(z0, a)
     if isinstance(act, nn.ReLU6): return _relu6_reverse(z0, a)
@@ -163,7 +164,8 @@ def act_reverse(act: nn.Module | None,  # the activation module (ReLU, ReLU6, Ha
     for cls, (f, zmin) in _MINIMA.items():
         if isinstance(act, cls) and not (cls is nn.GELU and act.approximate != 'none'):
             return _two_branch_reverse(f, zmin, z0, a)
-    raise NotImplementedError(f"no reverse for the activation {act!r}; ReLU, ReLU6, SiLU, GELU (exact) and Hardswish have one")
+    raise NotImplementedError(f"no reverse for the activation {act!r}; ReLU, ReLU6, SiLU, GELU (exact) and "
+                              "Hardswish have one")
 
 _ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)              # the activations act_reverse reverses
 
@@ -218,7 +220,8 @@ def gap_reverse(x0: torch.Tensor,         # the forward map (B, C, H, W)
                 broadcast: bool = False,  # return `y` at every position instead of the nearest map (the authors' code)
                ) -> torch.Tensor:
     "The map nearest `x0` (B, C, H, W) whose global average is `y` (B, C); `broadcast`: `y` at every position, as FR-PT's code."
-    if y.shape != x0.shape[:2]: raise ValueError(f"gap_reverse: target {tuple(y.shape)} does not fit the map {tuple(x0.shape)}")
+    if y.shape != x0.shape[:2]: raise ValueError(f"gap_reverse: target {tuple(y.shape)} does not fit the map "
+                                                 f"{tuple(x0.shape)}")
     if broadcast: return y[:, :, None, None].expand_as(x0).contiguous()
     return x0 + (y - x0.mean((2, 3)))[:, :, None, None]
 
@@ -241,7 +244,8 @@ def _conv_why(conv: nn.Conv2d, method: str = 'cg') -> str | None:
     bad = [n for n, v, ok in (('stride', conv.stride, (1, 1)), ('dilation', conv.dilation, (1, 1)), ('groups', conv.groups, 1))
            if v != ok]
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros': bad.append('padding mode')
-    if bad: return (f"{conv!r}: no reverse for a convolution with this {', '.join(bad)}; only stride 1, dilation 1, one group "
+    if bad: return (f"{conv!r}: no reverse for a convolution with this {', '.join(bad)}; only stride 1, "
+                    "dilation 1, one group "
                     "and zero padding")
     if method == 'fft' and any(conv.padding):
         # the circular problem of the FFT solve pins the zero border, which the padded input does not keep: the answer
@@ -255,7 +259,8 @@ def _check_conv(conv: nn.Conv2d, x0, y, method: str = 'cg'):
     if why: raise NotImplementedError(why)
     with torch.no_grad(): want = conv(x0[:1]).shape[1:]
     if x0.ndim != 4 or y.shape[1:] != want or len(y) != len(x0):
-        raise ValueError(f"conv reverse: input {tuple(x0.shape)} gives outputs of shape {tuple(want)}, the target is {tuple(y.shape)}")
+        raise ValueError(f"conv reverse: input {tuple(x0.shape)} gives outputs of shape {tuple(want)}, the "
+                         f"target is {tuple(y.shape)}")
 
 # %% ../nbs/09_frpt.ipynb
 def _conv_target(conv, y):
@@ -439,7 +444,8 @@ def block_reverse(block: nn.Module,           # the block (a residual block, or 
     from torch.func import functional_call
     with torch.no_grad(): out = block(z0[:1])
     if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
-        raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape {tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
+        raise ValueError(f"block reverse: input {tuple(z0.shape)} gives outputs of shape "
+                         f"{tuple(out.shape[1:])}, the target is {tuple(t.shape)}")
     n, m = z0[0].numel(), t[0].numel()
     if method == 'auto': method = _block_method(n, m, max_jacobian)
     if method not in ('gauss_newton', 'anchored', 'vjp'):
@@ -472,7 +478,8 @@ def _steps(model) -> list:
     elif model.arch in ('resnet18', 'resnet34', 'resnet18_smallstem'):
         steps = [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'bn1', 'relu', 'maxpool')]
         steps += [(f'net.layer{i}.{j}', b) for i in range(1, 5) for j, b in enumerate(getattr(net, f'layer{i}'))]
-    else: raise NotImplementedError(f"reconstruct_targets walks small_cnn, simple_cnn and resnet18/34 (and resnet18_smallstem), "
+    else: raise NotImplementedError("reconstruct_targets walks small_cnn, simple_cnn and resnet18/34 (and "
+                                    "resnet18_smallstem), "
                                     f"not {model.arch}")
     return steps + [('net.avgpool', net.avgpool), ('net.fc', net.fc)]
 
@@ -500,7 +507,8 @@ def layer_names(model,  # the classifier
 def _steps_after(model, layer: str) -> list:
     "The steps that follow the output of `layer` ([] for 'out'); an unknown name is refused with the ones there are."
     names = layer_names(model)
-    if layer not in names: raise ValueError(f"{model.arch} has no layer {layer!r} to reconstruct at; choose one of {names}")
+    if layer not in names: raise ValueError(f"{model.arch} has no layer {layer!r} to reconstruct at; choose "
+                                            f"one of {names}")
     steps = _steps(model)
     if layer == 'out': return []
     stop = [s for s, _ in steps].index(_last_steps(steps)[layer])
@@ -607,11 +615,13 @@ class TargetStore:
                 ):
         self.path = Path(path)
         if not (self.path/'meta.json').exists():
-            raise FileNotFoundError(f"{self.path} holds no finished target store (no meta.json); build it with TargetStore.build")
+            raise FileNotFoundError(f"{self.path} holds no finished target store (no meta.json); build it "
+                                    "with TargetStore.build")
         self.meta = read_json(self.path/'meta.json')
         if expect is not None and self.meta['identity'] != expect:
             diff = {k: (self.meta['identity'].get(k), v) for k, v in expect.items() if self.meta['identity'].get(k) != v}
-            raise ValueError(f"{self.path} was built from another model or dataset: (stored, asked) = {diff}; build a store for this one")
+            raise ValueError(f"{self.path} was built from another model or dataset: (stored, asked) = "
+                             f"{diff}; build a store for this one")
         self.targets = read_npy(self.path/'targets.npy')
         self.images = read_npy(self.path/'images.npy') if (self.path/'images.npy').exists() else None
 
@@ -623,7 +633,8 @@ class TargetStore:
               idx,   # training-set indices
              ) -> torch.Tensor:
         "The stored model-ready inputs of `idx` (the augmentation draw the targets were computed from)."
-        if self.images is None: raise ValueError(f"{self.path} stores no images: it was built from the clean images (augment_seed None)")
+        if self.images is None: raise ValueError(f"{self.path} stores no images: it was built from the clean "
+                                                 "images (augment_seed None)")
         idx = idx.cpu().numpy() if torch.is_tensor(idx) else np.asarray(idx)
         return torch.from_numpy(np.ascontiguousarray(self.images[idx]))
 
@@ -736,7 +747,8 @@ def prepare(self: FRPTObjective,
     "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
     ident = self.store.meta['identity']
     if len(loader.data) != len(self.store):
-        raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for {len(self.store)}: "
+        raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for "
+                         f"{len(self.store)}: "
                          f"post-train on the store's data (dataset {ident['dataset']}, n_train {ident['n_train']}, "
                          f"subset_seed {ident['subset_seed']})")
     model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())

@@ -76,7 +76,8 @@ def on_train_batch_end(self: FMCECallback,
                       ):
     loss = outputs.get('loss') if isinstance(outputs, Mapping) else outputs
     if not isinstance(loss, torch.Tensor):
-        raise ValueError("FMCECallback needs the batch loss: return it from training_step (a tensor, or {'loss': ...}); "
+        raise ValueError("FMCECallback needs the batch loss: return it from training_step (a tensor, or "
+                         "{'loss': ...}); "
                          f"training_step returned {type(outputs).__name__}")
     n = _batch_size(batch)
     self._sum += loss.detach().double() * n; self._n += n

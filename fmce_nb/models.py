@@ -45,7 +45,8 @@ class SimpleCNN(nn.Module):
     def features(self,
                  x,     # a batch of model-ready images (B, 3, H, W)
                 ):
-        if x.shape[-2:] != (32, 32): raise ValueError(f"SimpleCNN takes 32x32 inputs (its fc1 reads 10x4x4), got {tuple(x.shape[-2:])}")
+        if x.shape[-2:] != (32, 32): raise ValueError("SimpleCNN takes 32x32 inputs (its fc1 reads 10x4x4), "
+                                                      f"got {tuple(x.shape[-2:])}")
         return self.act3(self.conv3(self.pool2(self.act2(self.conv2(self.pool1(self.act1(self.conv1(x))))))))
     def head(self,
              f,     # the output of `features`

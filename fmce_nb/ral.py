@@ -23,7 +23,8 @@ def check_raf(raf: float,  # the RAF asked for
     "RAF as a float in [0, 1], or a ValueError that says so."
     raf = float(raf)
     if not 0.0 <= raf <= 1.0:
-        raise ValueError(f"RAF must lie in [0, 1] (1: the task's cross-entropy alone, 0: the FMCS loss alone), got {raf}")
+        raise ValueError("RAF must lie in [0, 1] (1: the task's cross-entropy alone, 0: the FMCS loss "
+                         f"alone), got {raf}")
     return raf
 
 # %% ../nbs/07_ral.ipynb
@@ -58,7 +59,8 @@ class RAL:
         self.feature_shape = tuple(feature_shape) if feature_shape is not None else None
         self.net_hash = weights_hash(self.net)
         self.target_fmcs = self.net.K if target_fmcs is None else int(target_fmcs)      # 1..K
-        if not 1 <= self.target_fmcs <= self.net.K: raise ValueError(f"target_fmcs must lie in 1..{self.net.K}, got {target_fmcs}")
+        if not 1 <= self.target_fmcs <= self.net.K: raise ValueError("target_fmcs must lie in "
+                                                                     f"1..{self.net.K}, got {target_fmcs}")
 
     def spec(self) -> dict:
         s = {'name': 'ral', 'raf': self.raf, 'fmce_net': self.net_hash, 'K': self.net.K}

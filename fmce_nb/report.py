@@ -32,7 +32,8 @@ def paper_table(name: str,  # a key of data/paper_values.json
                ) -> dict:
     "One quoted table, e.g. `paper_table('fmce_table1')`."
     pv = paper_values()
-    if name not in pv: raise KeyError(f"no table {name!r} in paper_values.json; have {[k for k in pv if not k.startswith('_')]}")
+    if name not in pv: raise KeyError(f"no table {name!r} in paper_values.json; have "
+                                      f"{[k for k in pv if not k.startswith('_')]}")
     return pv[name]
 
 # %% ../nbs/10_report.ipynb
@@ -172,7 +173,8 @@ def paired_diff_ci(a,                    # the values of A, one per run
     "{'mean', 'ci', 'p', 'n'}: the mean of a - b over paired runs, its t-interval and the paired t-test's p-value."
     from scipy.stats import ttest_rel
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 1: raise ValueError(f"paired values need equal 1-d shapes, got {a.shape} and {b.shape}")
+    if a.shape != b.shape or a.ndim != 1: raise ValueError("paired values need equal 1-d shapes, got "
+                                                           f"{a.shape} and {b.shape}")
     if len(a) < 2: return {'mean': float((a - b).mean()) if len(a) else math.nan, 'ci': (math.nan, math.nan), 'p': math.nan, 'n': len(a)}
     if np.all(a - b == (a - b)[0]):      # no spread: the interval is the point itself
         return {'mean': float((a - b)[0]), 'ci': (float((a - b)[0]),) * 2, 'p': math.nan, 'n': len(a)}
@@ -313,12 +315,14 @@ def load_results(results_dir,              # results/<profile>
 # %% ../nbs/10_report.ipynb
 def _report_head(title: str, source: str, records: list) -> list:
     L = [f"# {title or 'fmce_nb results'}", '',
-         f"Rendered by `fmce-repro` on {time.strftime('%Y-%m-%d %H:%M')} from the records under `{source}/`; the papers' "
+         f"Rendered by `fmce-repro` on {time.strftime('%Y-%m-%d %H:%M')} from the records under `{source}/`; "
+         "the papers' "
          "numbers come from `data/paper_values.json`. Each row links the executed notebooks that made it.", '']
     envs = sorted({json.dumps({**r[k]['env'], 'git_commit': r['provenance'].get('git_commit')})
                    for r in records for k in ('run', 'run2') if k in r})
     L += ['## Hardware, software and code', ''] + [f"- `{e}`" for e in envs]
-    if dagger(records): L.append("- † marks results made from code with uncommitted changes in `nbs/` or `fmce_nb/`, or from no known commit.")
+    if dagger(records): L.append("- † marks results made from code with uncommitted changes in `nbs/` or "
+                                 "`fmce_nb/`, or from no known commit.")
     return L + ['']
 
 # %% ../nbs/10_report.ipynb
@@ -398,10 +402,12 @@ def measured(name: str,                  # the experiment's name
     ex, where_ = experiments()[name], root/'results'/profile
     if ex.finding is None: raise ValueError(f"experiment {name!r} has no finding: pass finding= to its Experiment")
     recs = [r for _, r in load_results(where_, only=name)[0].get(name, [])]
-    if not recs: raise FileNotFoundError(f"no {profile} records of {name!r} in {where_/name}: run `fmce-repro --profile {profile} --only {name}`")
+    if not recs: raise FileNotFoundError(f"no {profile} records of {name!r} in {where_/name}: run "
+                                         f"`fmce-repro --profile {profile} --only {name}`")
     figs = sorted((root/'figures'/profile).glob(figure)) if figure else []
     if figure and not figs:
-        raise FileNotFoundError(f"no figure {figure!r} in {root/'figures'/profile}: `fmce-repro --profile {profile} --report-only` draws them")
+        raise FileNotFoundError(f"no figure {figure!r} in {root/'figures'/profile}: `fmce-repro --profile "
+                                f"{profile} --report-only` draws them")
     return Measured(name, profile, recs, ex.finding(recs), figs[0] if figs else None)
 
 # %% ../nbs/10_report.ipynb

@@ -46,7 +46,8 @@ def validate(params: dict,     # the parameters asked for
         d = defaults[k]
         if v is None or d is None: continue
         ok = (isinstance(v, bool) == isinstance(d, bool)) and (isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)))
-        if not ok: errors.append(f"parameter {k!r} = {v!r} is {_a(type(v).__name__)}, the notebook expects {_a(type(d).__name__)}")
+        if not ok: errors.append(f"parameter {k!r} = {v!r} is {_a(type(v).__name__)}, the notebook expects "
+                                 f"{_a(type(d).__name__)}")
     if errors: raise ValueError(f"{where}: " + '; '.join(errors))
 
 # %% ../nbs/11_repro.ipynb
@@ -264,7 +265,8 @@ def run_batch(pl: Plan,                         # the plan
     from tqdm import tqdm
     trains, cells = [t for t in pl.needed() if t.status != 'done'], [c for c in pl.cells if c.status != 'done']
     if log: log(f"{len(pl.trainings) - len(trains)} of {len(pl.trainings)} training runs done or not needed, "
-                f"{len(pl.cells) - len(cells)} of {len(pl.cells)} cells done; training {len(trains)}, running {len(cells)}")
+                f"{len(pl.cells) - len(cells)} of {len(pl.cells)} cells done; training {len(trains)}, "
+                f"running {len(cells)}")
     bar = tqdm(total=len(trains) + len(cells), disable=None, leave=False, unit='job')   # a bar on a terminal only
     def say(s):
         bar.update(1)
@@ -273,7 +275,8 @@ def run_batch(pl: Plan,                         # the plan
     failed_runs = {}
     def trained(t, r):
         if r['status'] != 'done': failed_runs[t.dir] = r['error']
-        say(f"  {'trained' if r['status'] == 'done' else 'FAILED':7s} run {t.id} ({r['seconds'] if 'seconds' in r else '?'}s)"
+        say(f"  {'trained' if r['status'] == 'done' else 'FAILED':7s} run {t.id} "
+            f"({r['seconds'] if 'seconds' in r else '?'}s)"
             + (f": {r['error'][:300]}" if r['status'] != 'done' else f", top-1 {r['top1']:.4f}"))
     tr = _run_jobs([(t, train_job, (asdict(t.config), str(t.dir), [asdict(m) for m in t.markers])) for t in trains],
                    executor, folder, timeout, slurm, trained)
@@ -281,7 +284,8 @@ def run_batch(pl: Plan,                         # the plan
     results = _fail_blocked([(c, bad) for c, bad in split if bad], failed_runs, say)
     def ran(c, r):
         if r['status'] == 'failed' and not (c.dir/'status.json').exists(): write_json(c.dir/'status.json', r)
-        say(f"  {r['status'] if r['status'] == 'done' else 'FAILED':7s} {c.experiment}/{c.dir.name} ({r.get('seconds', '?')}s)"
+        say(f"  {r['status'] if r['status'] == 'done' else 'FAILED':7s} {c.experiment}/{c.dir.name} "
+            f"({r.get('seconds', '?')}s)"
             + (f": {r['error'][:300]}" if r['status'] != 'done' else ''))
     results += _run_jobs([(c, run_cell, (c.experiment, _cell_params(c, pl.profile), str(c.dir), str(nbs_dir), timeout))
                           for c, bad in split if not bad], executor, folder, timeout, slurm, ran)
@@ -330,7 +334,8 @@ def read_grid(path,  # the JSON file
     path = Path(path)
     if not path.is_file(): raise ValueError(f"--grid {path}: no such file")
     try: grid = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"--grid {path} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"--grid {path} is not valid "
+                                                                             f"JSON: {e}") from None
     if not isinstance(grid, dict) or not all(isinstance(v, list) and all(isinstance(c, dict) for c in v) for v in grid.values()):
         raise ValueError(f"--grid {path} must hold an object {{experiment: [{{parameter: value, ...}}, ...]}}, "
                          f'e.g. {{"table1": [{{"seed": 0}}, {{"seed": 1}}]}}')
@@ -429,12 +434,16 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
 
 # %% ../nbs/11_repro.ipynb
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='fmce-repro', description='Train the runs of a profile once, run its experiment notebooks on them, and render its report.')
+    p = argparse.ArgumentParser(prog='fmce-repro', description='Train the runs of a profile once, run its '
+                                                               'experiment notebooks on them, and render its report.')
     p.add_argument('--profile', default='smoke', choices=list(PROFILES))
     p.add_argument('--only', default='', help='comma-separated experiments: ' + ','.join(experiments()))
-    p.add_argument('--dry-run', action='store_true', help='list the training runs and the cells, and what is done; run nothing')
-    p.add_argument('--report-only', action='store_true', help='render the report from the records there are; run nothing')
-    p.add_argument('--root', default=None, help='where runs/, results/, reports/ and figures/ go (default: the checkout)')
+    p.add_argument('--dry-run', action='store_true', help='list the training runs and the cells, and what is '
+                                                          'done; run nothing')
+    p.add_argument('--report-only', action='store_true', help='render the report from the records there are; '
+                                                              'run nothing')
+    p.add_argument('--root', default=None, help='where runs/, results/, reports/ and figures/ go (default: '
+                                                'the checkout)')
     p.add_argument('--grid', default=None, help='a JSON file {experiment: [params, ...]} replacing the profile grid')
     p.add_argument('--timeout', type=int, default=3600, help='seconds allowed to one notebook cell')
     p.add_argument('--executor', default='local-process', choices=['local-process', 'submitit-local', 'slurm'])

@@ -104,7 +104,8 @@ def read_json(path,  # the JSON file
              ) -> dict:
     "The JSON object in `path`, or a `CorruptFileError` that names the file."
     try: return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CorruptFileError(path, f"not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CorruptFileError(path, "not valid JSON: "
+                                                                                         f"{e}") from None
 
 # %% ../nbs/03_runs.ipynb
 def read_weights(path,          # the safetensors file
@@ -123,7 +124,8 @@ def read_npy(path,           # the .npy file
     "The array in a `.npy` file (memory-mapped by default), or a `CorruptFileError` that names the file."
     try: return np.load(path, mmap_mode=mmap_mode)
     except FileNotFoundError: raise
-    except (ValueError, OSError, EOFError) as e: raise CorruptFileError(path, f"not a complete .npy array: {e}") from None
+    except (ValueError, OSError, EOFError) as e: raise CorruptFileError(path, "not a complete .npy array: "
+                                                                              f"{e}") from None
 
 # %% ../nbs/03_runs.ipynb
 def resolve_device(device='auto',  # 'auto', None, or anything `torch.device` takes ('cpu', 'cuda:1')
@@ -136,7 +138,8 @@ def resolve_device(device='auto',  # 'auto', None, or anything `torch.device` ta
 # %% ../nbs/03_runs.ipynb
 def _check_config(cfg):
     "Raise ValueError naming the first field of a TrainConfig that holds no valid value."
-    if cfg.dataset not in DATASETS: raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if cfg.dataset not in DATASETS: raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of "
+                                                     f"{', '.join(DATASETS)}")
     check_arch(cfg.arch)
     if cfg.device not in (None, 'auto'):
         try: torch.device(cfg.device)
@@ -145,7 +148,8 @@ def _check_config(cfg):
     for k in ('epochs', 'batch_size', 'size'):
         if int(getattr(cfg, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(cfg, k)}")
     if not cfg.lr > 0: raise ValueError(f"lr must be > 0, got {cfg.lr}")
-    if cfg.optimizer not in ('adam', 'adamw'): raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
+    if cfg.optimizer not in ('adam', 'adamw'): raise ValueError("optimizer must be 'adam' or 'adamw', got "
+                                                                f"{cfg.optimizer!r}")
     if cfg.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if cfg.schedule not in ('cosine', 'constant'):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")

@@ -62,7 +62,8 @@ class FineTune:
                 ):
         self.objective, self.run, self.epoch = objective, run, int(epoch)
         if self.epoch not in run.saved_epochs():
-            raise ValueError(f"{run.dir.name} has no weights of epoch {self.epoch} to fine-tune from; it keeps {run.saved_epochs()}")
+            raise ValueError(f"{run.dir.name} has no weights of epoch {self.epoch} to fine-tune from; it "
+                             f"keeps {run.saved_epochs()}")
         self.weights = weights_hash(run.model(self.epoch))       # the start's own weights, hashed once
 
     def spec(self) -> dict:
@@ -86,7 +87,8 @@ class NonFiniteLossError(FloatingPointError):
                  value,       # the loss it gave
                 ):
         super().__init__(f"loss became {value} at epoch {epoch}, batch {batch} (1-based). Training stopped; the "
-                         f"weights and state of the epochs before it are kept. Lower the learning rate or check the data.")
+                         "weights and state of the epochs before it are kept. Lower the learning rate or "
+                         "check the data.")
         self.epoch, self.batch, self.value = epoch, batch, value
 
 # %% ../nbs/04_train.ipynb
@@ -180,7 +182,8 @@ def _resumed_modes(cfg: TrainConfig, objective, run_dir: Path):
     old = read_json(meta_path)
     if run_identity(stored_config(old), old.get('objective')) != run_identity(cfg, objective.spec()):
         raise ValueError(f"{run_dir} holds a run with another config, precision or objective ({old['config']}, "
-                         f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a new folder.")
+                         f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a "
+                         "new folder.")
     return stored_config(old).modes(), old.get('status') == 'done'
 
 # %% ../nbs/04_train.ipynb
@@ -306,16 +309,19 @@ _HELP = {
     'dataset': 'the data (one of: %(choices)s)', 'arch': 'the backbone (one of: %(choices)s)',
     'epochs': 'epochs to train (the papers: 100-250)', 'batch_size': 'training batch size (the papers: 256)',
     'lr': 'learning rate of the optimizer (the papers: 1e-3)',
-    'size': 'input resolution in pixels (the papers: 224)', 'seed': 'seeds the weights, the batch order and the subsets',
+    'size': 'input resolution in pixels (the papers: 224)', 'seed': 'seeds the weights, the batch order and '
+                                                                    'the subsets',
     'augment': 'random crop with padding, and a horizontal flip where the data allows it',
     'n_train': 'train on a seeded subset of this many images (default: the whole training split)',
     'n_test': 'test on a seeded subset of this many images (default: the whole test split)',
     'subset_seed': 'seeds the n_train / n_test subsets instead of --seed', 'optimizer': 'adam (the papers) or adamw',
-    'weight_decay': 'weight decay of the optimizer', 'schedule': 'the learning rate over the epochs: cosine (annealed to 0) or constant',
+    'weight_decay': 'weight decay of the optimizer', 'schedule': 'the learning rate over the epochs: cosine '
+                                                                 '(annealed to 0) or constant',
     'device': "auto (a GPU where there is one), cpu, cuda or cuda:N",
     'amp': 'bf16 autocast: true, false, or auto (default: where it was measured to pay for the arch on the device)',
     'channels_last': 'channels-last memory: true, false, or auto (default: where it was measured to pay)',
-    'compile': 'torch.compile the model', 'data_root': "folder of the datasets (default: $FMCE_NB_DATA, the checkout's data/, or ~/.cache/fmce_nb/data)",
+    'compile': 'torch.compile the model', 'data_root': "folder of the datasets (default: $FMCE_NB_DATA, the "
+                                                       "checkout's data/, or ~/.cache/fmce_nb/data)",
 }
 
 # %% ../nbs/04_train.ipynb

@@ -24,10 +24,12 @@ SCHEMA = record_schema('gradcam', ['run', 'markers', 'layer', 'cam_resolution', 
 def _pooled_row(g: list) -> str:
     c = g[0]['run']['config']
     cells = [f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]" for est, (lo, hi) in (_trend(g, key) for key in ('top10_mass', 'entropy'))]
-    return (f"| {c['dataset']} | {c['arch']} | {c['size']} | {g[0]['layer']} ({'x'.join(map(str, g[0]['cam_resolution']))}) | "
+    return (f"| {c['dataset']} | {c['arch']} | {c['size']} | {g[0]['layer']} "
+            f"({'x'.join(map(str, g[0]['cam_resolution']))}) | "
             f"{len(g)} | {g[0]['measure_images']} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
             f"{fmt_mean_std([r['per_phase'][0]['empty_share'] for r in g], 2)} -> "
-            f"{fmt_mean_std([r['per_phase'][-1]['empty_share'] for r in g], 2)} | {cells[0]} | {cells[1]} | {notebook_links(g)} |")
+            f"{fmt_mean_std([r['per_phase'][-1]['empty_share'] for r in g], 2)} | {cells[0]} | {cells[1]} | "
+            f"{notebook_links(g)} |")
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 def _by_layer(recs: list) -> list:
@@ -47,20 +49,26 @@ def _trend(g: list, key: str = 'top10_mass') -> tuple:
 def section(recs: list) -> list:
     "The report's Grad-CAM across phases: the localization trend per configuration over seeds and images, then each run's finding."
     L = ['## Grad-CAM across phases (FMCE Figures 4-6)', '',
-         "Paper: Figures 4-6 are qualitative (ResNet-50 and ShuffleNet v2, last convolutional layer, 224 px); Figure 4's caption "
-         "reads \"as the FMCS values escalate, the regions of high contribution increasingly localize\". Localizing shows here as "
+         "Paper: Figures 4-6 are qualitative (ResNet-50 and ShuffleNet v2, last convolutional layer, 224 "
+         "px); Figure 4's caption "
+         "reads \"as the FMCS values escalate, the regions of high contribution increasingly localize\". "
+         "Localizing shows here as "
          "a positive trend of the top-10% mass and a negative trend of the entropy.", '',
          "Trend = each image's Spearman rho between the phase and its localization measure (empty CAMs scored as flat "
-         "maps), averaged over images and seeds; the 95% interval resamples seeds, then images (`hierarchical_ci`).", '',
+         "maps), averaged over images and seeds; the 95% interval resamples seeds, then images "
+         "(`hierarchical_ci`).", '',
          '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase 1 -> K | '
          'trend of top-10% mass [95% CI] | trend of entropy [95% CI] | notebooks (by seed) |', '|---|---|---|---|---|---|---|---|---|---|---|']
     L += [_pooled_row(g) for g in _by_layer(recs)]
-    L += ['', "Each run alone. Its interval resamples that run's images only, so it is narrower than the row's above, which "
+    L += ['', "Each run alone. Its interval resamples that run's images only, so it is narrower than the "
+              "row's above, which "
           "also resamples seeds; a run's trend is not the configuration's.", '']
     key = lambda r: (r['run']['config']['dataset'], r['layer'], r['run']['config']['seed'])
     for r in sorted(recs, key=key):
-        L.append(f"- {r['run']['config']['dataset']}, {r['layer']}, seed {r['run']['config']['seed']}{dagger(r)} (top-1 {r['run']['top1']:.4f}, "
-                 f"{notebook_links(r, 'notebook')}): {r['finding']} Empty CAMs per phase: {[round(p['empty_share'], 2) for p in r['per_phase']]}.")
+        L.append(f"- {r['run']['config']['dataset']}, {r['layer']}, seed "
+                 f"{r['run']['config']['seed']}{dagger(r)} (top-1 {r['run']['top1']:.4f}, "
+                 f"{notebook_links(r, 'notebook')}): {r['finding']} Empty CAMs per phase: "
+                 f"{[round(p['empty_share'], 2) for p in r['per_phase']]}.")
     return L + ['']
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
@@ -71,11 +79,14 @@ def finding(recs: list) -> list:
     "What the Grad-CAM records found, as Markdown: the headline at the module output, then a sentence per configuration and layer."
     rows = [(g, *_trend(g)) for g in _by_layer(recs)]
     L = [f"- {g[0]['run']['config']['dataset']}, {g[0]['run']['config']['arch']}, Grad-CAM at {g[0]['layer']} "
-         f"({'x'.join(map(str, g[0]['cam_resolution']))}): the per-image trend of the top-10% mass with the phase is {est:+.3f} "
-         f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seeds of {g[0]['measure_images']} images): {_reading(lo, hi)}." for g, est, (lo, hi) in rows]
+         f"({'x'.join(map(str, g[0]['cam_resolution']))}): the per-image trend of the top-10% mass with the "
+         f"phase is {est:+.3f} "
+         f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seeds of {g[0]['measure_images']} images): "
+         f"{_reading(lo, hi)}." for g, est, (lo, hi) in rows]
     out = [(g[0]['run']['config']['dataset'], est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
     head = (f"- The paper's Figure 4 has the CAMs localize as the FMCS rises; at the module output ours localize in "
-            f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in {sum(hi < 0 for *_, lo, hi in out)} "
+            f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in "
+            f"{sum(hi < 0 for *_, lo, hi in out)} "
             f"(trend of the top-10% mass: " + '; '.join(f"{d} {e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, e, lo, hi in out) + ').')
     return [head] * bool(out) + L
 

@@ -69,29 +69,37 @@ def _orders(g: list) -> str:
                     f"{g[0]['mature_cka']} does not order them" if len(phases) == 1 else
                     f"the modules mature bottom-up (none before the one below it) in "
                     f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} seeds")
-    return (f"- {c['dataset']}, {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at phase 1 falls (or "
-            f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: {mean(lambda m: m['cka_to_final'][0])}). FMCE-Net's "
-            f"accuracy rises (or stays) from each module to the one above in {acc_up} of {len(g)} seeds (mean: {mean(lambda m: m['accuracy'])}).")
+    return (f"- {c['dataset']}, {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at "
+            "phase 1 falls (or "
+            f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: "
+            f"{mean(lambda m: m['cka_to_final'][0])}). FMCE-Net's "
+            f"accuracy rises (or stays) from each module to the one above in {acc_up} of {len(g)} seeds "
+            f"(mean: {mean(lambda m: m['accuracy'])}).")
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def _module_table(recs: list) -> list:
     "FMCE-Net accuracy and maturity per module, over seeds, one row per configuration and module."
-    L = ['| dataset | backbone | module | maps | seeds | FMCE-Net accuracy | matured at (per seed) | CKA to final at phase 1 | notebooks (by seed) |',
+    L = ['| dataset | backbone | module | maps | seeds | FMCE-Net accuracy | matured at (per seed) | CKA to '
+         'final at phase 1 | notebooks (by seed) |',
          '|---|---|---|---|---|---|---|---|---|']
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
         for i, m in enumerate(g[0]['modules']):
             ms = [r['modules'][i] for r in g]
-            L.append(f"| {c['dataset']} | {c['arch']} | {m['module'].removeprefix('net.')} | {'x'.join(map(str, m['feature_shape']))} | "
-                     f"{len(g)} | {fmt_mean_std([x['accuracy'] for x in ms])} | {', '.join(str(x['mature_phase'] or 'never') for x in ms)} | "
+            L.append(f"| {c['dataset']} | {c['arch']} | {m['module'].removeprefix('net.')} | "
+                     f"{'x'.join(map(str, m['feature_shape']))} | "
+                     f"{len(g)} | {fmt_mean_std([x['accuracy'] for x in ms])} | "
+                     f"{', '.join(str(x['mature_phase'] or 'never') for x in ms)} | "
                      f"{fmt_mean_std([x['cka_to_final'][0] for x in ms], 3)} | {notebook_links(g)} |")
     return L
 
 def section(recs: list) -> list:
     "The report's module map: FMCE-Net accuracy and maturity per module over seeds, and whether the modules order bottom-up."
     return (['## FMCE beyond the paper: the module map', '',
-             'Every stage of the backbone gets its own FMCS-Dataset and FMCE-Net (image split, trained to its best). "Matured at" '
-             'is the first phase from which the linear CKA of the module\'s maps to the final checkpoint\'s stays at or above '
+             'Every stage of the backbone gets its own FMCS-Dataset and FMCE-Net (image split, trained to '
+             'its best). "Matured at" '
+             'is the first phase from which the linear CKA of the module\'s maps to the final checkpoint\'s '
+             'stays at or above '
              'the threshold ("never" when even phase K is below it). The paper reads only the last module.', '']
             + _module_table(recs) + [''] + finding(recs, table=False) + [''])
 

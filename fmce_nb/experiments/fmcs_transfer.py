@@ -25,7 +25,8 @@ def _row(r: dict, name: str, tests: list, unit: str, every: list | None = None) 
     "A table row: accuracy and F1 over `tests`, the largest predicted share over `every` single test (default: `tests`)."
     c = r['run']['config']
     top = [max(t['predicted']) for t in (every or tests)]
-    return (f"| {c['dataset']} | {c['arch']} | {'x'.join(map(str, r['feature_shape']))} | {name} | {len(tests)} {unit} | "
+    return (f"| {c['dataset']} | {c['arch']} | {'x'.join(map(str, r['feature_shape']))} | {name} | "
+            f"{len(tests)} {unit} | "
             f"**{fmt_mean_std([t['accuracy'] for t in tests])}** | {fmt_mean_std([t['f1'] for t in tests])} | "
             f"{min(top):.2f} to {max(top):.2f} | {1 / r['K']:.2f} | {notebook_links(r, 'notebook')} |")
 
@@ -42,11 +43,16 @@ def _by_train_run(single: list) -> list:
 def section(recs: list) -> list:
     "The report's transfer section: leave-one-run-out and single-run accuracy per configuration, with the predicted-FMCS spread."
     L = ['## FMCE beyond the paper: does an FMCE-Net transfer to another run?', '',
-         'The paper has no such test. An FMCE-Net trained on runs of one configuration is tested on every map of a run it '
-         'never saw. Leave one run out: the spread is over the held-out runs. Single run: each run trains one net, tested '
-         'on the other two; the spread is over the training runs (the test runs are shared, so these are not independent). '
-         '"Largest predicted share" is the share of a test\'s maps given its most frequent FMCS, lowest to highest over the single tests: 1.00 is a constant predictor.', '',
-         '| dataset | backbone | maps | test | n | accuracy | F1 (macro) | largest predicted share | chance | notebook |',
+         'The paper has no such test. An FMCE-Net trained on runs of one configuration is tested on every '
+         'map of a run it '
+         'never saw. Leave one run out: the spread is over the held-out runs. Single run: each run trains '
+         'one net, tested '
+         'on the other two; the spread is over the training runs (the test runs are shared, so these are not '
+         'independent). '
+         '"Largest predicted share" is the share of a test\'s maps given its most frequent FMCS, lowest to '
+         'highest over the single tests: 1.00 is a constant predictor.', '',
+         '| dataset | backbone | maps | test | n | accuracy | F1 (macro) | largest predicted share | chance '
+         '| notebook |',
          '|---|---|---|---|---|---|---|---|---|---|']
     for r in recs:
         L.append(_row(r, 'leave one run out', r['leave_one_out'], 'held-out runs'))
@@ -63,7 +69,8 @@ def finding(recs: list) -> list:
     "What the transfer test found, as Markdown: leave-one-run-out accuracy against chance (the headline), one run to another, the largest predicted share."
     ds = lambda r: r['run']['config']['dataset']
     acc = lambda tests: fmt_mean_std([t['accuracy'] for t in tests])
-    vs_chance = '; '.join(f"{ds(r)} {diff_words(paired_diff_ci([t['accuracy'] for t in r['leave_one_out']], [1 / r['K']] * len(r['leave_one_out'])))}"
+    vs_chance = '; '.join(f"{ds(r)} "
+                          f"{diff_words(paired_diff_ci([t['accuracy'] for t in r['leave_one_out']], [1 / r['K']] * len(r['leave_one_out'])))}"
                           for r in recs)
     top = [max(t['predicted']) for r in recs for t in r['leave_one_out']]
     L = [f"- Tested on a run it never saw, an FMCE-Net trained on the other two names the phase of its maps with accuracy "

@@ -66,9 +66,11 @@ def _compared(groups: dict) -> dict:
 def _authors() -> list:
     t = paper_table('frpt_authors')
     f = lambda v: '-' if v[0] is None else (f"{100 * v[0]:.2f}" + ('' if v[1] is None else f" ± {100 * v[1]:.2f}"))
-    L = ['## FR-PT: post-training with reconstructed targets', '', f"Authors' numbers: {t['where']}; protocol: {t['protocol']}.", '',
+    L = ['## FR-PT: post-training with reconstructed targets', '', f"Authors' numbers: {t['where']}; "
+                                                                   f"protocol: {t['protocol']}.", '',
          '| source | model | layer | alpha | epoch-5 acc | mean acc | best acc |', '|---|---|---|---|---|---|---|']
-    L += [f"| authors (Imagewoof) | {r['arch']} | {r['layer']} | {r['rec_alpha']:g} | {f(r['epoch5'])} | {f(r['mean'])} | {f(r['best'])} |"
+    L += [f"| authors (Imagewoof) | {r['arch']} | {r['layer']} | {r['rec_alpha']:g} | {f(r['epoch5'])} | "
+          f"{f(r['mean'])} | {f(r['best'])} |"
           for r in t['rows']]
     return L + ['', t['note'], '']
 
@@ -79,14 +81,16 @@ def _authors_rows(arch: str, layer: str) -> list:
 def _closest(arch: str, layer: str) -> str:
     "The authors' paired differences at this model and layer, in words."
     rows = _authors_rows(arch, layer)
-    return '; '.join(f"{r['dataset']} {r['arch']} at alpha {r['rec_alpha']:g}: {r['delta_pp']:+.2f} pp (base {100 * r['base_acc']:.2f}%)"
+    return '; '.join(f"{r['dataset']} {r['arch']} at alpha {r['rec_alpha']:g}: {r['delta_pp']:+.2f} pp (base "
+                     f"{100 * r['base_acc']:.2f}%)"
                      for r in rows) or 'none at this layer'
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def _table(key: tuple, by: dict, compared: dict) -> list:
     "The rows of one model and layer: every label over seeds, and what it is compared with."
     e = min(5, min(len(r['test_acc']) for rs in by.values() for r in rs.values()))
-    L = [f'| method | seeds | epoch-{e} acc | mean acc over epochs | best acc | compared with | paired difference of the mean acc, '
+    L = [f'| method | seeds | epoch-{e} acc | mean acc over epochs | best acc | compared with | paired '
+         'difference of the mean acc, '
          'pp [95% CI] | Holm p (family) | notebooks (by seed) |', '|---|---|---|---|---|---|---|---|---|']
     order = sorted(by, key=lambda lab: (lab.startswith('own'), float(lab.split()[-1])))
     for lab in order:
@@ -94,7 +98,8 @@ def _table(key: tuple, by: dict, compared: dict) -> list:
         cmp = [(b, v) for (k, l, b), v in compared.items() if k == key and l == lab] or [('-', None)]
         for i, (b, v) in enumerate(cmp):
             head = (f"| {lab}{dagger(rs)} | {len(rs)} | {fmt_mean_std([r['test_acc'][e - 1] for r in rs])} | "
-                    f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | {fmt_mean_std([r['summary']['best'] for r in rs])} | "
+                    f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | "
+                    f"{fmt_mean_std([r['summary']['best'] for r in rs])} | "
                     if i == 0 else '| | | | | | ')
             diff = '-' if v is None else f"{diff_cell(v[1])} | {v[2]:.3f} ({v[0]})" if np.isfinite(v[2]) else f"{diff_cell(v[1])} | - ({v[0]})"
             if v is None: diff = '- | -'
@@ -112,22 +117,26 @@ def _about(by: dict) -> list:
     tg = list({r['pretrained']['id']: r['targets'] for rs in by.values() for r in rs.values()     # one store per pretrained run
                if 'targets' in r and not _label(r).startswith('own')}.values())
     post = [r['run']['train_seconds'] for rs in by.values() for r in rs.values()]
-    L = [f"Pretrained runs ({len(pre)}, each seed's own where the grid pairs them): top-1 {fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
+    L = [f"Pretrained runs ({len(pre)}, each seed's own where the grid pairs them): top-1 "
+         f"{fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
          f"{len(ek)} of {len(pre)} converged (CQI of the training loss <= {conv[0].get('mu', float('nan')):g})"
          + (f" at epochs {', '.join(map(str, ek))}" if ek else '') + '.']
     if tg:
-        L.append(f"Targets: reversed {', '.join(tg[0]['reversed']) or 'nothing (the logits)'}; they differ from the pretrained "
+        L.append(f"Targets: reversed {', '.join(tg[0]['reversed']) or 'nothing (the logits)'}; they differ "
+                 "from the pretrained "
                  f"feature for {fmt_mean_std([t['moved'] for t in tg], 3)} of the training images, by "
                  f"{fmt_mean_std([t['distance_moved'] for t in tg], 3)} of its norm where they do; built in "
                  f"{fmt_mean_std([t['seconds'] for t in tg], 1)} s per store.")
-    L.append(f"Post-training: {r0.get('steps', '?')} steps, {fmt_mean_std(post, 1)} s of training per cell. Protocol of one cell: {r0['protocol']}.")
+    L.append(f"Post-training: {r0.get('steps', '?')} steps, {fmt_mean_std(post, 1)} s of training per cell. "
+             f"Protocol of one cell: {r0['protocol']}.")
     return [' '.join(L), '']
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def _verdict(compared: dict) -> list:
     if not compared: return []
     name = lambda k, lab, b: f"{k[1]} on {k[0]} at {k[2]}, {lab} against {b}"
-    L = ['**What the paired comparisons say** (mean test accuracy over the post-training epochs, paired by seed, Holm within each family):', '']
+    L = ['**What the paired comparisons say** (mean test accuracy over the post-training epochs, paired by '
+         'seed, Holm within each family):', '']
     for fam in ('primary', 'control', 'secondary'):
         items = [(k, v) for k, v in compared.items() if v[0] == fam]
         if not items: continue
@@ -135,7 +144,8 @@ def _verdict(compared: dict) -> list:
         mde = [detectable_effect(v[3], v[1]['n']) for _, v in items if np.isfinite(v[3]) and v[1]['n'] > 1]
         L.append(f"- **{fam}**: {len(sig)} of {len(items)} differences survive the Holm adjustment"
                  + (' (' + '; '.join(f"{name(*k)}: {100 * v[1]['mean']:+.2f} pp, Holm p {v[2]:.3f}" for k, v in sig) + ')' if sig else '')
-                 + (f"; the differences detectable at 80% power from the paired spreads are {100 * min(mde):.2f} to {100 * max(mde):.2f} pp" if mde else '')
+                 + ("; the differences detectable at 80% power from the paired spreads are "
+                    f"{100 * min(mde):.2f} to {100 * max(mde):.2f} pp" if mde else '')
                  + '.')
         for k, v in items:
             L.append(f"  - {name(*k)}: {diff_cell(v[1])}, {interval_reading(v[1], v[2], k[1], k[2])}.")
@@ -159,14 +169,17 @@ def _authors_pp(arch: str, layer: str) -> str:
     return ', '.join(f"{r['delta_pp']:+.2f} ({r['dataset']})" for r in _authors_rows(arch, layer)) or '-'
 
 def _finding_table(groups: dict, compared: dict) -> list:
-    L = ["| model | layer | seeds | pretrained top-1 | mean acc, alpha 0 | FR-PT - alpha 0, pp [95% CI] | FR-PT - own features, pp [95% CI] | "
+    L = ["| model | layer | seeds | pretrained top-1 | mean acc, alpha 0 | FR-PT - alpha 0, pp [95% CI] | "
+         "FR-PT - own features, pp [95% CI] | "
          "the authors' paired difference, pp |", '|---|---|---|---|---|---|---|---|']
     a, own = f"alpha {PRIMARY_ALPHA:g}", f"own features, alpha {PRIMARY_ALPHA:g}"
     for key, by in sorted(groups.items(), key=lambda kv: (kv[0][1] != PRIMARY_ARCH, kv[0])):
         if 'alpha 0' not in by: continue
         d = lambda b: diff_cell(compared[(key, a, b)][1]) if (key, a, b) in compared else '-'
-        L.append(f"| {key[1]} on {key[0]} | {key[2]} | {len(by['alpha 0'])} | {fmt_mean_std([r['pretrained']['top1'] for r in by['alpha 0'].values()])} | "
-                 f"{fmt_mean_std([_MEAN_ACC(r) for r in by['alpha 0'].values()])} | {d('alpha 0')} | {d(own)} | {_authors_pp(key[1], key[2])} |")
+        L.append(f"| {key[1]} on {key[0]} | {key[2]} | {len(by['alpha 0'])} | "
+                 f"{fmt_mean_std([r['pretrained']['top1'] for r in by['alpha 0'].values()])} | "
+                 f"{fmt_mean_std([_MEAN_ACC(r) for r in by['alpha 0'].values()])} | {d('alpha 0')} | "
+                 f"{d(own)} | {_authors_pp(key[1], key[2])} |")
     return L
 
 def finding(recs: list) -> list:
@@ -178,8 +191,10 @@ def finding(recs: list) -> list:
         by_claim[(_FAMILIES.index(fam), key[1] != PRIMARY_ARCH, key[0], key[1], lab, b, fam)].append(
             f"{key[2]} {diff_cell(d)}" + (f", Holm p {p:.3f}" if np.isfinite(p) else ''))
     authors = lambda arch, ds: '; '.join(f"{k[2]} {_authors_pp(arch, k[2])}" for k in sorted(groups) if k[:2] == (ds, arch))
-    L = [f"- {arch} on {ds}, {lab} against {b} ({fam}{', pre-registered' * (fam == 'primary')}; mean test accuracy over the "
-         f"post-training epochs, pp): " + '; '.join(parts) + '.' + (f" The authors' paired differences: {authors(arch, ds)}." if fam == 'primary' else '')
+    L = [f"- {arch} on {ds}, {lab} against {b} ({fam}{', pre-registered' * (fam == 'primary')}; mean test "
+         "accuracy over the "
+         f"post-training epochs, pp): " + '; '.join(parts) + '.' + (" The authors' paired differences: "
+                                                                    f"{authors(arch, ds)}." if fam == 'primary' else '')
          for (_, _, ds, arch, lab, b, fam), parts in sorted(by_claim.items())]
     return L + [''] + _finding_table(groups, compared)
 

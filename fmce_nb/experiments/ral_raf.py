@@ -100,7 +100,8 @@ def _paper_rows() -> list:
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _table(by: dict, reading: str) -> list:
-    L = ['| method | seeds | test top-1 | compared with | paired difference, pp [95% CI] | family | Holm p | validation acc | '
+    L = ['| method | seeds | test top-1 | compared with | paired difference, pp [95% CI] | family | Holm p | '
+         'validation acc | '
          'expected FMCS (of K), per seed | top-10% CAM mass | empty CAMs | notebooks (by seed) |', '|---' * 12 + '|']
     ral = [lab for lab in by if lab.startswith('RAF') and ',' not in lab]
     best, chosen, cmp = _best(by, ral), _best(by, ral, key=lambda r: r['val_acc']), _compared(by, reading)
@@ -109,7 +110,8 @@ def _table(by: dict, reading: str) -> list:
         base, fam, d, p = cmp.get(lab, ('-', '-', None, float('nan')))
         mark = (' **best on test**' if lab == best else '') + (' *chosen on validation*' if lab == chosen else '')
         L.append(f"| {lab}{mark}{dagger(rs)} | {len(rs)} | {fmt_mean_std([_TOP1(r) for r in rs])} | {base} | "
-                 f"{diff_cell(d) if d else '(baseline)' if lab == 'RAF 1' else '-'} | {fam} | {f'{p:.3f}' if np.isfinite(p) else '-'} | "
+                 f"{diff_cell(d) if d else '(baseline)' if lab == 'RAF 1' else '-'} | {fam} | "
+                 f"{f'{p:.3f}' if np.isfinite(p) else '-'} | "
                  f"{fmt_mean_std([r['val_acc'] for r in rs])} | {_per_seed(rs, lambda r: r['fmcs']['expected'])} | "
                  f"{fmt_mean_std([r['localization']['top10_mass'] for r in rs], 3)} | "
                  f"{fmt_mean_std([r['localization']['empty_share'] for r in rs], 2)} | {notebook_links(rs)} |")
@@ -129,19 +131,25 @@ def _findings(by: dict, reading: str) -> list:
     for lab, (base, fam, d, p) in cmp.items():
         line = f"{lab} against {base} ({fam}): {diff_words(d)}; {interval_reading(d, p, lab, base)}"
         if fam == 'primary' and d['n'] > 1:
-            line += (f". With {d['n']} pairs and a paired spread of {100 * _paired_sd(by, lab, base):.2f} pp, the smallest "
-                     f"difference this test detects at 80% power is {100 * detectable_effect(_paired_sd(by, lab, base), d['n']):.2f} pp")
+            line += (f". With {d['n']} pairs and a paired spread of {100 * _paired_sd(by, lab, base):.2f} "
+                     "pp, the smallest "
+                     "difference this test detects at 80% power is "
+                     f"{100 * detectable_effect(_paired_sd(by, lab, base), d['n']):.2f} pp")
         lines.append(line + '.')
     for fam in ('primary', 'controls', 'secondary'):
         labs = [lab for lab, v in cmp.items() if v[1] == fam]
         if not labs: continue
         survive = [lab for lab in labs if np.isfinite(cmp[lab][3]) and cmp[lab][3] < 0.05]
-        lines.append(f"After the Holm adjustment over the {len(labs)} {fam} comparisons, {', '.join(survive) if survive else 'none'} "
+        lines.append(f"After the Holm adjustment over the {len(labs)} {fam} comparisons, "
+                     f"{', '.join(survive) if survive else 'none'} "
                      f"{'differs' if len(survive) == 1 else 'differ'} at the 5% level.")
     return [f"- {x}" for x in lines] + ['']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
-_READING = {'finetune': 'reading (b): fine-tuned from the FMCE run\'s E_K weights', 'retrain': 'reading (a): retrained from scratch for E_K epochs'}
+_READING = {'finetune': 'reading (b): fine-tuned from the FMCE run\'s E_K weights', 'retrain': 'reading (a): '
+                                                                                               'retrained '
+                                                                                               'from scratch '
+                                                                                               'for E_K epochs'}
 
 def section(recs: list) -> list:
     "The report's FMCE-Net++ RAF sweep: the paper's rows as printed, then per FMCE run and reading every method over seeds, with its comparison."
@@ -149,9 +157,11 @@ def section(recs: list) -> list:
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         r0 = any_record(by)
         L += [f"### Ours: {arch} on {ds}, {size}px, {n_train} training images; {_READING[reading]}", '',
-              f"FMCE run of seed {r0['fmce_run']['config']['seed']} (top-1 {r0['fmce_run']['top1']:.4f}; E_K = {r0['markers']['ek']}"
+              f"FMCE run of seed {r0['fmce_run']['config']['seed']} (top-1 {r0['fmce_run']['top1']:.4f}; E_K "
+              f"= {r0['markers']['ek']}"
               f"{'' if r0['markers']['converged'] else ', not converged'}). The oracle is its FMCE-Net at its best "
-              f"(validation accuracy {r0['fmce_net']['best_val_accuracy']:.4f} at epoch {r0['fmce_net']['best_epoch']}, maps "
+              f"(validation accuracy {r0['fmce_net']['best_val_accuracy']:.4f} at epoch "
+              f"{r0['fmce_net']['best_epoch']}, maps "
               f"{'x'.join(map(str, r0['fmce_net']['feature_shape']))}). Protocol of one run: {r0['protocol']}.", '']
         if reading == 'finetune' and any(lab in by for lab in PRIMARY):
             L += ["Primary comparison, fixed before these runs: " + ' and '.join(lab for lab in PRIMARY if lab in by) +
@@ -171,7 +181,8 @@ def finding(recs: list) -> list:
     head, L = [], []
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
-        if prim: head.append(f"- Fine-tuned with RAL ({arch} on {ds}, pre-registered, {prim[0][1][2]['n']} paired seeds): " + '; '.join(
+        if prim: head.append(f"- Fine-tuned with RAL ({arch} on {ds}, pre-registered, {prim[0][1][2]['n']} "
+                             "paired seeds): " + '; '.join(
             f"{lab} against RAF 1, {diff_words(d)}, Holm p {p:.3f}" + (f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else '')
             for lab, (b, fam, d, p) in prim) + '.')
         L += [f"**{arch} on {ds}, {_READING[reading]}**", ''] + _table(by, reading) + _findings(by, reading)
@@ -208,12 +219,14 @@ def figures(recs: list, figures_dir) -> list:
     def save(fig, name): out.append(figures_dir/name); fig.tight_layout(); fig.savefig(out[-1], dpi=100); plt.close(fig)
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         stem, best = f"ral-{ds}-{arch}-{size}px-{n_train}-{reading}", _best(by, [lab for lab in by if lab.startswith('RAF') and ',' not in lab])
-        fig, ax = plt.subplots(figsize=(6, 3.6)); _fig_accuracy(ax, by, best, f'{arch} on {ds}, {reading}\nmean ± std over seeds')
+        fig, ax = plt.subplots(figsize=(6, 3.6)); _fig_accuracy(ax, by, best, f'{arch} on {ds}, '
+                                                                              f'{reading}\nmean ± std over seeds')
         save(fig, f"{stem}-fig1_accuracy.png")
         fig, ax = plt.subplots(figsize=(9, 3.8))
         bars(ax, {lab: [r['run']['top1'] for r in rs.values()] for lab, rs in by.items()},
              color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in by])
-        ax.set(ylabel='test top-1', ylim=(0, 1), title=f'{arch} on {ds}, {reading}: mean ± std over seeds (blue: RAF 1)')
+        ax.set(ylabel='test top-1', ylim=(0, 1), title=f'{arch} on {ds}, {reading}: mean ± std over seeds '
+                                                       '(blue: RAF 1)')
         save(fig, f"{stem}-fig3_raf_bars.png")
         layer = any_record(by)['params']['layer']
         save(_fig_cams(by, size, f"Grad-CAM ({layer}) of {arch} on {ds}, {reading}, per method, lowest seed"), f"{stem}-fig5_gradcam.png")

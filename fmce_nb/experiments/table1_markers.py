@@ -21,29 +21,35 @@ SCHEMA = record_schema('table1', ['run', 'markers', 'losses', 'test_acc', 'sensi
 def _rows(recs: list) -> list:
     t1 = paper_table('fmce_table1')
     L = ['## FMCE Table I: epoch markers', '', f"Paper: {t1['where']}; protocol: {t1['protocol']}.", '',
-         '| source | dataset | backbone | epochs | size | seed | mu | converged | markers E_1..E_K | top-1 | notebook |',
+         '| source | dataset | backbone | epochs | size | seed | mu | converged | markers E_1..E_K | top-1 | '
+         'notebook |',
          '|---|---|---|---|---|---|---|---|---|---|---|']
-    L += [f"| paper | {r['dataset']} | {r['arch']} | {r['epochs']} | 224 | - | {r['mu']:g} | yes | {r['markers']} | {r['top1']:.4f} | - |"
+    L += [f"| paper | {r['dataset']} | {r['arch']} | {r['epochs']} | 224 | - | {r['mu']:g} | yes | "
+          f"{r['markers']} | {r['top1']:.4f} | - |"
           for r in t1['rows']]
     for r in recs:
         c, m = r['run']['config'], r['markers']
-        L.append(f"| ours{dagger(r)} | {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | {c['seed']} | {m['mu']:g} | "
+        L.append(f"| ours{dagger(r)} | {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | "
+                 f"{c['seed']} | {m['mu']:g} | "
                  f"{'yes' if m['converged'] else 'no (E_K = last epoch)'} | {m['markers']} | {r['run']['top1']:.4f} | "
                  f"{notebook_links(r, 'notebook')} |")
     return L
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 def _over_seeds(recs: list) -> list:
-    L = ['', "Over seeds (records that differ only in the seed), beside the paper's closest row (MNIST for MNIST-5k; the paper has "
+    L = ['', "Over seeds (records that differ only in the seed), beside the paper's closest row (MNIST for "
+             "MNIST-5k; the paper has "
          "no FashionMNIST row):", '',
-         "| dataset | backbone | epochs | size | seeds | converged | E_K | paper's E_K | top-1 | paper's top-1 (224 px, full data) | "
+         "| dataset | backbone | epochs | size | seeds | converged | E_K | paper's E_K | top-1 | paper's "
+         "top-1 (224 px, full data) | "
          "notebooks (by seed) |", '|---|---|---|---|---|---|---|---|---|---|---|']
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
         p = closest_paper_row('fmce_table1', c['dataset'], c['arch'])
         paper_ek, paper_top1 = (p['markers'][-1], f"{p['top1']:.4f}") if p else ('no row', 'no row')
         L.append(f"| {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | {len(g)} | "
-                 f"{sum(r['markers']['converged'] for r in g)} of {len(g)} | {fmt_mean_std([r['markers']['ek'] for r in g], 1)} | "
+                 f"{sum(r['markers']['converged'] for r in g)} of {len(g)} | "
+                 f"{fmt_mean_std([r['markers']['ek'] for r in g], 1)} | "
                  f"{paper_ek} | {fmt_mean_std([r['run']['top1'] for r in g])} | {paper_top1} | {notebook_links(g)} |")
     return L + ['']
 
@@ -73,7 +79,8 @@ def _smoothing_evidence(recs: list) -> list:
         for sm in g[0]['smoothing_evidence']:
             ok = [e for e in (r['smoothing_evidence'][sm] for r in g) if e['markers']]
             L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {sm} | {len(ok)} of {len(g)} | "
-                     f"{fmt_mean_std([e['ek'] for e in ok], 1)} | {fmt_mean_std([e['distance_to_paper'] for e in ok])} |")
+                     f"{fmt_mean_std([e['ek'] for e in ok], 1)} | "
+                     f"{fmt_mean_std([e['distance_to_paper'] for e in ok])} |")
     return L + ['']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
@@ -85,11 +92,13 @@ def section(recs: list) -> list:
 def finding(recs: list) -> list:
     "What Table I found, as Markdown: a sentence per finding with its number (the first is the headline), then the rows over seeds."
     groups = list(group_by_config(recs).values())
-    per = lambda get, nd: '; '.join(f"{g[0]['run']['config']['dataset']} {fmt_mean_std([get(r) for r in g], nd)}" for g in groups)
+    per = lambda get, nd: '; '.join(f"{g[0]['run']['config']['dataset']} "
+                                    f"{fmt_mean_std([get(r) for r in g], nd)}" for g in groups)
     papers = [p for g in groups if (p := closest_paper_row('fmce_table1', g[0]['run']['config']['dataset'], g[0]['run']['config']['arch']))]
     paper = (f" The paper's closest row ({papers[0]['dataset']}, {papers[0]['arch']}, 224 px, full data) has E_K = "
              f"{papers[0]['markers'][-1]} and top-1 {papers[0]['top1']:.4f}.") if papers else ''
-    return [f"- {sum(r['markers']['converged'] for r in recs)} of {len(recs)} runs converged under the paper's rule (CQI <= "
+    return [f"- {sum(r['markers']['converged'] for r in recs)} of {len(recs)} runs converged under the "
+            "paper's rule (CQI <= "
             f"{recs[0]['markers']['mu']:g}), at E_K = {per(lambda r: r['markers']['ek'], 1)}.{paper}",
             f"- Test top-1 of the runs: {per(lambda r: r['run']['top1'], 4)}."] + _over_seeds(recs)
 

@@ -28,7 +28,8 @@ SCHEMA = record_schema('table2', ['run', 'markers', 'K', 'fmce_net', 'controls',
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
 def _paper_rows(t2: dict) -> list:
-    return [f"| paper | {r['dataset']} | {r['arch']} | 224 px | 1 | - | paper split (shares images) | - | - | {r['accuracy']:.4f} | "
+    return [f"| paper | {r['dataset']} | {r['arch']} | 224 px | 1 | - | paper split (shares images) | - | - "
+            f"| {r['accuracy']:.4f} | "
             f"{r['f1']:.4f} | - | - | - | 0.10 | - | - |" for r in t2['rows']]
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
@@ -40,10 +41,14 @@ def _ours_rows(recs: list) -> list:
         paper_acc = f"{p['accuracy']:.4f} (paper split)" if p else 'no row'
         for split in ('image', 'paper'):
             col = lambda f: fmt_mean_std([f(r) for r in g])
-            L.append(f"| ours{dagger(g)} | {c['dataset']} | {c['arch']} | {c['size']} px, maps {'x'.join(map(str, r0['feature_shape']))} | "
-                     f"{len(g)} | {col(lambda r: r['run']['top1'])} | {split}{' (shares images)' if split == 'paper' else ''} | "
-                     f"{col(lambda r: r['fmce_net'][split]['train_accuracy'])} | {col(lambda r: r['fmce_net'][split]['val_accuracy'])} | "
-                     f"**{col(lambda r: r['fmce_net'][split]['accuracy'])}** | {col(lambda r: r['fmce_net'][split]['f1'])} | "
+            L.append(f"| ours{dagger(g)} | {c['dataset']} | {c['arch']} | {c['size']} px, maps "
+                     f"{'x'.join(map(str, r0['feature_shape']))} | "
+                     f"{len(g)} | {col(lambda r: r['run']['top1'])} | "
+                     f"{split}{' (shares images)' if split == 'paper' else ''} | "
+                     f"{col(lambda r: r['fmce_net'][split]['train_accuracy'])} | "
+                     f"{col(lambda r: r['fmce_net'][split]['val_accuracy'])} | "
+                     f"**{col(lambda r: r['fmce_net'][split]['accuracy'])}** | "
+                     f"{col(lambda r: r['fmce_net'][split]['f1'])} | "
                      + ' | '.join(col(lambda r: r['controls'][split][k]['accuracy']) for k in CONTROLS)
                      + f" | {1 / r0['K']:.2f} | {paper_acc} | {notebook_links(g)} |")
     return L
@@ -61,11 +66,13 @@ def _family(recs: list, split: str) -> list:
 def _comparisons(recs: list) -> list:
     L = ['', 'FMCE-Net against each control, on the same test pairs, paired by seed (FMCE-Net minus control, in pp, '
          'with its 95% t-interval). Holm adjusts the p-values over each test set\'s family (every control on every '
-         'configuration).', '', '| test set | dataset | backbone | control | FMCE-Net - control [95% CI] | p | Holm p | reading |',
+         'configuration).', '', '| test set | dataset | backbone | control | FMCE-Net - control [95% CI] | p '
+                                '| Holm p | reading |',
          '|---|---|---|---|---|---|---|---|']
     for split in ('image', 'paper'):
         for c, k, d, p_adj in _family(recs, split):
-            L.append(f"| {split} | {c['dataset']} | {c['arch']} | {CONTROLS[k]} | {diff_cell(d)} | {_p(d['p'])} | {_p(p_adj)} | "
+            L.append(f"| {split} | {c['dataset']} | {c['arch']} | {CONTROLS[k]} | {diff_cell(d)} | "
+                     f"{_p(d['p'])} | {_p(p_adj)} | "
                      f"{interval_reading(d, p_adj, 'FMCE-Net', 'the control')} |")
     return L + ['']
 
@@ -74,9 +81,12 @@ def _per_record(recs: list) -> list:
     L = []
     for r in recs:
         unconverged = [f"{s}/{k}" for s, cs in r['controls'].items() for k, m in cs.items() if not m['converged']]
-        L.append(f"- {r['run']['config']['dataset']}, seed {r['run']['config']['seed']} ({notebook_links(r, 'notebook')}): "
-                 f"{r['protocol']}. FMCE-Net's best epoch: " + ', '.join(f"{s} split {m['best_epoch']} of {m['epochs_run']}"
-                 for s, m in r['fmce_net'].items()) + f". Linear CKA of phase k with phase K: {[round(c, 3) for c in r['cka_vs_last']]}."
+        L.append(f"- {r['run']['config']['dataset']}, seed {r['run']['config']['seed']} "
+                 f"({notebook_links(r, 'notebook')}): "
+                 f"{r['protocol']}. FMCE-Net's best epoch: " + ', '.join(f"{s} split {m['best_epoch']} of "
+                                                                         f"{m['epochs_run']}"
+                 for s, m in r['fmce_net'].items()) + ". Linear CKA of phase k with phase K: "
+                                                      f"{[round(c, 3) for c in r['cka_vs_last']]}."
                  + (f" Controls stopped at their iteration limit: {', '.join(unconverged)}." if unconverged else ''))
     return L + ['']
 
@@ -85,10 +95,13 @@ def section(recs: list) -> list:
     "The report's FMCE Table II: the paper's rows beside ours on two test sets with three controls, the paired comparisons, the protocols."
     t2 = paper_table('fmce_table2')
     head = ['## FMCE Table II: FMCE-Net predicting the FMCS, with controls', '',
-            f"Paper: {t2['where']}; its test maps come from its 3:1 split per phase, which shares images with training. "
+            f"Paper: {t2['where']}; its test maps come from its 3:1 split per phase, which shares images "
+            "with training. "
             "Ours: mean ± std over seeds; the image split (test images never seen in training) is the headline.", '',
-            '| source | dataset | backbone | input, maps | seeds | top-1 of the run | test set | FMCE-Net acc, training side (incl. validation) | validation acc | '
-            'test acc | F1 | ' + ' | '.join(CONTROLS.values()) + " | chance | paper's closest row | notebooks (by seed) |", '|---' * 17 + '|']
+            '| source | dataset | backbone | input, maps | seeds | top-1 of the run | test set | FMCE-Net '
+            'acc, training side (incl. validation) | validation acc | '
+            'test acc | F1 | ' + ' | '.join(CONTROLS.values()) + " | chance | paper's closest row | "
+                                                                 "notebooks (by seed) |", '|---' * 17 + '|']
     return head + _paper_rows(t2) + _ours_rows(recs) + _comparisons(recs) + _per_record(recs)
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
@@ -98,20 +111,27 @@ def finding(recs: list) -> list:
     per = lambda get: '; '.join(f"{g[0]['run']['config']['dataset']} {fmt_mean_std([get(r) for r in g])}" for g in groups)
     t2 = paper_table('fmce_table2')
     L = [f"- On test images it never saw (the image split), FMCE-Net names a map's phase with accuracy "
-         f"{per(lambda r: r['fmce_net']['image']['accuracy'])}, against chance {1 / recs[0]['K']:.2f}; the paper reports "
-         f"{min(r['accuracy'] for r in t2['rows']):.4f} to {max(r['accuracy'] for r in t2['rows']):.4f} on its split, whose test maps share images with training.",
+         f"{per(lambda r: r['fmce_net']['image']['accuracy'])}, against chance {1 / recs[0]['K']:.2f}; the "
+         "paper reports "
+         f"{min(r['accuracy'] for r in t2['rows']):.4f} to {max(r['accuracy'] for r in t2['rows']):.4f} on "
+         "its split, whose test maps share images with training.",
          f"- On that split, ours reach {per(lambda r: r['fmce_net']['paper']['accuracy'])}.",
-         f"- A logistic regression on each channel's mean and std reaches {per(lambda r: r['controls']['image']['mean_std']['accuracy'])} on the same test maps."]
-    L += [f"- FMCE-Net minus that control, {c['dataset']}: {diff_words(d)}; Holm p {_p(p)} over {len(CONTROLS) * len(groups)} comparisons."
+         "- A logistic regression on each channel's mean and std reaches "
+         f"{per(lambda r: r['controls']['image']['mean_std']['accuracy'])} on the same test maps."]
+    L += [f"- FMCE-Net minus that control, {c['dataset']}: {diff_words(d)}; Holm p {_p(p)} over "
+          f"{len(CONTROLS) * len(groups)} comparisons."
           for c, k, d, p in _family(recs, 'image') if k == 'mean_std']
-    L += ['', "| dataset | maps | seeds | FMCE-Net, image split | FMCE-Net, paper split | LR on mean+std, image split | chance | the paper's closest row (its split) |",
+    L += ['', "| dataset | maps | seeds | FMCE-Net, image split | FMCE-Net, paper split | LR on mean+std, "
+              "image split | chance | the paper's closest row (its split) |",
           '|---|---|---|---|---|---|---|---|']
     for g in groups:
         c, acc = g[0]['run']['config'], lambda get: fmt_mean_std([get(r) for r in g])
         p = closest_paper_row('fmce_table2', c['dataset'], c['arch'])
         paper = f"{p['accuracy']:.4f}" if p else 'no row'
-        L.append(f"| {c['dataset']} | {'x'.join(map(str, g[0]['feature_shape']))} | {len(g)} | {acc(lambda r: r['fmce_net']['image']['accuracy'])} | "
-                 f"{acc(lambda r: r['fmce_net']['paper']['accuracy'])} | {acc(lambda r: r['controls']['image']['mean_std']['accuracy'])} | "
+        L.append(f"| {c['dataset']} | {'x'.join(map(str, g[0]['feature_shape']))} | {len(g)} | "
+                 f"{acc(lambda r: r['fmce_net']['image']['accuracy'])} | "
+                 f"{acc(lambda r: r['fmce_net']['paper']['accuracy'])} | "
+                 f"{acc(lambda r: r['controls']['image']['mean_std']['accuracy'])} | "
                  f"{1 / g[0]['K']:.2f} | {paper} |")
     return L
 
