@@ -363,10 +363,10 @@ def cell_class(c: Cell,  # a cell of a plan
     return c.experiment + ' ' + json.dumps(key, sort_keys=True, default=str)
 
 # %% ../nbs/11_repro.ipynb
-def _rehearsal_params(c: Cell, defaults: dict) -> dict:
-    "The cell's own parameters with REHEARSAL's (where its notebook has them) and 2K + 2 epochs."
-    p = {**c.params, **{k: v for k, v in REHEARSAL.items() if k in defaults}}
-    if 'epochs' in defaults: p['epochs'] = 2 * int(c.full['K']) + 2 if 'K' in c.full else 2
+def _rehearsal_params(c: Cell) -> dict:
+    "The cell's own parameters with REHEARSAL's (where its notebook has them: `c.full`) and 2K + 2 epochs."
+    p = {**c.params, **{k: v for k, v in REHEARSAL.items() if k in c.full}}
+    if 'epochs' in c.full: p['epochs'] = 2 * int(c.full['K']) + 2 if 'K' in c.full else 2
     return p
 
 def rehearsal_grid(profile: str,  # the profile to rehearse
@@ -374,21 +374,19 @@ def rehearsal_grid(profile: str,  # the profile to rehearse
                   ) -> tuple:
     "({experiment: [one rehearsal cell per class]}, {experiment: [how many of the profile's cells each stands for]})."
     pl = plan(profile, Path(tempfile.gettempdir())/'fmce-rehearsal-plan', only)
-    nbs, registry = find_repo()/'nbs'/'experiments', experiments()
     classes = {}
     for c in pl.cells: classes.setdefault(cell_class(c), []).append(c)
     grid, covers = {}, {}
     for cs in classes.values():
-        defaults = notebook_parameters(nbs/registry[cs[0].experiment].notebook)
-        grid.setdefault(cs[0].experiment, []).append(_rehearsal_params(cs[0], defaults))
+        grid.setdefault(cs[0].experiment, []).append(_rehearsal_params(cs[0]))
         covers.setdefault(cs[0].experiment, []).append(len(cs))
     return grid, covers
 
 # %% ../nbs/11_repro.ipynb
 def _data_source(run_dir) -> str:
     "Where a training run's images came from (its run.json), '' if it has none."
-    p = Path(run_dir)/'run.json'
-    return json.loads(p.read_text()).get('data', {}).get('source', '') if p.exists() else ''
+    try: return Run(run_dir).meta.get('data', {}).get('source', '')
+    except FileNotFoundError: return ''
 
 def _rehearsal_line(c: Cell, stands_for: int, varied: list) -> str:
     "One line of the rehearsal's summary: status, the cell, its arch, size and K, what varies, what it stands for."
@@ -423,9 +421,9 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
     finally:
         if before is None: os.environ.pop(STAND_IN, None)
         else: os.environ[STAND_IN] = before
-    stands = {id(c): n for e in covers for c, n in zip([c for c in pl.cells if c.experiment == e], covers[e])}
+    stands = [n for e in grid for n in covers[e]]                 # plan keeps the grid's order of cells
     varied = varied_parameters(pl.cells)
-    lines = [_rehearsal_line(c, stands[id(c)], varied[c.experiment]) for c in pl.cells]
+    lines = [_rehearsal_line(c, n, varied[c.experiment]) for c, n in zip(pl.cells, stands, strict=True)]
     bad = sum(not l.lstrip().startswith('done') for l in lines)
     lines.append(f"rehearsal of {profile}: {len(lines) - bad} of {len(lines)} cells done"
                  + (f", {bad} FAILED" if bad else ''))
