@@ -320,9 +320,9 @@ def test_the_walk_reverses_global_pooling_by_the_projection_not_the_broadcast():
 
 
 def _anchored_by_hand(A, z0, t, steps=3, pull=True):
-    "The anchored Gauss-Newton of 09_frpt for a linear map z -> A z, one sample, in float64 numpy: each step solves "
-    "(A^T A + lam I) d = A^T r - lam (z - z0) directly (no CG), lam = |A g|^2 / |g|^2 with g = A^T r, then halves the "
-    "step (at most 8 tries) until the residual falls."
+    ("The anchored Gauss-Newton of 09_frpt for a linear map z -> A z, one sample, in float64 numpy: each step solves "
+     "(A^T A + lam I) d = A^T r - lam (z - z0) directly (no CG), lam = |A g|^2 / |g|^2 with g = A^T r, then halves "
+     "the step (at most 8 tries) until the residual falls.")
     import numpy as np
     z = z0.copy()
     for _ in range(steps):
