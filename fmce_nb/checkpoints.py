@@ -19,7 +19,8 @@ __all__ = ['read_state_dict', 'load_weights', 'Checkpoints', 'keep_only']
 
 # %% ../nbs/03a_checkpoints.ipynb
 def _tensor_dict(obj, what: str, key: str | None) -> dict:
-    "The state_dict inside a loaded checkpoint: `obj[key]`, else `obj['state_dict']` (Lightning), else `obj` itself."
+    """The state_dict inside a loaded checkpoint: `obj[key]`, else `obj['state_dict']` (Lightning), else
+    `obj` itself."""
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             raise KeyError(f"{what} has no entry {key!r}; its entries: "
@@ -28,7 +29,8 @@ def _tensor_dict(obj, what: str, key: str | None) -> dict:
     elif isinstance(obj, Mapping) and isinstance(obj.get('state_dict'), Mapping): obj = obj['state_dict']
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         entries = list(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(f"{what} is not a state_dict (a dict of tensors): it holds {entries}. If the weights sit "
+        raise ValueError(f"{what} is not a state_dict (a dict of tensors): it holds {entries}. If the "
+                         "weights sit "
                          f"under one entry, pass key=<that entry>, e.g. key='model'.")
     return dict(obj)
 
@@ -39,7 +41,8 @@ def read_state_dict(checkpoint,             # a state_dict, or the path of a tor
                     device='cpu',           # where the tensors go
                     key: str | None = None,  # the entry of a bundle that holds the weights (found if None)
                    ) -> dict:
-    "The tensors of `checkpoint`: a state_dict in memory, or a file written by torch.save, safetensors or Lightning."
+    """The tensors of `checkpoint`: a state_dict in memory, or a file written by torch.save, safetensors or
+    Lightning."""
     if isinstance(checkpoint, Mapping): sd = _tensor_dict(checkpoint, 'the checkpoint', key)
     else:
         path = Path(checkpoint)
@@ -51,10 +54,12 @@ def read_state_dict(checkpoint,             # a state_dict, or the path of a tor
         else:
             try: obj = torch.load(path, map_location=device, weights_only=True)
             except pickle.UnpicklingError as e:
-                raise ValueError(f"{path} holds objects beyond tensors and plain containers, so it is not unpickled "
+                raise ValueError(f"{path} holds objects beyond tensors and plain containers, so it is not "
+                                 "unpickled "
                                  f"here ({str(e).splitlines()[0]}). If you trust it, load it with "
                                  f"torch.load(path, weights_only=False) and pass its state_dict.") from None
-            except (RuntimeError, EOFError) as e:                # torch's zip reader on a cut-off or damaged file
+            # torch's zip reader on a cut-off or damaged file
+            except (RuntimeError, EOFError) as e:
                 why = f"not a complete torch.save file: {str(e).splitlines()[0]}"
                 raise CorruptFileError(path, why, _RESAVE) from None
             sd = _tensor_dict(obj, str(path), key)
@@ -67,13 +72,16 @@ def _prefixes(key: str) -> list:
     return ['.'.join(parts[:i + 1]) + '.' for i in range(len(parts))]
 
 def _match_keys(sd: dict, want) -> dict:
-    "`sd` with one key prefix stripped or added so that its keys are exactly `want`; `sd` unchanged if none does."
+    """`sd` with one key prefix stripped or added so that its keys are exactly `want`; `sd` unchanged if none
+    does."""
     want = set(want)
     if set(sd) == want or not sd or not want: return sd
-    for p in _prefixes(next(iter(sd))):                       # strip: a wrapper's keys, 'net.conv.weight' -> 'conv.weight'
+    # strip: a wrapper's keys, 'net.conv.weight' -> 'conv.weight'
+    for p in _prefixes(next(iter(sd))):
         inner = {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
         if set(inner) == want: return inner
-    for p in _prefixes(next(iter(want))):                     # add: the model is the wrapper, the checkpoint the inner net
+    # add: the model is the wrapper, the checkpoint the inner net
+    for p in _prefixes(next(iter(want))):
         if {p + k for k in sd} == want: return {p + k: v for k, v in sd.items()}
     return sd
 
@@ -83,7 +91,8 @@ def load_weights(model: nn.Module,          # the model to fill, in place
                  key: str | None = None,    # the bundle entry, as in `read_state_dict`
                  name: str | None = None,   # what to call the checkpoint in errors (default: its path)
                 ) -> nn.Module:
-    "`model` with the weights of `checkpoint` (any form `read_state_dict` reads), a key prefix such as 'net.' matched."
+    """`model` with the weights of `checkpoint` (any form `read_state_dict` reads), a key prefix such as
+    'net.' matched."""
     dev = next(iter(model.state_dict().values()), torch.empty(0)).device
     want = model.state_dict()
     sd = _match_keys(read_state_dict(checkpoint, dev, key), want)
@@ -96,14 +105,16 @@ def load_weights(model: nn.Module,          # the model to fill, in place
                 f"{len(extra)} keys the model lacks "
                 f"({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})" if extra else '',
                 f"shapes differ at {'; '.join(shapes[:3])}" if shapes else '']
-        raise ValueError(f"{what} does not fit this {type(model).__name__}: {'; '.join(d for d in diff if d)}. "
+        raise ValueError(f"{what} does not fit this {type(model).__name__}: "
+                         f"{'; '.join(d for d in diff if d)}. "
                          f"Is it a checkpoint of another architecture?")
     model.load_state_dict(sd)
     return model
 
 # %% ../nbs/03a_checkpoints.ipynb
 class Checkpoints:
-    "Per-epoch checkpoint files `folder/pattern.format(epoch=e)`: save, find, list, and keep only those still needed."
+    """Per-epoch checkpoint files `folder/pattern.format(epoch=e)`: save, find, list, and keep only those
+    still needed."""
     def __init__(self, folder,                       # the folder of the files
                  pattern: str = 'epoch_{epoch:04d}.pt',  # a file's name, with an {epoch} field
                 ):
@@ -159,7 +170,8 @@ def keep(self: Checkpoints,
     "Delete every checkpoint whose epoch is not in `epochs`; returns the epochs deleted."
     keep = sorted({int(e) for e in epochs})
     missing = [e for e in keep if e not in self]
-    if missing: raise FileNotFoundError(f"cannot keep epochs {missing}: their checkpoints are not in {self.folder} "
+    if missing: raise FileNotFoundError(f"cannot keep epochs {missing}: their checkpoints are not in "
+                                        f"{self.folder} "
                                         f"(looked for {self.path(missing[0]).name}; saved epochs: "
                                         f"{self.saved_epochs()})")
     gone = [e for e in self.saved_epochs() if e not in keep]
@@ -172,7 +184,8 @@ def keep_markers(self: Checkpoints,
                  monitor,            # the `ConvergenceMonitor` of the run
                  also=(),            # more epochs to keep (e.g. the last)
                 ):
-    "Once `monitor` (a ConvergenceMonitor) has converged, keep only its marker epochs and `also`; returns the Markers (None before)."
+    """Once `monitor` (a ConvergenceMonitor) has converged, keep only its marker epochs and `also`; returns
+    the Markers (None before)."""
     if monitor.converged_epoch is None: return None
     mk = monitor.markers()
     self.keep([*mk.markers, *also])
@@ -194,7 +207,8 @@ def saved_epochs(self: Run) -> list:
 def keep_only(run_dir,  # the run folder
               epochs,   # the epochs whose weights stay
              ) -> list:
-    "Delete the weights of every epoch not in `epochs` (e.g. the markers), record the epochs kept; returns the deleted."
+    """Delete the weights of every epoch not in `epochs` (e.g. the markers), record the epochs kept; returns
+    the deleted."""
     run = Run(run_dir)
     gone = run.checkpoints().keep(epochs)
     run.meta['kept_epochs'] = sorted({int(e) for e in epochs})

@@ -20,20 +20,24 @@ def _as_losses(losses, min_len: int = 2, why: str = '') -> np.ndarray:
     try: a = np.asarray(losses, dtype=float)
     except (TypeError, ValueError) as e:
         head = ', '.join(map(repr, list(losses)[:3]))
-        raise ValueError(f"losses must be numbers, one mean loss per epoch (e.g. [2.3, 1.1, 0.6]); these start "
+        raise ValueError("losses must be numbers, one mean loss per epoch (e.g. [2.3, 1.1, 0.6]); these "
+                         "start "
                          f"[{head}, ...]") from None
-    if a.ndim != 1: raise ValueError(f"losses must be a 1-D sequence (one mean loss per epoch), got shape {a.shape}")
+    if a.ndim != 1: raise ValueError(
+        f"losses must be a 1-D sequence (one mean loss per epoch), got shape {a.shape}")
     if len(a) < min_len: raise ValueError(f"need at least {min_len} epochs of losses, got {len(a)}{why}")
     bad = np.flatnonzero(~np.isfinite(a))
     if len(bad): raise ValueError(f"loss at epoch {bad[0] + 1} is {a[bad[0]]}: losses must be finite")
     bad = np.flatnonzero(a <= 0)
-    if len(bad): raise ValueError(f"loss at epoch {bad[0] + 1} is {a[bad[0]]}: losses must be > 0 (CQI uses their log)")
+    if len(bad): raise ValueError(
+        f"loss at epoch {bad[0] + 1} is {a[bad[0]]}: losses must be > 0 (CQI uses their log)")
     return a
 
 def _check_params(alpha=0.85, window=5, smoothing='ema', K=None, mu=None):
     if not (0 < alpha <= 1): raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
     if int(window) != window or window < 1: raise ValueError(f"window must be an integer >= 1, got {window}")
-    if smoothing not in SMOOTHINGS: raise ValueError(f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
+    if smoothing not in SMOOTHINGS: raise ValueError(
+        f"smoothing must be one of {SMOOTHINGS}, got {smoothing!r}")
     if K is not None and (int(K) != K or K < 2): raise ValueError(f"K must be an integer >= 2, got {K}")
     if mu is not None and not (mu > 0 and math.isfinite(mu)): raise ValueError("mu must be a positive "
                                                                                f"number, got {mu}")
@@ -51,7 +55,8 @@ def smooth(losses,                # the mean training loss of each epoch, epoch 
            alpha: float = 0.85,   # the smoothing factor, 0 < alpha < 1: the weight of the past
            method: str = 'ema',   # 'ema' (our convention) or 'paper' (the printed two-tap formula)
           ) -> np.ndarray:
-    "Smoothed loss sequence: exponential moving average (`'ema'`) or the paper's printed two-tap formula (`'paper'`)."
+    """Smoothed loss sequence: exponential moving average (`'ema'`) or the paper's printed two-tap formula
+    (`'paper'`)."""
     L = _as_losses(losses, min_len=1)
     _check_params(alpha, 1, method)
     S = np.empty_like(L)
@@ -105,7 +110,8 @@ def _smallest_cqi(c: np.ndarray, e0: int) -> tuple:
 # %% ../nbs/02_cqi.ipynb
 @dataclass
 class Markers:
-    "The result of `epoch_markers`: E_0, the K markers (1-based epochs; the last is the convergence epoch) and the curves behind them."
+    """The result of `epoch_markers`: E_0, the K markers (1-based epochs; the last is the convergence epoch)
+    and the curves behind them."""
     e0: int                                    # E_0, the epoch of the smoothed loss's peak
     markers: tuple                             # E_1 < ... < E_K, 1-based epochs
     K: int                                     # how many phases
@@ -144,11 +150,13 @@ class Markers:
 
 # %% ../nbs/02_cqi.ipynb
 def convergence_epoch(losses,                       # the mean training loss of each epoch, epoch 1 first
-                      mu: float = 1e-4,             # the threshold: converged at the first epoch after E_0 with CQI <= mu
+                      # the threshold: converged at the first epoch after E_0 with CQI <= mu
+                      mu: float = 1e-4,
                       alpha: float = 0.85,          # the smoothing factor of `smooth`
                       window: int = 5,              # B, as in `cqi`
                       smoothing: str = 'ema',       # 'ema' or 'paper', as in `smooth`
-                      on_no_convergence: str = 'raise',  # 'raise' (NotConvergedError) or 'last' (E_K = the last epoch, flagged)
+                      # 'raise' (NotConvergedError) or 'last' (E_K = the last epoch, flagged)
+                      on_no_convergence: str = 'raise',
                      ):
     "(E_0, E_K, converged, cqi): the peak epoch and the first later epoch with CQI <= mu."
     L = _as_losses(losses)
@@ -162,7 +170,8 @@ def convergence_epoch(losses,                       # the mean training loss of 
     if on_no_convergence == 'last' and len(L) > e0: return e0, len(L), False, c
     smallest, epoch = _smallest_cqi(c, e0)
     if epoch is None:
-        raise NotConvergedError(f"the loss peaks at the last epoch ({e0}); nothing after it can converge", None, None, mu)
+        raise NotConvergedError(
+            f"the loss peaks at the last epoch ({e0}); nothing after it can converge", None, None, mu)
     raise NotConvergedError(
         f"the loss curve did not converge: no epoch after E_0={e0} has CQI <= mu={mu:g}; the smallest CQI is "
         f"{smallest:.3g} at epoch {epoch} of {len(L)}. Train longer, raise mu, or pass "
@@ -183,7 +192,8 @@ def epoch_markers(losses,                       # the mean training loss of each
                                               "use a smaller K")
     e0, ek, converged, c = convergence_epoch(L, mu, alpha, window, smoothing, on_no_convergence)
     if ek - e0 < K:
-        raise MarkerError(f"only {ek - e0} epochs lie in (E_0, E_K] = ({e0}, {ek}]: too few for K={K} distinct "
+        raise MarkerError(f"only {ek - e0} epochs lie in (E_0, E_K] = ({e0}, {ek}]: too few for K={K} "
+                          "distinct "
                           f"markers. Train longer, lower mu, or use a smaller K.")
     S = smooth(L, alpha, smoothing)
     logS = np.log(S)
@@ -193,8 +203,10 @@ def epoch_markers(losses,                       # the mean training loss of each
     idx = [int(np.argmin(np.abs(drop - t))) for t in targets]   # argmin: ties go to the earlier epoch
     marks = tuple(e0 + 1 + i for i in idx) + (ek,)
     if any(a >= b for a, b in zip(marks, marks[1:])):
-        raise MarkerError(f"epoch markers {list(marks)} are not strictly increasing: the log-smoothed loss between "
-                          f"E_0={e0} and E_K={ek} is too short or too steep (or not monotone) to hold K={K} phases. "
+        raise MarkerError(f"epoch markers {list(marks)} are not strictly increasing: the log-smoothed loss "
+                          "between "
+                          f"E_0={e0} and E_K={ek} is too short or too steep (or not monotone) to hold "
+                          f"K={K} phases. "
                           f"Use a smaller K, or a curve with more epochs before convergence.")
     return Markers(e0, marks, K, float(mu), converged, S, c, targets)
 
@@ -203,10 +215,12 @@ def synthetic_loss_curve(epochs: int = 100,    # its length
                          start: float = 2.3,    # the loss at epoch 1 (ln 10 is chance on 10 classes)
                          floor: float = 0.02,   # the loss it decays to
                          tau: float = 10.,      # the decay's time constant, in epochs
-                         noise: float = 0.03,   # the relative noise at the start; it fades with the cosine learning rate
+                         # the relative noise at the start; it fades with the cosine learning rate
+                         noise: float = 0.03,
                          seed: int = 0,         # the noise's seed
                         ) -> np.ndarray:
-    "A seeded loss curve shaped like training with cosine annealing: decay to a floor, noise fading with the lr."
+    """A seeded loss curve shaped like training with cosine annealing: decay to a floor, noise fading with
+    the lr."""
     rng = np.random.default_rng(seed)
     m = np.arange(epochs)
     lr = 0.5 * (1 + np.cos(np.pi * m / epochs))
@@ -215,7 +229,8 @@ def synthetic_loss_curve(epochs: int = 100,    # its length
 
 # %% ../nbs/02_cqi.ipynb
 class ConvergenceMonitor:
-    "Online CQI: `update(loss)` once per epoch returns True once the curve has converged (plus `patience` epochs)."
+    """Online CQI: `update(loss)` once per epoch returns True once the curve has converged (plus `patience`
+    epochs)."""
     def __init__(self, mu: float = 1e-4,     # the convergence threshold, as in `convergence_epoch`
                  K: int = 10,                # how many markers `markers` cuts
                  alpha: float = 0.85,        # the smoothing factor of `smooth`
@@ -260,7 +275,8 @@ def markers(self: ConvergenceMonitor,
             on_no_convergence: str = 'raise',  # 'raise' or 'last', as in `convergence_epoch`
            ) -> Markers:
     "Epoch markers of the losses recorded so far."
-    return epoch_markers(self.losses, self.K, self.mu, self.alpha, self.window, self.smoothing, on_no_convergence)
+    return epoch_markers(self.losses, self.K, self.mu, self.alpha, self.window,
+                         self.smoothing, on_no_convergence)
 
 @patch
 def __repr__(self: ConvergenceMonitor):
@@ -283,21 +299,24 @@ def plot_convergence(losses,           # the mean training loss of each epoch, e
     lo = max(1, mk.ek - max(5, M // 6)); hi = min(M, mk.ek + max(5, M // 6))
     ins = a.inset_axes([0.45, 0.35, 0.5, 0.45])
     ins.plot(ep[lo - 1:hi], L[lo - 1:hi], lw=1, alpha=.6); ins.plot(ep[lo - 1:hi], S[lo - 1:hi], lw=1.6)
-    ins.axvline(mk.ek, color='k', ls=':', lw=1); ins.set_title(f'around E_K = {mk.ek}', fontsize=8); ins.tick_params(labelsize=7)
+    ins.axvline(mk.ek, color='k', ls=':', lw=1); ins.set_title(f'around E_K = {mk.ek}', fontsize=8)
+    ins.tick_params(labelsize=7)
     b.semilogy(ep, mk.cqi, lw=1.4, label='CQI'); b.axhline(mk.mu, color='r', ls='--', label=f'mu = {mk.mu:g}')
     b.axvline(mk.ek, color='k', ls=':', lw=1, label=f'E_K = {mk.ek}')
     b.set(title='(b) CQI and the convergence threshold', xlabel='epoch'); b.legend()
     c.plot(ep, S, lw=1.4, color='C1')
     for k, e in enumerate(mk.markers, 1):
         c.plot(e, S[e - 1], 'o', color='C3', ms=5); c.annotate(f'E{k}', (e, S[e - 1]), textcoords='offset '
-                                                                                                  'points', xytext=(3, 4), fontsize=7)
+                                                                                                  'points',
+                                                                                                  xytext=(3, 4), fontsize=7)
     c.set(title=f'(c) the K = {mk.K} epoch markers', xlabel='epoch', ylabel='smoothed loss')
     logS = np.log(S); base = logS[mk.e0 - 1]
     d.plot(ep, logS, lw=1.4, color='C1')
     for k, t in enumerate(np.append(mk.targets, mk.G), 1):
         d.axhline(base - t, color='grey', lw=.6, ls='--')
     d.plot(list(mk.markers), logS[np.array(mk.markers) - 1], 'o', color='C3', ms=5)
-    d.set(title=f'(d) {mk.K} equal phases of the log-smoothed loss', xlabel='epoch', ylabel='log smoothed loss')
+    d.set(title=f'(d) {mk.K} equal phases of the log-smoothed loss',
+          xlabel='epoch', ylabel='log smoothed loss')
     if title: fig.suptitle(title)
     fig.tight_layout()
     if path is not None:

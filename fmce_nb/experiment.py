@@ -18,16 +18,20 @@ __all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEED
 # %% ../nbs/10_experiment.ipynb
 @dataclass(frozen=True)
 class Experiment:
-    "One experiment: its notebook, its record schema, its report section and figures, and its cells per profile."
+    """One experiment: its notebook, its record schema, its report section and figures, and its cells per
+    profile."""
     name: str                      # the records' 'experiment', and the folder results/<profile>/<name>/
     notebook: str                  # the notebook in nbs/experiments/ that runs one cell
     title: str                     # what it reproduces, e.g. 'FMCE Table I'
     schema: dict                   # the JSON schema of its record (report.record_schema)
     section: Callable              # [records] -> the Markdown lines of its report section
     grids: dict                    # {profile: [the parameters of one cell, ...]}
-    runs: dict = field(default_factory=lambda: {'run_dir': 'seed'})   # run-folder parameter -> the parameter seeding it
-    figures: Callable | None = None    # ([records], figures folder) -> the paths of figures drawn from the records
-    finding: Callable | None = None    # [records] -> Markdown: a sentence per finding with its number (the first is the headline), its key table
+    # run-folder parameter -> the parameter seeding it
+    runs: dict = field(default_factory=lambda: {'run_dir': 'seed'})
+    # ([records], figures folder) -> the paths of figures drawn from the records
+    figures: Callable | None = None
+    # [records] -> Markdown: a sentence per finding with its number (the first is the headline), its key table
+    finding: Callable | None = None
 
     def cells(self,
               profile: str,  # smoke, cpu, reduced or paper
@@ -38,7 +42,8 @@ class Experiment:
 # %% ../nbs/10_experiment.ipynb
 def grid(**axes,  # a parameter's values (a list) or its one fixed value
         ) -> list:
-    "All combinations of the list-valued arguments, the others held fixed: grid(a=[1, 2], b=3) -> [{a:1,b:3}, {a:2,b:3}]."
+    """All combinations of the list-valued arguments, the others held fixed: grid(a=[1, 2], b=3) ->
+    [{a:1,b:3}, {a:2,b:3}]."""
     keys = list(axes)
     vals = [v if isinstance(v, list) else [v] for v in axes.values()]
     return [dict(zip(keys, combo)) for combo in itertools.product(*vals)]
@@ -47,7 +52,8 @@ def grid(**axes,  # a parameter's values (a list) or its one fixed value
 PROFILES = ('smoke', 'cpu', 'reduced', 'paper')
 
 # %% ../nbs/10_experiment.ipynb
-PAPER_EPOCHS = {('mnist', 'resnet50'): 100, ('mnist', 'shufflenet_v2_x1_0'): 100, ('cifar10', 'resnet50'): 150,
+PAPER_EPOCHS = {('mnist', 'resnet50'): 100, ('mnist', 'shufflenet_v2_x1_0'): 100,
+                ('cifar10', 'resnet50'): 150,
                 ('cifar10', 'shufflenet_v2_x1_0'): 150, ('mini_imagenet', 'resnet50'): 150,
                 ('mini_imagenet', 'shufflenet_v2_x1_0'): 250}
 
@@ -55,7 +61,8 @@ PAPER_EPOCHS = {('mnist', 'resnet50'): 100, ('mnist', 'shufflenet_v2_x1_0'): 100
 BACKBONES = ['resnet50', 'shufflenet_v2_x1_0']
 
 # %% ../nbs/10_experiment.ipynb
-CPU = dict(arch='shufflenet_v2_x1_0_smallstem', epochs=100, size=32, batch_size=64, augment=False, n_train=1000, n_test=1000,
+CPU = dict(arch='shufflenet_v2_x1_0_smallstem', epochs=100, size=32, batch_size=64, augment=False,
+           n_train=1000, n_test=1000,
            K=10, on_no_convergence='last')
 
 # %% ../nbs/10_experiment.ipynb
@@ -75,7 +82,8 @@ REGISTRY = (
 # %% ../nbs/10_experiment.ipynb
 def experiments(registry=REGISTRY,  # the experiment notebooks' stems, in report order
                ) -> dict:
-    "{name: Experiment} of the registered notebooks, in registry order, each read from fmce_nb.experiments.<notebook>."
+    """{name: Experiment} of the registered notebooks, in registry order, each read from
+    fmce_nb.experiments.<notebook>."""
     out = {}
     for stem in registry:
         try: ex = getattr(importlib.import_module(f'fmce_nb.experiments.{stem}'), 'experiment', None)
@@ -85,9 +93,11 @@ def experiments(registry=REGISTRY,  # the experiment notebooks' stems, in report
                                       f"nbs/experiments/{stem}.ipynb must start with "
                                       f"`#| default_exp experiments.{stem}`; then run nbdev_export") from None
         if not all(hasattr(ex, a) for a in ('name', 'notebook', 'schema', 'section', 'grids', 'runs')):
-            raise TypeError(f"fmce_nb/experiments/{stem}.py defines no `experiment = Experiment(...)`: export it from "
+            raise TypeError(f"fmce_nb/experiments/{stem}.py defines no `experiment = Experiment(...)`: "
+                            "export it from "
                             f"nbs/experiments/{stem}.ipynb and run nbdev_export")
-        if ex.notebook != f'{stem}.ipynb': raise ValueError(f"{stem}: its experiment names notebook {ex.notebook!r}")
+        if ex.notebook != f'{stem}.ipynb': raise ValueError(
+            f"{stem}: its experiment names notebook {ex.notebook!r}")
         if ex.name in out: raise ValueError(f"two registered experiments are called {ex.name!r}")
         out[ex.name] = ex
     return out
@@ -96,14 +106,16 @@ def experiments(registry=REGISTRY,  # the experiment notebooks' stems, in report
 def profile_grid(profile: str,  # 'smoke', 'cpu', 'reduced' or 'paper'
                 ) -> dict:
     "{experiment: [cell parameters]} of `profile`, the experiments that run none of its cells left out."
-    if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile not in PROFILES: raise ValueError(
+        f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     return {name: ex.cells(profile) for name, ex in experiments().items() if ex.cells(profile)}
 
 # %% ../nbs/10_experiment.ipynb
 def output_folder(out_dir,         # the folder asked for (a notebook's `out_dir` parameter), or None
                   notebook: str,   # the notebook's stem, naming the default folder
                  ) -> Path:
-    "Where a notebook run writes: `out_dir`, else results/local/<notebook>/ (a temporary folder under nbdev_test)."
+    """Where a notebook run writes: `out_dir`, else results/local/<notebook>/ (a temporary folder under
+    nbdev_test)."""
     if out_dir: p = Path(out_dir)
     elif os.environ.get('IN_TEST'):
         p = temporary_folder(f'fmce-{notebook}-')
@@ -114,7 +126,8 @@ def output_folder(out_dir,         # the folder asked for (a notebook's `out_dir
 # %% ../nbs/10_experiment.ipynb
 def where(path,  # a folder or file
          ) -> str:
-    "`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when temporary."
+    """`path` as a reader should see it: relative to the checkout when inside it, 'a temporary folder' when
+    temporary."""
     p = checkout_path(path)                         # relative inside the checkout, else absolute
     temporary = Path(p).is_absolute() and Path(p).is_relative_to(Path(tempfile.gettempdir()).resolve())
     return 'a temporary folder' if temporary else p
@@ -124,5 +137,6 @@ def run_folder(run_dir,    # the run folder fmce-repro passed, or None
                out: Path,  # the notebook's output folder, where it trains its own run otherwise
                config,     # the run's TrainConfig, whose id names the folder
               ) -> Path:
-    "The training run a notebook reads: `run_dir` if given (fmce-repro trained it), else <out>/runs/<its run id>."
+    """The training run a notebook reads: `run_dir` if given (fmce-repro trained it), else <out>/runs/<its
+    run id>."""
     return Path(run_dir) if run_dir else Path(out)/'runs'/run_id(config)

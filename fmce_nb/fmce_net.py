@@ -55,9 +55,11 @@ class FMCENet(nn.Module):
                 x,     # a batch of feature maps (B, in_channels, H, W)
                ):
         if x.ndim != 4:
-            raise ValueError(f"FMCENet expects feature maps (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"FMCENet expects feature maps (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"FMCENet was built for {self.in_channels}-channel maps, got {x.shape[1]} channels "
+            raise ValueError(f"FMCENet was built for {self.in_channels}-channel maps, got {x.shape[1]} "
+                             "channels "
                              f"(shape {tuple(x.shape)}): use the backbone it was trained on, or build "
                              f"FMCENet({x.shape[1]}, K)")
         return self.fc(self.body(x))
@@ -92,7 +94,8 @@ def fit(net: FMCENet,             # the FMCE-Net
     dev = next(net.parameters()).device
     torch.manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    amp = bf16_pays(dev) if amp is None else amp        # FMCE-Net is dense 3x3 convolutions: bf16 pays where native
+    # FMCE-Net is dense 3x3 convolutions: bf16 pays where native
+    amp = bf16_pays(dev) if amp is None else amp
     history = []
     for ep in range(epochs):
         history.append(_fit_epoch(net, source, pairs, opt, batch_size, seed, ep, amp))
@@ -102,7 +105,8 @@ def fit(net: FMCENet,             # the FMCE-Net
 # %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
 def predict(net: FMCENet,           # the FMCE-Net
-            source,                 # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+            # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+            source,
             pairs,                  # (image, phase) pairs of `source`, one per row
             batch_size: int = 512,  # pairs per forward pass
            ):
@@ -125,12 +129,15 @@ def metrics(y_true,  # the true phase of each map, 0..K-1
     "Accuracy, macro precision / recall / F1 (scikit-learn) and the K x K confusion matrix."
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, confusion_matrix
     p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(K)), average='macro', zero_division=0)
-    return {'accuracy': float(accuracy_score(y_true, y_pred)), 'precision': float(p), 'recall': float(r), 'f1': float(f),
-            'confusion': confusion_matrix(y_true, y_pred, labels=list(range(K))).tolist(), 'n': int(len(y_true))}
+    return {'accuracy': float(accuracy_score(y_true, y_pred)), 'precision': float(p), 'recall': float(r),
+            'f1': float(f),
+            'confusion': confusion_matrix(y_true, y_pred, labels=list(range(K))).tolist(),
+            'n': int(len(y_true))}
 
 # %% ../nbs/06_fmce_net.ipynb
 def evaluate(net: FMCENet,           # the FMCE-Net
-             source,                 # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+             # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+             source,
              pairs,                  # (image, phase) pairs of `source`, one per row
              batch_size: int = 512,  # pairs per forward pass
             ) -> dict:
@@ -155,7 +162,8 @@ def plot_confusion(m: dict,          # a result of `metrics` (or `evaluate`)
 
 # %% ../nbs/06_fmce_net.ipynb
 def fit_best(net: FMCENet,             # the FMCE-Net
-             source,                   # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+             # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+             source,
              pairs,                    # the training pairs, validation images included
              max_epochs: int = 50,     # the most passes
              patience: int = 5,        # stop after this many epochs without a better validation accuracy
@@ -166,7 +174,8 @@ def fit_best(net: FMCENet,             # the FMCE-Net
              amp: bool | None = None,  # bf16 autocast (None: where the device computes it natively)
              log=None,                 # called with a line per epoch (None: silent)
             ) -> dict:
-    "Train `net` on `pairs` with early stopping on held-out images; `net` ends with its best epoch's weights. Returns the history."
+    """Train `net` on `pairs` with early stopping on held-out images; `net` ends with its best epoch's
+    weights. Returns the history."""
     import copy
     from fmce_nb.fmcs import hold_out_images
     train_pairs, val_pairs = hold_out_images(pairs, val_frac, seed)
@@ -174,8 +183,10 @@ def fit_best(net: FMCENet,             # the FMCE-Net
     torch.manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     amp = bf16_pays(dev) if amp is None else amp
-    h = {'train_loss': [], 'val_accuracy': [], 'best_epoch': 0, 'max_epochs': max_epochs, 'patience': patience,
-         'n_train_pairs': len(train_pairs), 'n_val_pairs': len(val_pairs), 'n_val_images': len(np.unique(val_pairs[:, 0]))}
+    h = {'train_loss': [], 'val_accuracy': [], 'best_epoch': 0, 'max_epochs': max_epochs,
+         'patience': patience,
+         'n_train_pairs': len(train_pairs), 'n_val_pairs': len(val_pairs),
+         'n_val_images': len(np.unique(val_pairs[:, 0]))}
     best_state = None
     for ep in range(max_epochs):
         h['train_loss'].append(_fit_epoch(net, source, train_pairs, opt, batch_size, seed, ep, amp))
@@ -219,11 +230,13 @@ def fmcs_score(net: FMCENet,               # a trained FMCE-Net
                images,                     # a batch tensor, or a loader with `batches`
                module: str | None = None,  # the submodule whose output is the map (None: `model.features`)
               ) -> dict:
-    "Predicted FMCS distribution and expected FMCS of `model`'s maps (`features`, or named `module`) on `images`."
+    """Predicted FMCS distribution and expected FMCS of `model`'s maps (`features`, or named `module`) on
+    `images`."""
     from fmce_nb.models import FeatureTap
     if module is None and not hasattr(model, 'features'):
         raise ValueError("give `module`, the name of the module whose output FMCE-Net reads")
-    batches = (x for x, *_ in images.batches(0)) if hasattr(images, 'batches') else [images]   # a loader, or a tensor
+    # a loader, or a tensor
+    batches = (x for x, *_ in images.batches(0)) if hasattr(images, 'batches') else [images]
     net.eval(); was = model.training; model.eval()
     total, n = 0, 0
     try:
@@ -236,23 +249,29 @@ def fmcs_score(net: FMCENet,               # a trained FMCE-Net
     finally: model.train(was)
     p = (total / n).cpu()
     k = torch.arange(1, net.K + 1, dtype=p.dtype)
-    return {'distribution': p.tolist(), 'expected_fmcs': float((p * k).sum()), 'most_likely': int(p.argmax()) + 1}
+    return {'distribution': p.tolist(), 'expected_fmcs': float((p * k).sum()),
+            'most_likely': int(p.argmax()) + 1}
 
 # %% ../nbs/06_fmce_net.ipynb
 def best_fmce_net(source,         # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
                   pairs,          # the training pairs
                   seed: int = 0,  # seeds `fit_best` and the net
-                  folder=None,    # where the net is saved and read back (None: the run's `fmce_net/` when `source` has a run)
+                  # where the net is saved and read back (None: the run's `fmce_net/` when `source` has a run)
+                  folder=None,
                   **fit_kw,       # the rest of `fit_best`, part of the folder key
                  ) -> tuple:
-    "(FMCENet in eval mode, fit history): `fit_best` on `pairs` of `source`, or the same net read back from its folder."
+    """(FMCENet in eval mode, fit history): `fit_best` on `pairs` of `source`, or the same net read back from
+    its folder."""
     from fmce_nb.runs import short_hash
     pairs = np.asarray(pairs)
-    base = getattr(source, 'source', source)                   # ShuffledPhases wraps the FMCS-Dataset of a run
+    # ShuffledPhases wraps the FMCS-Dataset of a run
+    base = getattr(source, 'source', source)
     if folder is None and hasattr(base, 'run'):
-        key = {'markers': list(base.markers), 'module': base.module, 'images': [base.N, base.seed], 'seed': seed,
+        key = {'markers': list(base.markers), 'module': base.module, 'images': [base.N, base.seed],
+               'seed': seed,
                'pairs': short_hash(pairs.tolist(), 16), **fit_kw}
-        if base is not source: key['shuffle_seed'] = source.seed   # its labels: one key for the two kinds of net
+        # its labels: one key for the two kinds of net
+        if base is not source: key['shuffle_seed'] = source.seed
         folder = base.run.dir/'fmce_net'/f"{'best' if base is source else 'shuffled'}-{short_hash(key, 12)}"
     if folder is not None and (Path(folder)/'fmce_net.json').exists():
         net, info = load_fmce_net(folder, source.device)
@@ -269,7 +288,8 @@ def control_features(source,                 # an FMCS-Dataset: `FMCSData`, `FMC
                      pairs,                  # (image, phase) pairs of `source`, one per row
                      batch_size: int = 512,  # pairs per batch
                     ) -> tuple:
-    "({'mean_std': per-channel mean and std (2C), 'flat': the map (C*H*W), 'norm': its L2 norm}, labels) of `pairs`, in batch order."
+    """({'mean_std': per-channel mean and std (2C), 'flat': the map (C*H*W), 'norm': its L2 norm}, labels) of
+    `pairs`, in batch order."""
     feats, labels = {'mean_std': [], 'flat': [], 'norm': []}, []
     for x, y in source.batches(pairs, batch_size, shuffle=False):
         f, flat = x.flatten(2), x.flatten(1)
@@ -288,7 +308,8 @@ def shortcut_baseline(train_feats,           # training features, one row per ma
                       seed: int = 0,         # the logistic regression's random_state
                       max_iter: int = 2000,  # lbfgs's most iterations; more means 'not converged'
                      ) -> dict:
-    "Logistic regression (standardized inputs, lbfgs) from map features to the phase: test metrics, and whether it converged."
+    """Logistic regression (standardized inputs, lbfgs) from map features to the phase: test metrics, and
+    whether it converged."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -297,7 +318,8 @@ def shortcut_baseline(train_feats,           # training features, one row per ma
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', ConvergenceWarning)                # said in the result instead
         clf.fit(train_feats, train_y)
-    return {**metrics(test_y, clf.predict(test_feats), K), 'converged': bool(clf[-1].n_iter_.max() < max_iter)}
+    return {**metrics(test_y, clf.predict(test_feats), K),
+            'converged': bool(clf[-1].n_iter_.max() < max_iter)}
 
 # %% ../nbs/06_fmce_net.ipynb
 def linear_cka(X: torch.Tensor,  # representations of n inputs, one row each (flattened)
@@ -305,21 +327,24 @@ def linear_cka(X: torch.Tensor,  # representations of n inputs, one row each (fl
               ) -> float:
     "Linear CKA between two sets of representations of the same n inputs (rows), via n x n Gram matrices."
     X = X.flatten(1).double(); Y = Y.flatten(1).double()
-    if len(X) != len(Y): raise ValueError(f"CKA needs the same inputs on both sides, got {len(X)} and {len(Y)} rows")
+    if len(X) != len(Y): raise ValueError(
+        f"CKA needs the same inputs on both sides, got {len(X)} and {len(Y)} rows")
     X = X - X.mean(0); Y = Y - Y.mean(0)
     Kx, Ky = X @ X.T, Y @ Y.T
     return float((Kx * Ky).sum() / (Kx.norm() * Ky.norm()))
 
 # %% ../nbs/06_fmce_net.ipynb
 class ShuffledPhases:
-    "An FMCS source with the maps of `source` and its N x K phase labels permuted once by `seed`: labels that say nothing."
+    """An FMCS source with the maps of `source` and its N x K phase labels permuted once by `seed`: labels
+    that say nothing."""
     def __init__(self,
                  source,         # the FMCS-Dataset whose maps are kept
                  seed: int = 0,  # seeds the one permutation of its N x K labels
                 ):
         self.source, self.seed = source, seed
         self.K, self.N, self.feature_shape, self.device = source.K, source.N, tuple(source.feature_shape), source.device
-        labels = np.tile(np.arange(self.K), self.N)                      # the label of pair (n, k) sits at n * K + k
+        # the label of pair (n, k) sits at n * K + k
+        labels = np.tile(np.arange(self.K), self.N)
         self.labels = torch.as_tensor(np.random.default_rng(seed).permutation(labels).reshape(self.N, self.K))
 
     def maps(self,

@@ -53,7 +53,8 @@ def paper_split(n_images: int,             # how many images the FMCS-Dataset ha
     tr, te = [], []
     for k in range(K):
         p = rng.permutation(n_images)
-        tr.append(np.stack([p[:cut], np.full(cut, k)], 1)); te.append(np.stack([p[cut:], np.full(n_images - cut, k)], 1))
+        tr.append(np.stack([p[:cut], np.full(cut, k)], 1))
+        te.append(np.stack([p[cut:], np.full(n_images - cut, k)], 1))
     return Split('paper', np.concatenate(tr), np.concatenate(te))
 
 # %% ../nbs/05_fmcs.ipynb
@@ -75,7 +76,8 @@ def hold_out_images(pairs: np.ndarray,  # (image, phase) pairs to split, one per
                     frac: float = 0.2,  # the share of their images held out, in (0, 1)
                     seed: int = 0,      # seeds which images are held out
                    ) -> tuple:
-    "(train pairs, validation pairs): a seeded `frac` of the images in `pairs` (at least one), with all their pairs, held out."
+    """(train pairs, validation pairs): a seeded `frac` of the images in `pairs` (at least one), with all
+    their pairs, held out."""
     pairs = np.asarray(pairs)
     images = np.unique(pairs[:, 0])
     if len(images) < 2: raise ValueError("holding out images needs at least 2 distinct images, the pairs "
@@ -93,7 +95,8 @@ def plan_epoch(pairs: np.ndarray,     # (image, phase) pairs, one per row
                seed: int = 0,         # with `epoch`, seeds the shuffle
                epoch: int = 0,        # the epoch, so each epoch has its own order
               ):
-    "List of batches, each (image indices, phase indices, per-phase slice bounds), sorted by phase within the batch."
+    """List of batches, each (image indices, phase indices, per-phase slice bounds), sorted by phase within
+    the batch."""
     pairs = np.asarray(pairs)
     if len(pairs) == 0: raise ValueError("no samples: the split is empty")
     order = np.random.default_rng([seed, epoch]).permutation(len(pairs)) if shuffle else np.arange(len(pairs))
@@ -114,18 +117,21 @@ def _batches(self,
              seed: int = 0,          # with `epoch`, seeds the shuffle
              epoch: int = 0,         # the epoch, so each epoch has its own order
             ):
-    "Yield (maps, labels) for one epoch over `pairs`: the phases 0..K-1, or a source's own `phase_labels(n, k)`."
+    """Yield (maps, labels) for one epoch over `pairs`: the phases 0..K-1, or a source's own `phase_labels(n,
+    k)`."""
     labels = getattr(self, 'phase_labels', None)                 # ShuffledPhases (06_fmce_net) has its own
     for n, k, bounds in plan_epoch(pairs, batch_size, shuffle, seed, epoch):
         yield self.maps(n, k, bounds), labels(n, k) if labels else torch.as_tensor(k, device=self.device)
 
 # %% ../nbs/05_fmcs.ipynb
 def _phase_checkpoints(checkpoints, markers) -> tuple:
-    "(one checkpoint per phase, the marker epochs or None) from a list, an {epoch: checkpoint} dict or a `Checkpoints` folder."
+    """(one checkpoint per phase, the marker epochs or None) from a list, an {epoch: checkpoint} dict or a
+    `Checkpoints` folder."""
     if isinstance(markers, Markers): markers = markers.markers
     markers = None if markers is None else tuple(int(e) for e in markers)
     if isinstance(checkpoints, (Mapping, list, tuple)) and not len(checkpoints):
-        raise ValueError(f"no checkpoints: got an empty {type(checkpoints).__name__}. Pass one checkpoint per "
+        raise ValueError(f"no checkpoints: got an empty {type(checkpoints).__name__}. Pass one checkpoint "
+                         "per "
                          "marker (a list of paths or state dicts), an {epoch: checkpoint} dict or a "
                          "Checkpoints folder.")
     by_epoch = isinstance(checkpoints, Checkpoints) or (isinstance(checkpoints, Mapping) and checkpoints
@@ -133,13 +139,15 @@ def _phase_checkpoints(checkpoints, markers) -> tuple:
     if by_epoch:
         if markers is None: raise ValueError("checkpoints by epoch need the marker epochs: pass markers= (a "
                                              "Markers, or the epochs)")
-        if isinstance(checkpoints, Checkpoints): return [checkpoints[e] for e in markers], markers   # names epoch and file
+        # names epoch and file
+        if isinstance(checkpoints, Checkpoints): return [checkpoints[e] for e in markers], markers
         missing = [e for e in markers if e not in checkpoints]
         if missing: raise FileNotFoundError(f"marker epochs {missing} have no checkpoint among those given "
                                             f"(epochs {sorted(checkpoints)})")
         return [checkpoints[e] for e in markers], markers
     if isinstance(checkpoints, (str, Path, Mapping)):
-        raise TypeError("checkpoints must hold one checkpoint per marker (a list, an {epoch: checkpoint} dict or a "
+        raise TypeError("checkpoints must hold one checkpoint per marker (a list, an {epoch: checkpoint} "
+                        "dict or a "
                         f"Checkpoints folder), got a single {type(checkpoints).__name__}")
     cks = list(checkpoints)
     if markers is not None and len(markers) != len(cks): raise ValueError(f"{len(cks)} checkpoints for "
@@ -148,9 +156,11 @@ def _phase_checkpoints(checkpoints, markers) -> tuple:
 
 # %% ../nbs/05_fmcs.ipynb
 def _image_source(images, device) -> tuple:
-    "(image indices -> a batch on the device, number of images) of a DeviceLoader, a float tensor (N, C, H, W) or a DataLoader."
+    """(image indices -> a batch on the device, number of images) of a DeviceLoader, a float tensor (N, C, H,
+    W) or a DataLoader."""
     if isinstance(images, DeviceLoader): return images.transform, len(images.data)
-    if not isinstance(images, torch.Tensor):                     # a DataLoader, or any iterable of batches: gathered once
+    # a DataLoader, or any iterable of batches: gathered once
+    if not isinstance(images, torch.Tensor):
         xs = [b[0] if isinstance(b, (tuple, list)) else b for b in images]
         if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
             raise TypeError("images must be a tensor (N, C, H, W) or a DataLoader whose batches are tensors "
@@ -169,7 +179,8 @@ def _map_fn(model: nn.Module, module: str | None):
     if callable(getattr(model, 'features', None)): return model.features
     names = [n for n, _ in model.named_children()]
     raise ValueError(f"{type(model).__name__} has no features(x): name the module whose output is the map, "
-                     f"module=..., e.g. one of {names[:8]} (every name: [n for n, _ in model.named_modules()])")
+                     f"module=..., e.g. one of {names[:8]} (every name: [n for n, _ in "
+                     "model.named_modules()])")
 
 # %% ../nbs/05_fmcs.ipynb
 class CheckpointFMCS:
@@ -224,7 +235,8 @@ def store_bytes(self: CheckpointFMCS,
 @patch
 @torch.no_grad()
 def _materialize(self: CheckpointFMCS, batch_size: int) -> torch.Tensor:
-    "All K x N maps (float32, on the device), computed once in full batches: worth it when the maps are small."
+    """All K x N maps (float32, on the device), computed once in full batches: worth it when the maps are
+    small."""
     out = torch.empty(self.K, self.N, *self.feature_shape, device=self.device)
     for a in range(0, self.N, batch_size):
         n = torch.arange(a, min(a + batch_size, self.N), device=self.device)
@@ -242,7 +254,8 @@ def maps(self: CheckpointFMCS,
          k,                     # the phase of each map, 0..K-1
          bounds=None,           # (phase, start, end) slices of a batch sorted by phase (None: computed)
         ) -> torch.Tensor:
-    "Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted by k)."
+    """Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted
+    by k)."""
     n = torch.as_tensor(np.asarray(n), device=self.device)
     if self._cache is None and self._caches: self._cache = self._materialize(self._cache_batch)
     if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
@@ -267,11 +280,13 @@ def check_checkpoints(run: Run,  # the run folder whose weights are checked
     missing = [int(e) for e in epochs if int(e) not in ck]
     if missing:
         raise FileNotFoundError(f"markers {missing} point at checkpoints that are not in {ck.folder} "
-                                f"(saved epochs: {ck.saved_epochs()}). Were the weights pruned with other markers?")
+                                f"(saved epochs: {ck.saved_epochs()}). Were the weights pruned with other "
+                                "markers?")
 
 # %% ../nbs/05_fmcs.ipynb
 class FMCSData(CheckpointFMCS):
-    "The FMCS-Dataset of a run folder, computed batch by batch from its K marker checkpoints (nothing written to disk)."
+    """The FMCS-Dataset of a run folder, computed batch by batch from its K marker checkpoints (nothing
+    written to disk)."""
     def __init__(self,
                  run,                           # the run folder (a `Run` or its path)
                  markers,                       # its K marker epochs (a `Markers` or a list)
@@ -363,7 +378,8 @@ def maps(self: FMCSStore,
 
 # %% ../nbs/05_fmcs.ipynb
 class PooledFMCS:
-    "FMCS-Datasets of several runs (same K and map shape) as one source; image n is image n - offsets[i] of source i."
+    """FMCS-Datasets of several runs (same K and map shape) as one source; image n is image n - offsets[i] of
+    source i."""
     def __init__(self,
                  sources,  # FMCS-Datasets with the same K and map shape, pooled in this order
                 ):

@@ -21,19 +21,22 @@ __all__ = ['BOUND', 'KAPPA', 'OUTPUT_TARGETS', 'nearest_embedding', 'max_assign'
 def nearest_embedding(logits: torch.Tensor,  # the logits (B, classes)
                       labels: torch.Tensor,  # the label of each row (B,)
                      ) -> torch.Tensor:
-    "The nearest logits (L2) in which each row's label has the largest value; correct rows are returned unchanged."
+    """The nearest logits (L2) in which each row's label has the largest value; correct rows are returned
+    unchanged."""
     z = logits.detach().float()
     B, C = z.shape
     mine = z.gather(1, labels[:, None])                                   # (B, 1)
     others = z.scatter(1, labels[:, None], float('-inf'))
-    c, order = others.sort(1, descending=True)                            # competitors, largest first (label last)
+    # competitors, largest first (label last)
+    c, order = others.sort(1, descending=True)
     c = c[:, :C - 1]
     k = torch.arange(C, device=z.device, dtype=z.dtype)                   # k = 0 .. C-1 competitors merged
     means = (mine + torch.cat([torch.zeros_like(mine), c.cumsum(1)], 1)) / (k + 1)      # m_k, (B, C)
     nxt = torch.cat([c, torch.full_like(mine, float('-inf'))], 1)         # c_{k+1}; none after the last
     kstar = (nxt <= means).float().argmax(1)                              # the first k with c_{k+1} <= m_k
     m = means.gather(1, kstar[:, None])
-    merged = torch.arange(C - 1, device=z.device)[None] < kstar[:, None]  # which sorted competitors join the mean
+    # which sorted competitors join the mean
+    merged = torch.arange(C - 1, device=z.device)[None] < kstar[:, None]
     out = z.clone()
     out.scatter_(1, order[:, :C - 1], torch.where(merged, m.expand(-1, C - 1), c))
     out.scatter_(1, labels[:, None], m)
@@ -71,7 +74,8 @@ def _tikhonov(x0, r, W, bound: float = BOUND, kappa: float = KAPPA):
 
 # %% ../nbs/09_frpt.ipynb
 def _reached(r, yt) -> torch.Tensor:
-    "Per sample: is the target already reached from the current input, to rounding? (Such a sample keeps its input exactly.)"
+    """Per sample: is the target already reached from the current input, to rounding? (Such a sample keeps
+    its input exactly.)"""
     tol = 1e-5 if r.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
     return r.flatten(1).norm(dim=1) <= tol * yt.flatten(1).norm(dim=1).clamp_min(1e-30)
 
@@ -91,11 +95,14 @@ def linear_reverse(x0: torch.Tensor,                  # the forward input (B, n)
                    y: torch.Tensor,                   # the output to reach (B, m)
                    weight: torch.Tensor,              # the layer's weight (m, n)
                    bias: torch.Tensor | None = None,  # the layer's bias (m,), or None
-                   return_info: bool = False,         # also return {'method', 'fallback'}: which solve, and which rows fell back to Tikhonov
+                   # also return {'method', 'fallback'}: which solve, and which rows fell back to Tikhonov
+                   return_info: bool = False,
                   ):
-    "The input nearest `x0` (B, n) that `weight` (m, n) and `bias` map to `y` (B, m); least squares where m > n."
+    """The input nearest `x0` (B, n) that `weight` (m, n) and `bias` map to `y` (B, m); least squares where m
+    > n."""
     if x0.ndim != 2 or y.ndim != 2 or weight.shape != (y.shape[1], x0.shape[1]) or len(x0) != len(y):
-        raise ValueError(f"linear_reverse: shapes do not match: x0 {tuple(x0.shape)}, y {tuple(y.shape)}, weight "
+        raise ValueError(f"linear_reverse: shapes do not match: x0 {tuple(x0.shape)}, y {tuple(y.shape)}, "
+                         "weight "
                          f"{tuple(weight.shape)} (expected (B, n), (B, m) and (m, n))")
     W = weight.detach().to(x0.dtype)
     yt = y - bias.detach().to(y.dtype) if bias is not None else y
@@ -117,7 +124,8 @@ def _relu_reverse(z0, a): return torch.where(a > 0, a, torch.minimum(z0, torch.z
 
 # %% ../nbs/09_frpt.ipynb
 def _relu6_reverse(z0, a):
-    return torch.where(a >= 6, torch.maximum(z0, torch.full_like(z0, 6.)), torch.where(a > 0, a, torch.minimum(z0, torch.zeros_like(z0))))
+    return torch.where(a >= 6, torch.maximum(z0, torch.full_like(z0, 6.)),
+                       torch.where(a > 0, a, torch.minimum(z0, torch.zeros_like(z0))))
 
 # %% ../nbs/09_frpt.ipynb
 def _bisect(f, a, lo, hi, rising: bool, steps: int = 80):
@@ -137,7 +145,8 @@ def _two_branch_reverse(f, zmin: float, z0, a, span: float = 1e3, lo: float | No
     zm = torch.full_like(a, zmin)
     right = _bisect(f, a, zm, torch.maximum(zm + 1, a.abs() + 10).clamp(max=span), rising=True)
     left = _bisect(f, a, torch.full_like(a, -span if lo is None else lo), zm, rising=False)
-    left = torch.where(f(left).sub(a).abs() <= 1e-4 * (1 + a.abs()), left, right)       # no left root: take the right
+    # no left root: take the right
+    left = torch.where(f(left).sub(a).abs() <= 1e-4 * (1 + a.abs()), left, right)
     return torch.where((left - z0).abs() < (right - z0).abs(), left, right)
 
 _MINIMA = {nn.SiLU: (F.silu, -1.2784645427610738), nn.GELU: (F.gelu, -0.7517915246935645)}
@@ -146,7 +155,8 @@ _MINIMA = {nn.SiLU: (F.silu, -1.2784645427610738), nn.GELU: (F.gelu, -0.75179152
 def _hardswish_reverse(z0, a):
     "Hardswish falls from 0 at -3 to its minimum at -1.5, then rises; on all of (-inf, -3] it is 0."
     z = _two_branch_reverse(F.hardswish, -1.5, z0, a, lo=-3.)
-    ray = torch.minimum(z0, torch.full_like(z0, -3.))          # the nearest point of the ray (-inf, -3] that maps to 0
+    # the nearest point of the ray (-inf, -3] that maps to 0
+    ray = torch.minimum(z0, torch.full_like(z0, -3.))
     return torch.where((a == 0) & ((ray - z0).abs() < (z - z0).abs()), ray, z)
 
 # %% ../nbs/09_frpt.ipynb
@@ -154,7 +164,8 @@ def act_reverse(act: nn.Module | None,  # the activation module (ReLU, ReLU6, Ha
                 z0: torch.Tensor,       # the forward pre-activation, the point the answer stays nearest
                 a: torch.Tensor,        # the activation output to reach
                ) -> torch.Tensor:
-    "The pre-activation nearest `z0` that `act` maps to `a` (the nearest reachable one where `a` cannot be reached)."
+    """The pre-activation nearest `z0` that `act` maps to `a` (the nearest reachable one where `a` cannot be
+    reached)."""
     if z0.shape != a.shape: raise ValueError(f"act_reverse: z0 {tuple(z0.shape)} and target {tuple(a.shape)} "
                                              "differ in shape")
     if act is None or isinstance(act, nn.Identity): return a
@@ -167,7 +178,8 @@ def act_reverse(act: nn.Module | None,  # the activation module (ReLU, ReLU6, Ha
     raise NotImplementedError(f"no reverse for the activation {act!r}; ReLU, ReLU6, SiLU, GELU (exact) and "
                               "Hardswish have one")
 
-_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)              # the activations act_reverse reverses
+# the activations act_reverse reverses
+_ACTS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)
 
 # %% ../nbs/09_frpt.ipynb
 def _windows(x, k):
@@ -193,7 +205,8 @@ def _pool_kernel(pool, x0, y):
     if why: raise NotImplementedError(why)
     k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
     if x0.shape[-1] % k or x0.shape[-2] % k or y.shape != (*x0.shape[:2], x0.shape[2] // k, x0.shape[3] // k):
-        raise ValueError(f"pool reverse: input {tuple(x0.shape)} and target {tuple(y.shape)} do not fit windows of {k}")
+        raise ValueError(
+            f"pool reverse: input {tuple(x0.shape)} and target {tuple(y.shape)} do not fit windows of {k}")
     return k
 
 # %% ../nbs/09_frpt.ipynb
@@ -204,7 +217,8 @@ def pool_reverse(pool: nn.Module,   # a non-overlapping MaxPool2d or AvgPool2d
     "The input nearest `x0` that `pool` (MaxPool2d or AvgPool2d, non-overlapping) maps to `y`."
     k = _pool_kernel(pool, x0, y)
     w, t = _windows(x0, k), y[..., None]
-    if isinstance(pool, nn.AvgPool2d):        # y = window sum / d (d = k*k, or divisor_override): add the same to each
+    # y = window sum / d (d = k*k, or divisor_override): add the same to each
+    if isinstance(pool, nn.AvgPool2d):
         d = pool.divisor_override or k * k
         w = w + (t * d - w.sum(-1, keepdim=True)) / (k * k)
     elif isinstance(pool, nn.MaxPool2d):
@@ -217,9 +231,11 @@ def pool_reverse(pool: nn.Module,   # a non-overlapping MaxPool2d or AvgPool2d
 # %% ../nbs/09_frpt.ipynb
 def gap_reverse(x0: torch.Tensor,         # the forward map (B, C, H, W)
                 y: torch.Tensor,          # the channel averages to reach (B, C)
-                broadcast: bool = False,  # return `y` at every position instead of the nearest map (the authors' code)
+                # return `y` at every position instead of the nearest map (the authors' code)
+                broadcast: bool = False,
                ) -> torch.Tensor:
-    "The map nearest `x0` (B, C, H, W) whose global average is `y` (B, C); `broadcast`: `y` at every position, as FR-PT's code."
+    """The map nearest `x0` (B, C, H, W) whose global average is `y` (B, C); `broadcast`: `y` at every
+    position, as FR-PT's code."""
     if y.shape != x0.shape[:2]: raise ValueError(f"gap_reverse: target {tuple(y.shape)} does not fit the map "
                                                  f"{tuple(x0.shape)}")
     if broadcast: return y[:, :, None, None].expand_as(x0).contiguous()
@@ -235,12 +251,14 @@ def bn_reverse(bn: nn.BatchNorm2d,  # the BatchNorm2d, in eval mode
     view = lambda t: t.detach().to(y.dtype)[None, :, None, None]
     gamma = view(bn.weight) if bn.affine else torch.ones_like(view(bn.running_var))
     beta = view(bn.bias) if bn.affine else torch.zeros_like(gamma)
-    x = (y - beta) * torch.sqrt(view(bn.running_var) + bn.eps) / torch.where(gamma.abs() < 1e-4, torch.ones_like(gamma), gamma) + view(bn.running_mean)
+    x = (y - beta) * torch.sqrt(view(bn.running_var) + bn.eps) / torch.where(
+        gamma.abs() < 1e-4, torch.ones_like(gamma), gamma) + view(bn.running_mean)
     return torch.where(gamma.abs() < 1e-4, torch.zeros_like(x), x)
 
 # %% ../nbs/09_frpt.ipynb
 def _conv_why(conv: nn.Conv2d, method: str = 'cg') -> str | None:
-    "Why `conv` has no reverse here by `method`, or None: only stride 1, dilation 1, one group and zero padding have one."
+    """Why `conv` has no reverse here by `method`, or None: only stride 1, dilation 1, one group and zero
+    padding have one."""
     bad = [n for n, v, ok in (('stride', conv.stride, (1, 1)), ('dilation', conv.dilation, (1, 1)), ('groups', conv.groups, 1))
            if v != ok]
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros': bad.append('padding mode')
@@ -270,7 +288,8 @@ def _conv_target(conv, y):
 def conv_matrix(conv: nn.Conv2d,  # the convolution
                 in_shape: tuple,  # the shape (C, H, W) of one input
                ) -> torch.Tensor:
-    "The dense matrix (C_out*H_out*W_out, C_in*H*W) of `conv` without its bias, for inputs of `in_shape` (C, H, W)."
+    """The dense matrix (C_out*H_out*W_out, C_in*H*W) of `conv` without its bias, for inputs of `in_shape`
+    (C, H, W)."""
     n = math.prod(in_shape)
     eye = torch.eye(n, dtype=conv.weight.dtype, device=conv.weight.device).reshape(n, *in_shape)
     with torch.no_grad(): cols = F.conv2d(eye, conv.weight, None, 1, conv.padding)
@@ -304,7 +323,8 @@ def conv_reverse_cg(conv: nn.Conv2d,     # the convolution (stride 1, dilation 1
     op, rhs = ((lambda u: A(At(u))), r) if shrink else ((lambda v: At(A(v))), At(r))
     dims = tuple(range(1, rhs.ndim))
     dot = lambda a, b: (a * b).sum(dims, keepdim=True)
-    tiny = torch.finfo(x0.dtype).tiny                                    # (1e-300 would be 0 in float32: 0 / 0)
+    # (1e-300 would be 0 in float32: 0 / 0)
+    tiny = torch.finfo(x0.dtype).tiny
     sol = torch.zeros_like(rhs); res = rhs.clone(); d = res.clone(); rr = dot(res, res)
     stop = tol ** 2 * dot(rhs, rhs).clamp_min(tiny)                      # |residual| <= tol |rhs|
     for _ in range(iters):
@@ -321,7 +341,8 @@ def conv_reverse_cg(conv: nn.Conv2d,     # the convolution (stride 1, dilation 1
 def conv_reverse_fft(conv: nn.Conv2d,     # the convolution (padding 0, stride 1, dilation 1, one group)
                      x0: torch.Tensor,    # the forward input, the point the answer stays nearest
                      y: torch.Tensor,     # the output to reach
-                     rtol: float = 1e-7,  # singular values below rtol x the largest, per frequency, count as zero
+                     # singular values below rtol x the largest, per frequency, count as zero
+                     rtol: float = 1e-7,
                     ) -> torch.Tensor:
     "The reverse of `conv` (no padding) by one small solve per spatial frequency of the circular problem."
     _check_conv(conv, x0, y, 'fft')
@@ -330,7 +351,8 @@ def conv_reverse_fft(conv: nn.Conv2d,     # the convolution (padding 0, stride 1
     Nh, Nw = H + 2 * ph, W + 2 * pw
     yt = _conv_target(conv, y)
     canvas = torch.zeros(B, yt.shape[1], Nh, Nw, dtype=x0.dtype, device=x0.device)
-    canvas[:, :, :yt.shape[2], :yt.shape[3]] = yt                        # outputs that do not wrap; zeros where they do
+    # outputs that do not wrap; zeros where they do
+    canvas[:, :, :yt.shape[2], :yt.shape[3]] = yt
     xp = F.pad(x0, (pw, pw, ph, ph))
     What = torch.fft.rfft2(conv.weight.detach().to(x0.dtype), s=(Nh, Nw))  # (C_out, C_in, Nh, Nw//2+1)
     M = What.conj().permute(2, 3, 0, 1)                                    # per frequency: (C_out, C_in)
@@ -338,7 +360,8 @@ def conv_reverse_fft(conv: nn.Conv2d,     # the convolution (padding 0, stride 1
     Y = torch.fft.rfft2(canvas).permute(2, 3, 1, 0)
     X = X0 + torch.linalg.pinv(M, rtol=rtol) @ (Y - M @ X0)
     x = torch.fft.irfft2(X.permute(3, 2, 0, 1), s=(Nh, Nw))[:, :, ph:ph + H, pw:pw + W].contiguous()
-    return torch.where(_reached(yt - F.conv2d(x0, conv.weight.detach().to(x0.dtype), None, 1, conv.padding), yt).reshape(-1, 1, 1, 1), x0, x)
+    return torch.where(
+        _reached(yt - F.conv2d(x0, conv.weight.detach().to(x0.dtype), None, 1, conv.padding), yt).reshape(-1, 1, 1, 1), x0, x)
 
 # %% ../nbs/09_frpt.ipynb
 def _pre_activation(block: nn.Module):
@@ -347,13 +370,15 @@ def _pre_activation(block: nn.Module):
     if isinstance(block, BasicBlock):
         inner = lambda z: block.bn2(block.conv2(block.relu(block.bn1(block.conv1(z)))))
     elif isinstance(block, Bottleneck):
-        inner = lambda z: block.bn3(block.conv3(block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(z))))))))
+        inner = lambda z: block.bn3(
+            block.conv3(block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(z))))))))
     else: return block
     return lambda z: inner(z) + (block.downsample(z) if block.downsample is not None else z)
 
 # %% ../nbs/09_frpt.ipynb
 def _gauss_newton(f1, z: torch.Tensor, t: torch.Tensor, iters: int, m: int, n: int) -> torch.Tensor:
-    "Damped Gauss-Newton from `z` toward f1(z) = t per sample (a least-squares step, at most 10 long, shortened until the residual falls)."
+    """Damped Gauss-Newton from `z` toward f1(z) = t per sample (a least-squares step, at most 10 long,
+    shortened until the residual falls)."""
     from torch.func import jacrev, vmap
     jac = vmap(jacrev(f1))
     for _ in range(iters):
@@ -362,10 +387,12 @@ def _gauss_newton(f1, z: torch.Tensor, t: torch.Tensor, iters: int, m: int, n: i
             r = (t - fz).flatten(1)
             if (r.norm(dim=1) <= 1e-6 * t.flatten(1).norm(dim=1).clamp_min(1e-12)).all(): break
             J = jac(z).reshape(len(z), m, n)
-            d = torch.linalg.lstsq(J.cpu().double(), r.cpu().double()[..., None], driver='gelsd').solution[..., 0].to(z)
+            d = torch.linalg.lstsq(J.cpu().double(),
+                                   r.cpu().double()[..., None], driver='gelsd').solution[..., 0].to(z)
             d = d * (10 / d.norm(dim=1, keepdim=True).clamp_min(10))          # step norm at most 10
             base, step = r.norm(dim=1), torch.ones(len(z), 1, device=z.device, dtype=z.dtype)
-            for _ in range(8):                                                # shorten until the residual falls
+            # shorten until the residual falls
+            for _ in range(8):
                 cand = z + (step * d).reshape(z.shape)
                 worse = (t - vmap(f1)(cand)).flatten(1).norm(dim=1) > base
                 if not worse.any(): break
@@ -376,7 +403,8 @@ def _gauss_newton(f1, z: torch.Tensor, t: torch.Tensor, iters: int, m: int, n: i
 # %% ../nbs/09_frpt.ipynb
 def _anchored_gauss_newton(fwd, z0: torch.Tensor, t: torch.Tensor, steps: int = 3, cg_iters: int = 20,
                            damping: float = 1.0, tol: float = 1e-6) -> torch.Tensor:
-    "Gauss-Newton from `z0` toward fwd(z) = t, each step min |J d - r|^2 + lam |z + d - z0|^2 by CG on J^T J + lam, J never formed."
+    """Gauss-Newton from `z0` toward fwd(z) = t, each step min |J d - r|^2 + lam |z + d - z0|^2 by CG on J^T
+    J + lam, J never formed."""
     from torch.func import jvp, vjp
     dims = tuple(range(1, z0.ndim))
     dot = lambda a, b: (a * b).sum(dims, keepdim=True)
@@ -390,7 +418,8 @@ def _anchored_gauss_newton(fwd, z0: torch.Tensor, t: torch.Tensor, steps: int = 
             Jv = lambda v: jvp(fwd, (z,), (v,))[1].detach()
             JtJ = lambda v: pull(Jv(v))[0].detach()
             g = pull(r)[0].detach()                                              # J^T r
-            lam = damping * dot(Jv(g), Jv(g)) / dot(g, g).clamp_min(1e-30)      # relative to the curvature along J^T r
+            # relative to the curvature along J^T r
+            lam = damping * dot(Jv(g), Jv(g)) / dot(g, g).clamp_min(1e-30)
             b = g - lam * (z - z0)
             d = torch.zeros_like(z); res = b.clone(); p = res.clone(); rr = dot(res, res)
             for _ in range(cg_iters):
@@ -401,7 +430,8 @@ def _anchored_gauss_newton(fwd, z0: torch.Tensor, t: torch.Tensor, steps: int = 
                 p = res + rr / rr_old.clamp_min(1e-30) * p
             base, step = norm(r), torch.ones_like(lam)
             with torch.no_grad():
-                for _ in range(8):                                               # halve until the residual falls
+                # halve until the residual falls
+                for _ in range(8):
                     cand = z + step * d
                     better = norm(t - fwd(cand)) < base
                     if better.all(): break
@@ -411,7 +441,8 @@ def _anchored_gauss_newton(fwd, z0: torch.Tensor, t: torch.Tensor, steps: int = 
 
 # %% ../nbs/09_frpt.ipynb
 def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, iters: int, lr: float) -> torch.Tensor:
-    "Adam on the relative squared error of block(z) to t, z kept within 100 |z0| of z0: for maps too large for a Jacobian."
+    """Adam on the relative squared error of block(z) to t, z kept within 100 |z0| of z0: for maps too large
+    for a Jacobian."""
     radius = 100 * z0.flatten(1).norm(dim=1).clamp_min(1e-6)
     tn = t.flatten(1).norm(dim=1).clamp_min(1e-12) ** 2
     with torch.enable_grad():                       # also under reconstruct_targets' no_grad
@@ -423,24 +454,29 @@ def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Ten
             opt.step()
             with torch.no_grad():
                 d = (z - z0).flatten(1)
-                z.copy_(z0 + (d * (radius / d.norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None]).reshape(z.shape))
+                z.copy_(
+                    z0 + (d * (radius / d.norm(dim=1).clamp_min(1e-12)).clamp(max=1)[:, None]).reshape(z.shape))
     return z.detach()
 
 # %% ../nbs/09_frpt.ipynb
 def _block_method(n: int, m: int, max_jacobian: float = 5e7) -> str:
-    "How a block of n inputs and m outputs per sample is solved: 'gauss_newton' while its Jacobian fits, else 'anchored'."
+    """How a block of n inputs and m outputs per sample is solved: 'gauss_newton' while its Jacobian fits,
+    else 'anchored'."""
     return 'gauss_newton' if n * m <= max_jacobian else 'anchored'
 
 # %% ../nbs/09_frpt.ipynb
 def block_reverse(block: nn.Module,           # the block (a residual block, or any module), in eval mode
                   z0: torch.Tensor,           # the forward input, the point the answer stays nearest
                   t: torch.Tensor,            # the output to reach
-                  iters: int = 20,            # Gauss-Newton iterations (the VJP solve takes 10x as many Adam steps)
+                  # Gauss-Newton iterations (the VJP solve takes 10x as many Adam steps)
+                  iters: int = 20,
                   method: str = 'auto',       # 'auto', 'gauss_newton', 'anchored' (damped toward z0) or 'vjp'
-                  max_jacobian: float = 5e7,  # 'auto' takes 'anchored' when the Jacobian has more entries than this
+                  # 'auto' takes 'anchored' when the Jacobian has more entries than this
+                  max_jacobian: float = 5e7,
                   lr: float = 1e-2,           # the VJP solve's Adam learning rate
                  ) -> torch.Tensor:
-    "An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve for large maps."
+    """An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve
+    for large maps."""
     from torch.func import functional_call
     with torch.no_grad(): out = block(z0[:1])
     if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
@@ -452,7 +488,8 @@ def block_reverse(block: nn.Module,           # the block (a residual block, or 
         raise ValueError(f"method must be 'auto', 'gauss_newton', 'anchored' or 'vjp', got {method!r}")
     params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
     fwd = _pre_activation(block)
-    if fwd is not block:        # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
+    # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
+    if fwd is not block:
         with torch.no_grad(): t = _relu_reverse(fwd(z0), t)
     mod = block
     f1 = (lambda z: functional_call(mod, params, (z[None],))[0]) if fwd is mod else (lambda z: fwd(z[None])[0])
@@ -468,11 +505,13 @@ def block_reverse(block: nn.Module,           # the block (a residual block, or 
 
 # %% ../nbs/09_frpt.ipynb
 def _steps(model) -> list:
-    "The forward pass of an FMCEClassifier as [(name, module)], ending with its last linear layer (flatten after global pooling implied)."
+    """The forward pass of an FMCEClassifier as [(name, module)], ending with its last linear layer (flatten
+    after global pooling implied)."""
     net = model.net
     if model.arch == 'small_cnn':
         steps = [(f'net.features.{i}.{j}', m) for i, blk in enumerate(net.features) for j, m in enumerate(blk)]
-    elif model.arch == 'simple_cnn':           # every layer its own step: the pre-activations conv1..3, fc1 are named
+    # every layer its own step: the pre-activations conv1..3, fc1 are named
+    elif model.arch == 'simple_cnn':
         return [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'act1', 'pool1', 'conv2', 'act2', 'pool2', 'conv3', 'act3',
                                                          'flatten', 'fc1', 'act4', 'fc2')]
     elif model.arch in ('resnet18', 'resnet34', 'resnet18_smallstem'):
@@ -485,17 +524,20 @@ def _steps(model) -> list:
 
 # %% ../nbs/09_frpt.ipynb
 def _last_steps(steps) -> dict:
-    "{name: the step whose output is its output}: each step itself, and each container ('net.features.2') its last step."
+    """{name: the step whose output is its output}: each step itself, and each container ('net.features.2')
+    its last step."""
     last = {}
     for s, _ in steps:
         parts = s.split('.')
-        for k in range(2, len(parts)): last['.'.join(parts[:k])] = s          # later steps overwrite: the last one stays
+        # later steps overwrite: the last one stays
+        for k in range(2, len(parts)): last['.'.join(parts[:k])] = s
     return {**last, **{s: s for s, _ in steps}}
 
 # %% ../nbs/09_frpt.ipynb
 def layer_names(model,  # the classifier
                ) -> list:
-    "The names `reconstruct_targets` accepts: 'out' (the logits) and every module whose output is a step's output."
+    """The names `reconstruct_targets` accepts: 'out' (the logits) and every module whose output is a step's
+    output."""
     steps = _steps(model)
     last = _last_steps(steps)
     names = ['out']
@@ -505,7 +547,8 @@ def layer_names(model,  # the classifier
 
 # %% ../nbs/09_frpt.ipynb
 def _steps_after(model, layer: str) -> list:
-    "The steps that follow the output of `layer` ([] for 'out'); an unknown name is refused with the ones there are."
+    """The steps that follow the output of `layer` ([] for 'out'); an unknown name is refused with the ones
+    there are."""
     names = layer_names(model)
     if layer not in names: raise ValueError(f"{model.arch} has no layer {layer!r} to reconstruct at; choose "
                                             f"one of {names}")
@@ -531,12 +574,14 @@ def _check_reversible(name, m, conv_method: str = 'cg'):
 def _reverse_step(name, m, x_in, target, conv_method):
     if isinstance(m, nn.Linear): return linear_reverse(x_in, target, m.weight, m.bias)
     if isinstance(m, nn.Flatten): return target.reshape(x_in.shape)
-    if isinstance(m, nn.AdaptiveAvgPool2d):                # global pooling only: _check_reversible has refused the rest
+    # global pooling only: _check_reversible has refused the rest
+    if isinstance(m, nn.AdaptiveAvgPool2d):
         return gap_reverse(x_in, target.reshape(len(target), -1))
     if isinstance(m, nn.BatchNorm2d): return bn_reverse(m, target)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)): return pool_reverse(m, x_in, target)
     if isinstance(m, nn.Conv2d):
-        return {'fft': conv_reverse_fft, 'cg': conv_reverse_cg, 'dense': conv_reverse_dense}[conv_method](m, x_in, target)
+        return {'fft': conv_reverse_fft,
+                'cg': conv_reverse_cg, 'dense': conv_reverse_dense}[conv_method](m, x_in, target)
     if isinstance(m, (*_ACTS, nn.Identity)): return act_reverse(m, x_in, target)
     return block_reverse(m, x_in, target)
 
@@ -545,11 +590,15 @@ def _reverse_step(name, m, x_in, target, conv_method):
 def reconstruct_targets(model,                            # the pretrained classifier, in eval mode
                         x: torch.Tensor,                  # a batch of model-ready images
                         y: torch.Tensor,                  # their labels
-                        layer: str,                       # 'out' (the logits) or a name of `layer_names(model)`
-                        output_target=nearest_embedding,  # the logits the labels ask for, from (logits, labels); None: the forward feature itself
-                        conv_method: str = 'cg',          # how convolutions are reversed: 'cg', 'dense' or 'fft' (padding 0 only)
+                        # 'out' (the logits) or a name of `layer_names(model)`
+                        layer: str,
+                        # the logits the labels ask for, from (logits, labels); None: the forward feature itself
+                        output_target=nearest_embedding,
+                        # how convolutions are reversed: 'cg', 'dense' or 'fft' (padding 0 only)
+                        conv_method: str = 'cg',
                        ) -> torch.Tensor:
-    "The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of `x`; `output_target=None`: the feature itself."
+    """The target for the output of `layer` that the labels `y` ask for, solved backwards from the logits of
+    `x`; `output_target=None`: the feature itself."""
     after = _steps_after(model, layer)
     for name, m in after: _check_reversible(name, m, conv_method)   # refuse before any work
     was = model.training; model.eval()
@@ -559,7 +608,8 @@ def reconstruct_targets(model,                            # the pretrained class
             inputs.append(h)
             h = m(h)
             if isinstance(m, nn.AdaptiveAvgPool2d): h = torch.flatten(h, 1)
-        if output_target is None: return inputs[len(steps) - len(after)] if after else h     # the anchoring control
+        # the anchoring control
+        if output_target is None: return inputs[len(steps) - len(after)] if after else h
         target = output_target(h, y)
         walk = list(zip(steps, inputs))[len(steps) - len(after):]
         for (name, m), x_in in reversed(walk): target = _reverse_step(name, m, x_in, target, conv_method)
@@ -569,11 +619,13 @@ def reconstruct_targets(model,                            # the pretrained class
 # %% ../nbs/09_frpt.ipynb
 def reverse_plan(model,                      # the classifier
                  layer: str,                 # 'out' or a name of `layer_names(model)`
-                 conv_method: str = 'cg',    # how convolutions are reversed: 'cg', 'dense' or 'fft' (padding 0 only)
+                 # how convolutions are reversed: 'cg', 'dense' or 'fft' (padding 0 only)
+                 conv_method: str = 'cg',
                  size: int = 32,             # the input side, for the block solves that depend on map size
                  max_jacobian: float = 5e7,  # as in `block_reverse`: where 'auto' takes 'anchored'
                 ) -> list:
-    "The steps `reconstruct_targets` reverses to reach `layer`, from the logits down, each as 'name (operator)'."
+    """The steps `reconstruct_targets` reverses to reach `layer`, from the logits down, each as 'name
+    (operator)'."""
     after = _steps_after(model, layer)
     if not after: return []
     conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
@@ -590,8 +642,11 @@ def reverse_plan(model,                      # the classifier
         if isinstance(m, nn.Linear): return 'linear solve' if n >= k else 'linear least squares'
         if isinstance(m, nn.Conv2d): return f'conv, {conv_method}'
         if isinstance(m, nn.AdaptiveAvgPool2d): return 'global pool, projection'
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d, nn.Flatten, *_ACTS)): return type(m).__name__
-        return {'gauss_newton': 'block, Gauss-Newton', 'anchored': 'block, anchored Gauss-Newton'}[_block_method(n, k, max_jacobian)]
+        if isinstance(m,
+                      (nn.MaxPool2d, nn.AvgPool2d,
+                       nn.BatchNorm2d, nn.Flatten, *_ACTS)): return type(m).__name__
+        return {'gauss_newton': 'block, Gauss-Newton',
+                'anchored': 'block, anchored Gauss-Newton'}[_block_method(n, k, max_jacobian)]
     return [f"{name} ({kind(name, m)})" for name, m in reversed(after) if not isinstance(m, (nn.Flatten, nn.Identity))]
 
 # %% ../nbs/09_frpt.ipynb
@@ -602,16 +657,19 @@ from .runs import read_json, read_npy, weights_hash
 
 def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str, augment_seed: int | None = None) -> dict:
     cfg = run.config
-    return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)), 'dataset': cfg.dataset,
+    return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)),
+            'dataset': cfg.dataset,
             'n_train': cfg.n_train, 'subset_seed': cfg.data_seed, 'size': cfg.size, 'layer': layer,
             'output_target': output_target, 'conv_method': conv_method, 'augment_seed': augment_seed}
 
 # %% ../nbs/09_frpt.ipynb
 class TargetStore:
-    "FR-PT targets of one layer for every training image of a run: `targets.npy` (memory-mapped) and `meta.json`."
+    """FR-PT targets of one layer for every training image of a run: `targets.npy` (memory-mapped) and
+    `meta.json`."""
     def __init__(self,
                  path,                        # the folder `TargetStore.build` wrote
-                 expect: dict | None = None,  # the identity the store must have (model, layer, data...); a mismatch is refused
+                 # the identity the store must have (model, layer, data...); a mismatch is refused
+                 expect: dict | None = None,
                 ):
         self.path = Path(path)
         if not (self.path/'meta.json').exists():
@@ -639,19 +697,23 @@ class TargetStore:
         return torch.from_numpy(np.ascontiguousarray(self.images[idx]))
 
 # %% ../nbs/09_frpt.ipynb
-OUTPUT_TARGETS = {'nearest': nearest_embedding, 'max_assign': max_assign, 'one_hot': lambda z, y: one_hot(y, z.shape[1]),
-                  'forward': None}          # 'forward': the pretrained model's own feature (the anchoring control)
+OUTPUT_TARGETS = {'nearest': nearest_embedding, 'max_assign': max_assign,
+                  'one_hot': lambda z, y: one_hot(y, z.shape[1]),
+                  # 'forward': the pretrained model's own feature (the anchoring control)
+                  'forward': None}
 
 # %% ../nbs/09_frpt.ipynb
 def _open_partial(path: Path, ident: dict, shape: tuple, image_shape: tuple | None) -> tuple:
-    "(rows done, seconds spent, targets memmap, images memmap or None) of a store being built: resumed where its progress matches `ident`."
+    """(rows done, seconds spent, targets memmap, images memmap or None) of a store being built: resumed
+    where its progress matches `ident`."""
     part, prog, ipart = path/'targets.partial.npy', path/'progress.json', path/'images.partial.npy'
     if part.exists() and prog.exists() and json.loads(prog.read_text())['identity'] == ident:
         p = json.loads(prog.read_text())
         return (p['rows'], p.get('seconds', 0.0), np.load(part, mmap_mode='r+'),
                 np.load(ipart, mmap_mode='r+') if image_shape is not None else None)
     mm = np.lib.format.open_memmap(part, mode='w+', dtype=np.float32, shape=shape)
-    im = np.lib.format.open_memmap(ipart, mode='w+', dtype=np.float32, shape=image_shape) if image_shape is not None else None
+    im = np.lib.format.open_memmap(ipart, mode='w+',
+                                   dtype=np.float32, shape=image_shape) if image_shape is not None else None
     return 0, 0.0, mm, im
 
 # %% ../nbs/09_frpt.ipynb
@@ -697,7 +759,8 @@ def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, out
 
 # %% ../nbs/09_frpt.ipynb
 class FRPTObjective:
-    "FR-PT's post-training objective: CE + w * MSE(feature of `layer`, its stored target), downstream of `layer` frozen."
+    """FR-PT's post-training objective: CE + w * MSE(feature of `layer`, its stored target), downstream of
+    `layer` frozen."""
     def __init__(self,
                  store: TargetStore,  # the targets of `layer`, over the post-training images
                  pretrained,          # the pretrained run, whose weights the post-training starts from
@@ -715,8 +778,10 @@ class FRPTObjective:
     def __call__(self, model, x, y, idx):
         from fmce_nb.models import FeatureTap
         for m in self.frozen: m.eval()                       # frozen BatchNorm keeps its running statistics
-        if self.store.images is not None:                    # the stored augmentation draw the targets were computed from
-            x = torch.empty_like(x).copy_(self.store.image(idx))            # (empty_like keeps x's memory format)
+        # the stored augmentation draw the targets were computed from
+        if self.store.images is not None:
+            # (empty_like keeps x's memory format)
+            x = torch.empty_like(x).copy_(self.store.image(idx))
         if self.layer == 'out': out = model(x); feat = out
         else:
             with FeatureTap(model, self.layer) as tap: out = model(x)
@@ -735,7 +800,8 @@ class FRPTObjective:
 def spec(self: FRPTObjective) -> dict:
     ident = self.store.meta['identity']
     return {'name': 'frpt', 'alpha': self.alpha, 'layer': self.layer, 'pretrained': ident['run'],
-            'weights': ident['weights'], 'output_target': ident['output_target'], 'conv_method': ident['conv_method'],
+            'weights': ident['weights'], 'output_target': ident['output_target'],
+            'conv_method': ident['conv_method'],
             'augment_seed': ident.get('augment_seed')}
 
 # %% ../nbs/09_frpt.ipynb
@@ -749,7 +815,8 @@ def prepare(self: FRPTObjective,
     if len(loader.data) != len(self.store):
         raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for "
                          f"{len(self.store)}: "
-                         f"post-train on the store's data (dataset {ident['dataset']}, n_train {ident['n_train']}, "
+                         f"post-train on the store's data (dataset {ident['dataset']}, n_train "
+                         f"{ident['n_train']}, "
                          f"subset_seed {ident['subset_seed']})")
     model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
     self.frozen = [m for _, m in _steps_after(model, self.layer)]
@@ -763,7 +830,8 @@ def target_shift(store: TargetStore,     # a built target store
                  batch_size: int = 256,  # images per forward pass
                  device='cpu',           # where the forward passes run
                 ) -> dict:
-    "{'moved', 'distance', 'distance_moved'}: the share of targets that differ from `run`'s own features of the same images, and |t - f| / |f|."
+    """{'moved', 'distance', 'distance_moved'}: the share of targets that differ from `run`'s own features of
+    the same images, and |t - f| / |f|."""
     from fmce_nb.data import DeviceLoader
     ident = store.meta['identity']
     data = run.config.split(train=True)
@@ -774,7 +842,8 @@ def target_shift(store: TargetStore,     # a built target store
         idx = torch.arange(i * batch_size, i * batch_size + len(y))
         if store.images is not None: x = store.image(idx).to(x.device)
         f = reconstruct_targets(model, x, y, layer, None).flatten(1).float()
-        d.append(((store[idx].to(f.device).flatten(1) - f).norm(dim=1) / f.norm(dim=1).clamp_min(1e-12)).cpu())
+        d.append(
+            ((store[idx].to(f.device).flatten(1) - f).norm(dim=1) / f.norm(dim=1).clamp_min(1e-12)).cpu())
     d = torch.cat(d)
     moved = d > 1e-6
     return {'moved': float(moved.float().mean()), 'distance': float(d.mean()),

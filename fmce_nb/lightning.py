@@ -12,7 +12,8 @@ import torch
 from fastcore.basics import patch
 try: import lightning.pytorch as pl
 except ImportError as e:
-    raise ImportError("fmce_nb.lightning needs the lightning package: pip install 'fmce_nb[lightning]'") from e
+    raise ImportError(
+        "fmce_nb.lightning needs the lightning package: pip install 'fmce_nb[lightning]'") from e
 from lightning.pytorch.utilities import rank_zero_warn
 
 from .cqi import ConvergenceMonitor, Markers, NotConvergedError
@@ -24,7 +25,8 @@ __all__ = ['FMCECallback']
 
 # %% ../nbs/13_lightning.ipynb
 class FMCECallback(pl.Callback):
-    "FMCE for a Lightning Trainer: epoch losses, CQI logged, a stop at E_K, the marker checkpoints kept, the markers written."
+    """FMCE for a Lightning Trainer: epoch losses, CQI logged, a stop at E_K, the marker checkpoints kept,
+    the markers written."""
     def __init__(self, dirpath,                 # where the per-epoch checkpoints go
                  K: int = 10,                   # how many markers (phases)
                  mu: float = 1e-4,              # the convergence threshold on CQI
@@ -44,7 +46,8 @@ class FMCECallback(pl.Callback):
 
     @property
     def markers(self) -> Markers:
-        "The epoch markers of the losses recorded so far (a NotConvergedError, with the smallest CQI, if none converged)."
+        """The epoch markers of the losses recorded so far (a NotConvergedError, with the smallest CQI, if
+        none converged)."""
         return self.monitor.markers(self.on_no_convergence)
 
     def __repr__(self): return f"FMCECallback({self.monitor!r}, {self.checkpoints!r})"
@@ -53,7 +56,9 @@ class FMCECallback(pl.Callback):
 def _batch_size(batch) -> int:
     "The number of samples in a batch: a tensor, or the first tensor of a tuple, list or dict."
     if isinstance(batch, torch.Tensor): return len(batch)
-    first = next(iter(batch.values() if isinstance(batch, Mapping) else batch), None) if isinstance(batch, (Mapping, list, tuple)) else None
+    first = next(
+        iter(batch.values() if isinstance(batch, Mapping) else batch),
+        None) if isinstance(batch, (Mapping, list, tuple)) else None
     return len(first) if isinstance(first, torch.Tensor) else 1
 
 # %% ../nbs/13_lightning.ipynb
@@ -100,7 +105,8 @@ def on_train_epoch_end(self: FMCECallback,
     trainer.save_checkpoint(tmp, weights_only=True)                 # every rank calls it; rank 0 writes
     if trainer.is_global_zero:
         os.replace(tmp, path)
-        self.checkpoints.keep_markers(self.monitor, also=[epoch] if self.keep_last else [])   # nothing before convergence
+        # nothing before convergence
+        self.checkpoints.keep_markers(self.monitor, also=[epoch] if self.keep_last else [])
     if self.stop and stop: trainer.should_stop = True
 
 # %% ../nbs/13_lightning.ipynb

@@ -30,7 +30,8 @@ class SmallCNN(nn.Module):
 
 # %% ../nbs/01_models.ipynb
 class SimpleCNN(nn.Module):
-    "FR-PT's SimpleCNN v2: conv 5x5, 3x3, 3x3 (10 channels, no padding) with ReLU, max-pool after two, fc 160-128-classes."
+    """FR-PT's SimpleCNN v2: conv 5x5, 3x3, 3x3 (10 channels, no padding) with ReLU, max-pool after two, fc
+    160-128-classes."""
     def __init__(self, num_classes: int = 10,  # the classes of the last fc layer
                  width: int = 10,         # every convolution's channels (the authors': 10)
                  hidden: int = 128,       # the hidden fc layer's units
@@ -71,19 +72,22 @@ def _simple_cnn(weights=None, num_classes=10): return SimpleCNN(num_classes)
 
 # %% ../nbs/01_models.ipynb
 def _torchvision(name: str):
-    "torchvision's constructor `name`, imported when a model is built: importing torchvision takes about a second."
+    """torchvision's constructor `name`, imported when a model is built: importing torchvision takes about a
+    second."""
     def build(**kw):
         import torchvision
         return getattr(torchvision.models, name)(**kw)
     return build
 
 def _small_stem(ctor):
-    "`ctor` (a torchvision constructor) with a 3x3 stride-1 first convolution and no max-pool: total stride 8."
+    """`ctor` (a torchvision constructor) with a 3x3 stride-1 first convolution and no max-pool: total stride
+    8."""
     def build(**kw):
         m = ctor(**kw)
         if hasattr(m, 'layer1'):                       # ResNet: conv1 -> bn1 -> relu -> maxpool
             m.conv1 = nn.Conv2d(3, m.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-            nn.init.kaiming_normal_(m.conv1.weight, mode='fan_out', nonlinearity='relu')   # torchvision's own init
+            # torchvision's own init
+            nn.init.kaiming_normal_(m.conv1.weight, mode='fan_out', nonlinearity='relu')
         else:                                          # ShuffleNet v2: conv1 = (conv, BN, ReLU) -> maxpool
             m.conv1[0] = nn.Conv2d(3, m.conv1[0].out_channels, 3, stride=1, padding=1, bias=False)
         m.maxpool = nn.Identity()
@@ -153,9 +157,11 @@ def build_model(arch: str,              # one of ARCHS
 
 # %% ../nbs/01_models.ipynb
 def cpu_bf16() -> bool:
-    "Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles), the condition for bf16 to pay on it."
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles), the condition for bf16 to pay
+    on it."""
     cpu = getattr(torch, 'cpu', None)
-    return any(getattr(cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
+    return any(
+        getattr(cpu, f, lambda: False)() for f in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'))
 
 # %% ../nbs/01_models.ipynb
 def bf16_pays(device,  # a torch device or its name
@@ -175,7 +181,8 @@ def speed_modes(arch: str,      # one of ARCHS
                 device,         # where it trains
                 size: int = 32,  # the input's side, in px
                ) -> dict:
-    "{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` at `size` px on `device`."
+    """{'amp': bf16 autocast, 'channels_last': NHWC memory}: where they were measured to pay for `arch` at
+    `size` px on `device`."""
     check_arch(arch)
     device = torch.device(device)
     if device.type == 'cuda': return {'amp': True, 'channels_last': True}
@@ -189,10 +196,12 @@ def _check_name(model: nn.Module, name: str):
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
         raise ValueError(f"{type(model).__name__} has no module named {name!r}. "
-                         f"Closest: {close or names[:8]}. List them all with `[n for n, _ in model.named_modules()]`.")
+                         f"Closest: {close or names[:8]}. List them all with `[n for n, _ in "
+                         "model.named_modules()]`.")
 
 class FeatureTap:
-    "Capture the output of module `name` of `model` on every forward pass: `with FeatureTap(m, 'layer3') as t: m(x)`."
+    """Capture the output of module `name` of `model` on every forward pass: `with FeatureTap(m, 'layer3') as
+    t: m(x)`."""
     def __init__(self, model: nn.Module,  # the model to watch
                  name: str,           # the submodule whose output is captured, as named_modules() names it
                  detach: bool = False,  # keep the output out of the autograd graph
@@ -214,7 +223,8 @@ class _Truncated(nn.Module):
 def feature_extractor(model: nn.Module,  # the model
                       name: str,          # its submodule whose output the extractor returns
                      ) -> nn.Module:
-    "A module that maps the input of `model` to the output of its submodule `name` (torchvision FX extraction)."
+    """A module that maps the input of `model` to the output of its submodule `name` (torchvision FX
+    extraction)."""
     from torchvision.models.feature_extraction import create_feature_extractor
     _check_name(model, name)
     return _Truncated(create_feature_extractor(model, return_nodes={name: 'out'}), 'out')

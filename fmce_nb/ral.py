@@ -34,25 +34,30 @@ def ral_loss(task_logits,              # the classifier's logits, (batch, classe
              raf: float,               # the weight of the task loss; 1 - RAF weighs the FMCS loss
              target: int | None = None,  # the FMCS class pushed toward, 0-based (default K - 1: FMCS K)
             ) -> torch.Tensor:
-    "RAF * CE(task_logits, targets) + (1 - RAF) * CE(fmcs_logits, target): class index `target` (default K - 1, FMCS K)."
+    """RAF * CE(task_logits, targets) + (1 - RAF) * CE(fmcs_logits, target): class index `target` (default K
+    - 1, FMCS K)."""
     raf = check_raf(raf)
     loss = 0.0
     if raf > 0: loss = raf * F.cross_entropy(task_logits, targets)
     if raf < 1:
         K = fmcs_logits.shape[1]
         target = K - 1 if target is None else int(target)
-        if not 0 <= target < K: raise ValueError(f"the FMCS target is a class index in [0, {K}), got {target}")
+        if not 0 <= target < K: raise ValueError(
+            f"the FMCS target is a class index in [0, {K}), got {target}")
         pushed = torch.full((len(fmcs_logits),), target, dtype=torch.long, device=fmcs_logits.device)
         loss = loss + (1 - raf) * F.cross_entropy(fmcs_logits, pushed)
     return loss
 
 # %% ../nbs/07_ral.ipynb
 class RAL:
-    "FMCE-Net++'s objective: RAF x the task's cross-entropy + (1 - RAF) x the frozen FMCE-Net's loss towards FMCS K."
+    """FMCE-Net++'s objective: RAF x the task's cross-entropy + (1 - RAF) x the frozen FMCE-Net's loss
+    towards FMCS K."""
     def __init__(self, fmce_net: FMCENet,           # the oracle, frozen here
                  raf: float,                        # the weight of the task loss, in [0, 1]
-                 feature_shape: tuple | None = None,  # the maps' (C, H, W) the oracle was trained on, checked per batch
-                 target_fmcs: int | None = None,    # the FMCS (1..K) the maps are pushed toward (default K; 1 is a control)
+                 # the maps' (C, H, W) the oracle was trained on, checked per batch
+                 feature_shape: tuple | None = None,
+                 # the FMCS (1..K) the maps are pushed toward (default K; 1 is a control)
+                 target_fmcs: int | None = None,
                 ):
         self.raf = check_raf(raf)
         self.net = fmce_net.eval().requires_grad_(False)
@@ -64,7 +69,8 @@ class RAL:
 
     def spec(self) -> dict:
         s = {'name': 'ral', 'raf': self.raf, 'fmce_net': self.net_hash, 'K': self.net.K}
-        if self.target_fmcs != self.net.K: s['target_fmcs'] = self.target_fmcs   # at the default, ids stay as they were
+        # at the default, ids stay as they were
+        if self.target_fmcs != self.net.K: s['target_fmcs'] = self.target_fmcs
         return s
 
     def __repr__(self):
@@ -85,7 +91,8 @@ def prepare(self: RAL,
     model.train(was)
     want = self.feature_shape or (self.net.in_channels,)
     if shape[:len(want)] != want:
-        raise ValueError(f"the backbone's feature map is {shape} but the FMCE-Net was trained on maps of shape {want}: "
+        raise ValueError(f"the backbone's feature map is {shape} but the FMCE-Net was trained on maps of "
+                         f"shape {want}: "
                          f"use the FMCE-Net of the same dataset, backbone and input size ({model.arch}, "
                          f"{loader.size}px here)")
 
@@ -94,8 +101,10 @@ def prepare(self: RAL,
 def __call__(self: RAL, model, x, y, idx=None):
     m = getattr(model, '_orig_mod', model)                      # a torch.compile'd model: its module
     if not hasattr(m, 'features'):
-        raise NotImplementedError(f"RAL needs the classifier's features and head, and a {type(m).__name__} wrapper "
-                                  "hides them. Train FMCE-Net++ runs in one process (no DistributedDataParallel).")
+        raise NotImplementedError(f"RAL needs the classifier's features and head, and a {type(m).__name__} "
+                                  "wrapper "
+                                  "hides them. Train FMCE-Net++ runs in one process (no "
+                                  "DistributedDataParallel).")
     f = m.features(x)
     task = m.head(f) if self.raf > 0 else None
     fmcs = self.net(f) if self.raf < 1 else None

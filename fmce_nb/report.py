@@ -55,17 +55,22 @@ RECORD_VERSION = 2
 NUMBER, OPT_NUMBER, INTEGER = {'type': 'number'}, {'type': ['number', 'null']}, {'type': 'integer'}
 
 # %% ../nbs/10_report.ipynb
-RUN_SCHEMA = {'type': 'object', 'required': ['id', 'config', 'objective', 'num_classes', 'n_train', 'n_test', 'top1',
+RUN_SCHEMA = {'type': 'object',
+              'required': ['id', 'config', 'objective', 'num_classes', 'n_train', 'n_test', 'top1',
                                              'epochs_done', 'env'],
               'properties': {'config': {'type': 'object', 'required': ['dataset', 'arch', 'epochs', 'size', 'seed']},
                              'top1': NUMBER, 'num_classes': INTEGER, 'epochs_done': INTEGER}}
 
 # %% ../nbs/10_report.ipynb
 MARKERS_SCHEMA = {
-    'type': 'object', 'required': ['settings', 'e0', 'markers', 'ek', 'converged', 'G', 'mu', 'K', 'min_cqi', 'min_cqi_epoch'],
-    'properties': {'markers': {'type': 'array', 'items': INTEGER, 'minItems': 2}, 'e0': INTEGER, 'ek': INTEGER,
+    'type': 'object', 'required': ['settings', 'e0', 'markers', 'ek', 'converged', 'G', 'mu',
+                                   'K', 'min_cqi', 'min_cqi_epoch'],
+    'properties': {'markers': {'type': 'array', 'items': INTEGER, 'minItems': 2}, 'e0': INTEGER,
+                   'ek': INTEGER,
                    'converged': {'type': 'boolean'}, 'mu': NUMBER, 'K': INTEGER, 'min_cqi': OPT_NUMBER,
-                   'settings': {'type': 'object', 'required': ['K', 'mu', 'smoothing', 'alpha', 'window', 'on_no_convergence']}}}
+                   'settings': {'type': 'object',
+                                'required': ['K', 'mu', 'smoothing', 'alpha',
+                                             'window', 'on_no_convergence']}}}
 
 # %% ../nbs/10_report.ipynb
 METRICS_SCHEMA = {'type': 'object', 'required': ['accuracy', 'precision', 'recall', 'f1', 'n'],
@@ -76,11 +81,14 @@ def record_schema(experiment: str,   # the experiment's name
                   required: list,    # the fields of its own that every record has
                   properties: dict,  # their JSON schemas
                  ) -> dict:
-    "The JSON schema of `experiment`'s record: the fields every record has, and `required` with their `properties`."
+    """The JSON schema of `experiment`'s record: the fields every record has, and `required` with their
+    `properties`."""
     return {'type': 'object',
-            'required': ['schema_version', 'experiment', 'profile', 'params', 'provenance', 'protocol', *required],
+            'required': ['schema_version', 'experiment', 'profile', 'params',
+                         'provenance', 'protocol', *required],
             'properties': {'schema_version': {'const': RECORD_VERSION}, 'experiment': {'const': experiment},
-                           'profile': {'type': 'string'}, 'params': {'type': 'object'}, 'protocol': {'type': 'string'},
+                           'profile': {'type': 'string'}, 'params': {'type': 'object'},
+                           'protocol': {'type': 'string'},
                            'provenance': {'type': 'object', 'required': ['git_commit', 'dirty', 'clean']},
                            **properties}}
 
@@ -96,11 +104,14 @@ def check_record(record: dict,                  # the record
     "Raise `RecordError` naming every way `record` departs from its experiment's schema."
     registry = experiments() if registry is None else registry
     exp = record.get('experiment') if isinstance(record, dict) else None
-    if exp not in registry: raise RecordError(f"{where}: 'experiment' is {exp!r}, not one of {sorted(registry)}")
+    if exp not in registry: raise RecordError(
+        f"{where}: 'experiment' is {exp!r}, not one of {sorted(registry)}")
     from jsonschema import Draft202012Validator     # here, not at the top: importing it takes about a second
-    errors = sorted(Draft202012Validator(registry[exp].schema).iter_errors(record), key=lambda e: list(e.absolute_path))
+    errors = sorted(Draft202012Validator(registry[exp].schema).iter_errors(record),
+                    key=lambda e: list(e.absolute_path))
     if errors:
-        msgs = '; '.join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:200]}" for e in errors[:6])
+        msgs = '; '.join(
+            f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:200]}" for e in errors[:6])
         raise RecordError(f"{where} does not fit the {exp} record schema (version {RECORD_VERSION}): {msgs}. "
                           "Run its cell again with this version of fmce_nb.")
 
@@ -120,7 +131,8 @@ def read_record(path,  # a results.json
                ) -> dict:
     "A record read back and checked against its schema."
     try: record = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e: raise RecordError(f"{path} is not valid JSON ({e}); run its cell again") from e
+    except json.JSONDecodeError as e: raise RecordError(
+        f"{path} is not valid JSON ({e}); run its cell again") from e
     check_record(record, str(path))
     return record
 
@@ -128,7 +140,8 @@ def read_record(path,  # a results.json
 def markers_entry(mk,        # the `Markers` used
                   settings,  # the `MarkerSettings` that cut them
                  ) -> dict:
-    "The part of a record that says which markers were used: `Markers.to_dict()` without arrays, plus the settings."
+    """The part of a record that says which markers were used: `Markers.to_dict()` without arrays, plus the
+    settings."""
     from dataclasses import asdict
     d = {k: v for k, v in mk.to_dict().items() if k not in ('smoothed', 'cqi', 'targets')}
     return {**d, 'settings': asdict(settings)}
@@ -170,17 +183,20 @@ def paired_diff_ci(a,                    # the values of A, one per run
                    b,                    # the values of B, paired with `a` by position
                    level: float = 0.95,  # the confidence level
                   ) -> dict:
-    "{'mean', 'ci', 'p', 'n'}: the mean of a - b over paired runs, its t-interval and the paired t-test's p-value."
+    """{'mean', 'ci', 'p', 'n'}: the mean of a - b over paired runs, its t-interval and the paired t-test's
+    p-value."""
     from scipy.stats import ttest_rel
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1: raise ValueError("paired values need equal 1-d shapes, got "
                                                            f"{a.shape} and {b.shape}")
-    if len(a) < 2: return {'mean': float((a - b).mean()) if len(a) else math.nan, 'ci': (math.nan, math.nan), 'p': math.nan, 'n': len(a)}
+    if len(a) < 2: return {'mean': float((a - b).mean()) if len(a) else math.nan,
+                           'ci': (math.nan, math.nan), 'p': math.nan, 'n': len(a)}
     if np.all(a - b == (a - b)[0]):      # no spread: the interval is the point itself
         return {'mean': float((a - b)[0]), 'ci': (float((a - b)[0]),) * 2, 'p': math.nan, 'n': len(a)}
     t = ttest_rel(a, b)
     ci = t.confidence_interval(level)
-    return {'mean': float((a - b).mean()), 'ci': (float(ci.low), float(ci.high)), 'p': float(t.pvalue), 'n': len(a)}
+    return {'mean': float((a - b).mean()), 'ci': (float(ci.low), float(ci.high)),
+            'p': float(t.pvalue), 'n': len(a)}
 
 # %% ../nbs/10_report.ipynb
 def hierarchical_ci(groups,               # per seed, the values of its items (images)
@@ -188,12 +204,15 @@ def hierarchical_ci(groups,               # per seed, the values of its items (i
                     n_boot: int = 4000,   # bootstrap resamples
                     seed: int = 0,        # seeds the bootstrap
                    ) -> tuple:
-    "(mean of the group means, (low, high)): a percentile bootstrap over groups (seeds), then items (images) within each."
+    """(mean of the group means, (low, high)): a percentile bootstrap over groups (seeds), then items
+    (images) within each."""
     groups = [np.asarray(g, dtype=float) for g in groups]
-    if not groups or any(len(g) == 0 for g in groups): raise ValueError("every group needs at least one value")
+    if not groups or any(len(g) == 0 for g in groups): raise ValueError(
+        "every group needs at least one value")
     rng = np.random.default_rng(seed)
     est = float(np.mean([g.mean() for g in groups]))
-    within = np.stack([g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(1) for g in groups])   # (groups, n_boot)
+    # (groups, n_boot)
+    within = np.stack([g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(1) for g in groups])
     pick = rng.integers(0, len(groups), size=(n_boot, len(groups)))
     stats = within[pick, np.arange(n_boot)[:, None]].mean(1)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
@@ -223,7 +242,8 @@ def paired_by_seed(by: dict,  # {method: {seed: record}}
                    base,      # method B
                    key,       # record -> the value compared
                   ) -> dict:
-    "`paired_diff_ci` of `key(record)` between methods `label` and `base` of `by` ({label: {seed: record}}), on their common seeds."
+    """`paired_diff_ci` of `key(record)` between methods `label` and `base` of `by` ({label: {seed:
+    record}}), on their common seeds."""
     seeds = sorted(set(by[label]) & set(by.get(base, {})))
     return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
 
@@ -243,7 +263,8 @@ def interval_reading(d: dict,                          # a `paired_diff_ci` resu
                      a: str = 'A',                     # the name of A
                      b: str = 'B',                     # the name of B
                     ) -> str:
-    "A `paired_diff_ci` result (a - b) in words: no detectable difference (and what is excluded), or which side is better."
+    """A `paired_diff_ci` result (a - b) in words: no detectable difference (and what is excluded), or which
+    side is better."""
     lo, hi = d['ci']
     if not (np.isfinite(lo) and np.isfinite(hi)): return f"too few paired runs to tell (n={d['n']})"
     if lo <= 0 <= hi: return f"no detectable difference; differences above {100 * max(-lo, hi):.2f} pp excluded"
@@ -257,7 +278,8 @@ def detectable_effect(sd: float,            # the standard deviation of the pair
                       alpha: float = 0.05,  # the test's two-sided level
                       power: float = 0.8,   # the chance of detecting it
                      ) -> float:
-    "The smallest true paired mean difference a two-sided paired t-test on `n` pairs detects with `power`, differences of spread `sd`."
+    """The smallest true paired mean difference a two-sided paired t-test on `n` pairs detects with `power`,
+    differences of spread `sd`."""
     from statsmodels.stats.power import TTestPower
     if n < 2: raise ValueError(f"a paired t-test needs at least 2 pairs, got {n}")
     d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative='two-sided')
@@ -272,7 +294,8 @@ def any_record(by: dict,  # {label: {seed: record}}
 # %% ../nbs/10_report.ipynb
 def dagger(records,  # one record, or a list of them
           ) -> str:
-    "' †' if any of `records` (one record or a list) was made from uncommitted code or no known commit, else ''."
+    """' †' if any of `records` (one record or a list) was made from uncommitted code or no known commit,
+    else ''."""
     records = records if isinstance(records, list) else [records]
     return ' †' if any(not r['provenance'].get('clean') for r in records) else ''
 
@@ -280,7 +303,8 @@ def dagger(records,  # one record, or a list of them
 def notebook_links(records,    # one record, or a list of them
                    text=None,  # the label of every link (None: seed N)
                   ) -> str:
-    "Markdown links to the executed notebooks of `records` (one or a list), labelled by seed unless `text` is given."
+    """Markdown links to the executed notebooks of `records` (one or a list), labelled by seed unless `text`
+    is given."""
     records = records if isinstance(records, list) else [records]
     links = [f"[{text if text is not None else r['run']['config']['seed']}]({r['notebook']})" for r in records if r.get('notebook')]
     return ' '.join(links) if links else '-'
@@ -290,18 +314,22 @@ def bars(ax,            # the matplotlib axes
          values: dict,  # {label: [values over seeds]}
          **kw,
         ):
-    "One bar per method of `values` ({label: [values over seeds]}): the mean with a sample-std error bar, labelled below; the axis starts at 0."
+    """One bar per method of `values` ({label: [values over seeds]}): the mean with a sample-std error bar,
+    labelled below; the axis starts at 0."""
     labs = list(values)
     ax.bar(range(len(labs)), [np.mean(values[lab]) for lab in labs],
            yerr=[np.std(values[lab], ddof=1) if len(values[lab]) > 1 else 0 for lab in labs], capsize=3, **kw)
-    ax.set_xticks(range(len(labs)), [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
-    ax.set_ylim(bottom=min(0, *(min(v) for v in values.values())))    # a bar's height is its value: no truncated axis
+    ax.set_xticks(range(len(labs)),
+                  [lab.replace('label smoothing', 'LS') for lab in labs], rotation=30, fontsize=8)
+    # a bar's height is its value: no truncated axis
+    ax.set_ylim(bottom=min(0, *(min(v) for v in values.values())))
 
 # %% ../nbs/10_report.ipynb
 def load_results(results_dir,              # results/<profile>
                  only: str | None = None,  # one experiment (None: all)
                 ) -> tuple:
-    "({experiment: [(cell folder, record)]}, [(experiment, cell folder, error)]) under `results_dir` (of experiment `only`, if given)."
+    """({experiment: [(cell folder, record)]}, [(experiment, cell folder, error)]) under `results_dir` (of
+    experiment `only`, if given)."""
     results_dir = Path(results_dir)
     records, failed = defaultdict(list), []
     for st in sorted(results_dir.glob(f"{only or '*'}/*/status.json")):
@@ -317,7 +345,8 @@ def _report_head(title: str, source: str, records: list) -> list:
     L = [f"# {title or 'fmce_nb results'}", '',
          f"Rendered by `fmce-repro` on {time.strftime('%Y-%m-%d %H:%M')} from the records under `{source}/`; "
          "the papers' "
-         "numbers come from `data/paper_values.json`. Each row links the executed notebooks that made it.", '']
+         "numbers come from `data/paper_values.json`. Each row links the executed notebooks that made it.",
+         '']
     envs = sorted({json.dumps({**r[k]['env'], 'git_commit': r['provenance'].get('git_commit')})
                    for r in records for k in ('run', 'run2') if k in r})
     L += ['## Hardware, software and code', ''] + [f"- `{e}`" for e in envs]
@@ -344,7 +373,8 @@ def render_report(results_dir,       # results/<profile>
                   figures_dir=None,  # where the figures are copied (None: none copied)
                   title: str = '',   # the report's title
                  ) -> Path:
-    "Write the Markdown report of the records under `results_dir` to `out`; copy their figures to `figures_dir`."
+    """Write the Markdown report of the records under `results_dir` to `out`; copy their figures to
+    `figures_dir`."""
     results_dir, out = Path(results_dir), Path(out)
     registry, (records, failed) = experiments(), load_results(results_dir)
     rel = lambda p: Path(os.path.relpath(Path(p).resolve(), out.parent.resolve())).as_posix()
@@ -368,7 +398,8 @@ class Markdown(str):
 # %% ../nbs/10_report.ipynb
 @dataclass(repr=False)
 class Measured:
-    "What the records of one experiment found: `lines` (Markdown, from its `finding`), the records and a key figure."
+    """What the records of one experiment found: `lines` (Markdown, from its `finding`), the records and a
+    key figure."""
     name: str  # the experiment's name
     profile: str  # the profile of its records
     records: list  # its records
@@ -383,7 +414,8 @@ class Measured:
     def image(self,
               colors: int = 256,  # how many colours the PNG keeps
              ):
-        "The key figure for a notebook, in `colors` colours: a third of the PNG's bytes, so the committed notebook stays small."
+        """The key figure for a notebook, in `colors` colours: a third of the PNG's bytes, so the committed
+        notebook stays small."""
         import io
         from PIL import Image as PILImage
         from IPython.display import Image
@@ -397,10 +429,12 @@ def measured(name: str,                  # the experiment's name
              figure: str | None = None,  # a glob in figures/<profile>/ (None: no figure)
              root=None,                  # the checkout (None: `find_repo()`)
             ) -> Measured:
-    "The findings of experiment `name` from the records under `results/<profile>/`, with the figure of `figures/<profile>/` matching the glob `figure`."
+    """The findings of experiment `name` from the records under `results/<profile>/`, with the figure of
+    `figures/<profile>/` matching the glob `figure`."""
     root = find_repo() if root is None else Path(root)
     ex, where_ = experiments()[name], root/'results'/profile
-    if ex.finding is None: raise ValueError(f"experiment {name!r} has no finding: pass finding= to its Experiment")
+    if ex.finding is None: raise ValueError(
+        f"experiment {name!r} has no finding: pass finding= to its Experiment")
     recs = [r for _, r in load_results(where_, only=name)[0].get(name, [])]
     if not recs: raise FileNotFoundError(f"no {profile} records of {name!r} in {where_/name}: run "
                                          f"`fmce-repro --profile {profile} --only {name}`")
@@ -417,4 +451,5 @@ def findings(names: list,           # the experiments, in order
             ) -> Markdown:
     "One Markdown line per experiment of `names`: its title and the headline of its records in `profile`."
     titles = {n: ex.title for n, ex in experiments().items()}
-    return Markdown('\n'.join(f"- **{titles[n]}.** {measured(n, profile, root=root).headline}" for n in names))
+    return Markdown(
+        '\n'.join(f"- **{titles[n]}.** {measured(n, profile, root=root).headline}" for n in names))

@@ -24,7 +24,8 @@ def notebook_parameters(path,  # the experiment notebook
     "Names and default values of the assignments in the notebook's cell tagged `parameters`."
     nb = json.loads(Path(path).read_text())
     cells = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
-    if len(cells) != 1: raise ValueError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    if len(cells) != 1: raise ValueError(
+        f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
     out = {}
     for node in ast.parse(''.join(cells[0]['source'])).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -42,7 +43,8 @@ def validate(params: dict,     # the parameters asked for
     errors = []
     for k, v in params.items():
         if k not in defaults:
-            errors.append(f"unknown parameter {k!r} (the notebook has: {', '.join(sorted(defaults))})"); continue
+            errors.append(f"unknown parameter {k!r} (the notebook has: {', '.join(sorted(defaults))})")
+            continue
         d = defaults[k]
         if v is None or d is None: continue
         ok = (isinstance(v, bool) == isinstance(d, bool)) and (isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)))
@@ -56,7 +58,8 @@ _PLAIN = (str, int, float, bool, type(None), list, dict, tuple)
 def check_parameters(namespace: dict,  # the notebook's `globals()` after papermill injected its parameters
                      notebook: str,    # the notebook, by file name
                     ):
-    "Raise ValueError for a plain value in `namespace` that `notebook` (in nbs/experiments/) does not declare as a parameter."
+    """Raise ValueError for a plain value in `namespace` that `notebook` (in nbs/experiments/) does not
+    declare as a parameter."""
     path = Path(notebook)
     if not path.is_absolute() and not path.exists(): path = find_repo()/'nbs'/'experiments'/notebook
     known = notebook_parameters(path)
@@ -103,7 +106,8 @@ class Plan:
     trainings: list  # the distinct training runs (`Training`)
     cells: list  # the analysis cells (`Cell`)
     def needed(self) -> list:
-        "The training runs that some cell not yet done reads (a run whose cells are all done is not trained again)."
+        """The training runs that some cell not yet done reads (a run whose cells are all done is not trained
+        again)."""
         dirs = {d for c in self.cells if c.status != 'done' for d in c.runs.values()}
         return [t for t in self.trainings if t.dir in dirs]
 
@@ -133,7 +137,8 @@ def plan(profile: str,                       # smoke, cpu, reduced or paper
          root,                               # where runs/ and results/ go
          only=None,                          # the experiments to plan (None or empty: all)
          grid_override: dict | None = None,  # {experiment: [params, ...]} in place of the profile grid
-         nbs_dir=None,                       # the folder of the experiment notebooks (None: the checkout's nbs/experiments)
+         # the folder of the experiment notebooks (None: the checkout's nbs/experiments)
+         nbs_dir=None,
         ) -> Plan:
     "The training runs and analysis cells of `profile` (or of `grid_override`), with folders under `root`."
     spec = grid_override if grid_override is not None else profile_grid(profile)
@@ -150,12 +155,15 @@ def plan(profile: str,                       # smoke, cpu, reduced or paper
             full = {**defaults, **params}
             d = root/'results'/profile/exp/cell_id(full)
             if d in seen:
-                raise ValueError(f"{profile}/{exp}: two cells have the same parameters and would share {d.name}: "
+                raise ValueError(f"{profile}/{exp}: two cells have the same parameters and would share "
+                                 f"{d.name}: "
                                  f"{seen[d]} and {params}. Remove one of them.")
             seen[d] = params
-            try: settings = MarkerSettings.from_params(full) if 'K' in full else None     # an experiment with markers
+            # an experiment with markers
+            try: settings = MarkerSettings.from_params(full) if 'K' in full else None
             except ValueError as e: raise ValueError(f"{profile}/{exp}/{d.name}: {e}") from e
-            runs = _cell_runs(registry[exp], params, full, settings, trainings, root, profile, f"{profile}/{exp}/{d.name}")
+            runs = _cell_runs(registry[exp], params, full, settings, trainings, root,
+                              profile, f"{profile}/{exp}/{d.name}")
             cells.append(Cell(exp, params, full, d, runs))
     return Plan(profile, list(trainings.values()), cells)
 
@@ -192,7 +200,8 @@ def run_cell(experiment: str,             # the experiment's name
              nbs_dir,                     # the folder of the experiment notebooks
              timeout: int | None = 3600,  # seconds allowed to one notebook cell (None: no limit)
             ) -> dict:
-    "Execute one cell with papermill into `cell_dir`; returns its status (never raises for a failing notebook)."
+    """Execute one cell with papermill into `cell_dir`; returns its status (never raises for a failing
+    notebook)."""
     import papermill as pm
     logging.getLogger('papermill').setLevel(logging.ERROR)
     cell_dir = Path(cell_dir).resolve(); cell_dir.mkdir(parents=True, exist_ok=True)
@@ -201,10 +210,13 @@ def run_cell(experiment: str,             # the experiment's name
     validate(p, notebook_parameters(nb), f'{experiment}/{cell_dir.name}')
     t0 = time.time()
     tmp_out = cell_dir/f'.running-{nb.name}'
-    status = {'experiment': experiment, 'params': params, 'notebook': nb.name, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')}
+    status = {'experiment': experiment, 'params': params, 'notebook': nb.name,
+              'started': time.strftime('%Y-%m-%dT%H:%M:%S')}
     try:
-        with tempfile.TemporaryDirectory(prefix='fmce-kernel-') as sockets:        # removed with the kernel's sockets
-            pm.execute_notebook(str(nb), str(tmp_out), parameters=p, kernel_name='python3', cwd=str(nb.parent),
+        # removed with the kernel's sockets
+        with tempfile.TemporaryDirectory(prefix='fmce-kernel-') as sockets:
+            pm.execute_notebook(str(nb), str(tmp_out), parameters=p, kernel_name='python3',
+                                cwd=str(nb.parent),
                                 progress_bar=False, log_output=False, execution_timeout=timeout,
                                 kernel_manager_class=_ipc_kernel_manager(sockets))
         status['status'] = 'done'
@@ -233,7 +245,8 @@ def _run_jobs(jobs: list, executor: str, folder: Path, timeout: int | None, slur
             done(label, r); out.append(r)
         return out
     import submitit
-    ex = submitit.AutoExecutor(folder=str(folder), cluster='local' if executor == 'submitit-local' else 'slurm')
+    ex = submitit.AutoExecutor(folder=str(folder),
+                               cluster='local' if executor == 'submitit-local' else 'slurm')
     ex.update_parameters(timeout_min=max(1, (timeout or 3600) // 60 + 5), **(slurm or {}))
     submitted = [(label, ex.submit(fn, *args)) for label, fn, args in jobs]
     out = []
@@ -267,7 +280,8 @@ def run_batch(pl: Plan,                         # the plan
     if log: log(f"{len(pl.trainings) - len(trains)} of {len(pl.trainings)} training runs done or not needed, "
                 f"{len(pl.cells) - len(cells)} of {len(pl.cells)} cells done; training {len(trains)}, "
                 f"running {len(cells)}")
-    bar = tqdm(total=len(trains) + len(cells), disable=None, leave=False, unit='job')   # a bar on a terminal only
+    # a bar on a terminal only
+    bar = tqdm(total=len(trains) + len(cells), disable=None, leave=False, unit='job')
     def say(s):
         bar.update(1)
         if log: bar.write(s) if not bar.disable else log(s)
@@ -295,7 +309,8 @@ def run_batch(pl: Plan,                         # the plan
 # %% ../nbs/11_repro.ipynb
 def varied_parameters(cells: list,  # the cells of a plan
                      ) -> dict:
-    "{experiment: the names of the parameters whose values differ between its cells}, run folders and places left out."
+    """{experiment: the names of the parameters whose values differ between its cells}, run folders and
+    places left out."""
     by = {}
     for c in cells: by.setdefault(c.experiment, []).append(c)
     skip = set(_PLACES)
@@ -336,7 +351,8 @@ def read_grid(path,  # the JSON file
     try: grid = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"--grid {path} is not valid "
                                                                              f"JSON: {e}") from None
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and all(isinstance(c, dict) for c in v) for v in grid.values()):
+    if not isinstance(grid, dict) or not all(
+        isinstance(v, list) and all(isinstance(c, dict) for c in v) for v in grid.values()):
         raise ValueError(f"--grid {path} must hold an object {{experiment: [{{parameter: value, ...}}, ...]}}, "
                          f'e.g. {{"table1": [{{"seed": 0}}, {{"seed": 1}}]}}')
     return grid
@@ -344,21 +360,25 @@ def read_grid(path,  # the JSON file
 # %% ../nbs/11_repro.ipynb
 # what a rehearsal changes in a cell, where its notebook has the parameter: a handful of images, one epoch of each
 # inner training, the CPU. `epochs` is 2K + 2 (`_rehearsal_params`).
-REHEARSAL = dict(n_train=8, n_test=8, batch_size=8, net_max_epochs=1, patience=1, net_batch_size=16, fmcs_images=None,
+REHEARSAL = dict(n_train=8, n_test=8, batch_size=8, net_max_epochs=1, patience=1, net_batch_size=16,
+                 fmcs_images=None,
                  control_max_pairs=200, control_max_iter=20, cka_images=8, measure_images=4, grid_images=2,
-                 finetune_epochs=1, post_epochs=1, post_batch_size=8, n_val=8, on_no_convergence='last', device='cpu')
+                 finetune_epochs=1, post_epochs=1, post_batch_size=8, n_val=8, on_no_convergence='last',
+                 device='cpu')
 _SEEDS = ('seed', 'seed2', 'seed3', 'fmce_seed', 'pre_seed')
 
 # %% ../nbs/11_repro.ipynb
 def _branch(k: str, v):
-    "The code path a weight takes: RAF 1 (task loss only), 0 (RAL only) or between; alpha and smoothing 0 or above."
+    """The code path a weight takes: RAF 1 (task loss only), 0 (RAL only) or between; alpha and smoothing 0
+    or above."""
     if k == 'raf' and v is not None: return 'task only' if v == 1 else 'RAL only' if v == 0 else 'mixed'
     if k in ('rec_alpha', 'label_smoothing') and v is not None: return 'off' if v == 0 else 'on'
     return v
 
 def cell_class(c: Cell,  # a cell of a plan
               ) -> str:
-    "What makes cell `c` run other code than another cell of its experiment: its parameters but seeds, weights by branch."
+    """What makes cell `c` run other code than another cell of its experiment: its parameters but seeds,
+    weights by branch."""
     key = {k: _branch(k, v) for k, v in c.full.items() if k not in _SEEDS and k not in _PLACES and k not in c.runs}
     return c.experiment + ' ' + json.dumps(key, sort_keys=True, default=str)
 
@@ -372,7 +392,8 @@ def _rehearsal_params(c: Cell) -> dict:
 def rehearsal_grid(profile: str,  # the profile to rehearse
                    only=None,     # the experiments to rehearse (None or empty: all)
                   ) -> tuple:
-    "({experiment: [one rehearsal cell per class]}, {experiment: [how many of the profile's cells each stands for]})."
+    """({experiment: [one rehearsal cell per class]}, {experiment: [how many of the profile's cells each
+    stands for]})."""
     pl = plan(profile, Path(tempfile.gettempdir())/'fmce-rehearsal-plan', only)
     classes = {}
     for c in pl.cells: classes.setdefault(cell_class(c), []).append(c)
@@ -389,12 +410,15 @@ def _data_source(run_dir) -> str:
     except FileNotFoundError: return ''
 
 def _rehearsal_line(c: Cell, stands_for: int, varied: list) -> str:
-    "One line of the rehearsal's summary: status, the cell, its arch, size and K, what varies, what it stands for."
-    st = json.loads((c.dir/'status.json').read_text()) if (c.dir/'status.json').exists() else {'status': 'not run'}
+    """One line of the rehearsal's summary: status, the cell, its arch, size and K, what varies, what it
+    stands for."""
+    st = json.loads(
+        (c.dir/'status.json').read_text()) if (c.dir/'status.json').exists() else {'status': 'not run'}
     data = [_data_source(d) for d in c.runs.values()]
     f = c.full
     what = f"{f.get('dataset')} {f.get('arch')} {f.get('size')}px" + (f" K={f['K']}" if 'K' in f else '')
-    what += ''.join(f" {k}={f[k]}" for k in varied if k not in ('dataset', 'arch', 'size', 'K') and k not in _SEEDS)
+    what += ''.join(
+        f" {k}={f[k]}" for k in varied if k not in ('dataset', 'arch', 'size', 'K') and k not in _SEEDS)
     tail = '; stand-in data' if any(s.startswith('stand-in') for s in data) else ''
     err = f": {st.get('error', '')[:240]}" if st['status'] != 'done' else ''
     return (f"  {st['status'] if st['status'] == 'done' else 'FAILED':6s} {c.experiment:10s} {what:60s} "
@@ -407,13 +431,15 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
              timeout: int | None = 3600,   # seconds allowed to one notebook cell
              log=print,                    # called with each progress line and the summary
             ) -> list:
-    "Run one cell of each class of `profile` on the CPU at rehearsal size in a scratch folder; the summary's lines."
+    """Run one cell of each class of `profile` on the CPU at rehearsal size in a scratch folder; the
+    summary's lines."""
     grid, covers = rehearsal_grid(profile, only)
     root = Path(root) if root else Path(tempfile.mkdtemp(prefix=f'fmce-rehearse-{profile}-'))
     if root.resolve() == find_repo():
         raise ValueError("a rehearsal writes stand-in runs: give it a scratch --root, not the checkout")
     pl = plan(profile, root, grid_override=grid)
-    if log: log(f"rehearsal of {profile}: {len(pl.cells)} cells standing for {sum(map(sum, covers.values()))}, "
+    if log: log(f"rehearsal of {profile}: {len(pl.cells)} cells standing for "
+                f"{sum(map(sum, covers.values()))}, "
                 f"{len(pl.trainings)} training runs, on the CPU, under {root}")
     before = os.environ.get(STAND_IN)
     os.environ[STAND_IN] = '1'                                    # the notebooks' kernels inherit it
@@ -433,7 +459,8 @@ def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile w
 # %% ../nbs/11_repro.ipynb
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fmce-repro', description='Train the runs of a profile once, run its '
-                                                               'experiment notebooks on them, and render its report.')
+                                                               'experiment notebooks on them, and render '
+                                                               'its report.')
     p.add_argument('--profile', default='smoke', choices=list(PROFILES))
     p.add_argument('--only', default='', help='comma-separated experiments: ' + ','.join(experiments()))
     p.add_argument('--dry-run', action='store_true', help='list the training runs and the cells, and what is '
@@ -442,11 +469,15 @@ def _parser() -> argparse.ArgumentParser:
                                                               'run nothing')
     p.add_argument('--root', default=None, help='where runs/, results/, reports/ and figures/ go (default: '
                                                 'the checkout)')
-    p.add_argument('--grid', default=None, help='a JSON file {experiment: [params, ...]} replacing the profile grid')
+    p.add_argument('--grid', default=None,
+                   help='a JSON file {experiment: [params, ...]} replacing the profile grid')
     p.add_argument('--timeout', type=int, default=3600, help='seconds allowed to one notebook cell')
-    p.add_argument('--executor', default='local-process', choices=['local-process', 'submitit-local', 'slurm'])
-    p.add_argument('--rehearse', action='store_true', help='one cell of each kind of the profile, on a handful of '
-                   'images on the CPU, in a scratch --root (default: a new temporary folder); run it before GPU hours')
+    p.add_argument('--executor', default='local-process',
+                   choices=['local-process', 'submitit-local', 'slurm'])
+    p.add_argument('--rehearse', action='store_true',
+                   help='one cell of each kind of the profile, on a handful of '
+                   'images on the CPU, in a scratch --root (default: a new temporary folder); run it '
+                   'before GPU hours')
     return p
 
 # %% ../nbs/11_repro.ipynb

@@ -28,7 +28,8 @@ __all__ = ['CROSS_ENTROPY', 'WEIGHTS', 'atomic_write', 'write_json', 'temporary_
 def atomic_write(path,   # the file to write
                  write,  # called with a temporary path in the same folder; it writes the file there
                 ):
-    "Call `write(tmp_path)`, then rename the temporary file onto `path` (same folder, so the rename is atomic)."
+    """Call `write(tmp_path)`, then rename the temporary file onto `path` (same folder, so the rename is
+    atomic)."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     os.close(fd)
@@ -74,7 +75,8 @@ def find_repo(start=None,  # the path to search up from (None: this module, or t
     except NameError: here = Path.cwd().resolve()
     for p in [here, *here.parents]:
         if (p/'settings.ini').exists() and (p/'data'/'paper_values.json').exists(): return p
-    raise FileNotFoundError("cannot find the fmce_nb checkout (a folder with settings.ini and data/paper_values.json) "
+    raise FileNotFoundError("cannot find the fmce_nb checkout (a folder with settings.ini and "
+                            "data/paper_values.json) "
                             f"above {here}; the paper values ship with the repository, not with the package")
 
 # %% ../nbs/03_runs.ipynb
@@ -88,13 +90,16 @@ def checkout_path(path,  # a file or folder
 
 # %% ../nbs/03_runs.ipynb
 class CorruptFileError(ValueError):
-    "A file of a run folder (or of a store built from one) that cannot be read: the message names it and the fix."
+    """A file of a run folder (or of a store built from one) that cannot be read: the message names it and
+    the fix."""
     def __init__(self,
                  path,             # the file that cannot be read
                  why: str,         # what is wrong with it
-                 fix: str | None = None,  # what to do about it (None: rebuild the library's own folder that holds it)
+                 # what to do about it (None: rebuild the library's own folder that holds it)
+                 fix: str | None = None,
                 ):
-        fix = fix or (f"Our writes are atomic, so it was damaged outside this library: delete {Path(path).parent} "
+        fix = fix or ("Our writes are atomic, so it was damaged outside this library: delete "
+                      f"{Path(path).parent} "
                       "and run again to rebuild it.")
         super().__init__(f"{path} cannot be read ({why}). {fix}")
         self.path = Path(path)
@@ -115,7 +120,8 @@ def read_weights(path,          # the safetensors file
     from safetensors import SafetensorError
     try: return load_file(str(path), device=str(device))
     except FileNotFoundError: raise                                     # missing is not damaged
-    except (SafetensorError, OSError) as e: raise CorruptFileError(path, f"not a safetensors file: {e}") from None
+    except (SafetensorError, OSError) as e: raise CorruptFileError(path,
+                                                                   f"not a safetensors file: {e}") from None
 
 # %% ../nbs/03_runs.ipynb
 def read_npy(path,           # the .npy file
@@ -144,7 +150,8 @@ def _check_config(cfg):
     if cfg.device not in (None, 'auto'):
         try: torch.device(cfg.device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"device {cfg.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+            raise ValueError(
+                f"device {cfg.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     for k in ('epochs', 'batch_size', 'size'):
         if int(getattr(cfg, k)) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(cfg, k)}")
     if not cfg.lr > 0: raise ValueError(f"lr must be > 0, got {cfg.lr}")
@@ -168,12 +175,15 @@ class TrainConfig:
     augment: bool = True  # random crop and flip while training
     n_train: int | None = None    # use a seeded subset of the training split
     n_test: int | None = None  # use a seeded subset of the test split
-    subset_seed: int | None = None  # seeds the n_train / n_test subsets (None: `seed`); post-training keeps its base run's
+    # seeds the n_train / n_test subsets (None: `seed`); post-training keeps its base run's
+    subset_seed: int | None = None
     optimizer: str = 'adam'       # 'adam' (the papers) or 'adamw' (FR-PT's post-training)
     weight_decay: float = 0.0  # the optimizer's weight decay
-    schedule: str = 'cosine'      # the learning rate over the epochs: 'cosine' (annealed to 0) or 'constant' (FR-PT's code)
+    # the learning rate over the epochs: 'cosine' (annealed to 0) or 'constant' (FR-PT's code)
+    schedule: str = 'cosine'
     device: str = 'auto'  # 'auto', 'cpu' or 'cuda' (not part of the identity)
-    amp: bool | None = None       # bf16 autocast; None: where it pays for the arch on the device (`speed_modes`)
+    # bf16 autocast; None: where it pays for the arch on the device (`speed_modes`)
+    amp: bool | None = None
     channels_last: bool | None = None  # channels-last memory; None: likewise
     compile: bool = False         # torch.compile the model
     data_root: str | None = None  # where the datasets are (None: `data_root()`; not part of the identity)
@@ -195,14 +205,16 @@ class TrainConfig:
 # %% ../nbs/03_runs.ipynb
 @patch(cls_method=True)
 def from_params(cls: TrainConfig, params: dict, **overrides) -> TrainConfig:
-    "The config named by those of `params` (an experiment's parameters, say) that are fields of `TrainConfig`."
+    """The config named by those of `params` (an experiment's parameters, say) that are fields of
+    `TrainConfig`."""
     names = {f.name for f in fields(cls)}
     return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
 
 # %% ../nbs/03_runs.ipynb
 @patch
 def modes(self: TrainConfig) -> dict:
-    "{'amp', 'channels_last'} as this run uses them: the fields where set, else `speed_modes` of the arch and device."
+    """{'amp', 'channels_last'} as this run uses them: the fields where set, else `speed_modes` of the arch
+    and device."""
     auto = speed_modes(self.arch, self.resolved_device(), self.size)
     return {k: auto[k] if getattr(self, k) is None else bool(getattr(self, k)) for k in auto}
 
@@ -211,8 +223,10 @@ def modes(self: TrainConfig) -> dict:
 def split(self: TrainConfig,
           train: bool = True,  # the training split (else the test split)
          ):
-    "The images this run trains on (`train`) or is tested on: the seeded n_train / n_test subset of that split."
-    return load_dataset(self.dataset, self.data_root, train=train).subset(self.n_train if train else self.n_test,
+    """The images this run trains on (`train`) or is tested on: the seeded n_train / n_test subset of that
+    split."""
+    return load_dataset(
+        self.dataset, self.data_root, train=train).subset(self.n_train if train else self.n_test,
                                                                           self.data_seed)
 
 # %% ../nbs/03_runs.ipynb
@@ -222,16 +236,19 @@ def identity(self: TrainConfig) -> dict:
     d = asdict(self)
     for k in ('device', 'amp', 'channels_last', 'compile', 'data_root'): d.pop(k)
     d['precision'] = self.precision
-    for k, default in _ADDED_LATER.items():     # at their defaults, fields added later leave existing run ids as they were
+    # at their defaults, fields added later leave existing run ids as they were
+    for k, default in _ADDED_LATER.items():
         if d[k] == default: d.pop(k)
     return d
 
 # %% ../nbs/03_runs.ipynb
-_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0, 'schedule': 'cosine', 'precision': 'fp32'}
+_ADDED_LATER = {'subset_seed': None, 'optimizer': 'adam', 'weight_decay': 0.0,
+                'schedule': 'cosine', 'precision': 'fp32'}
 
 def stored_config(meta: dict,  # the contents of a run.json
                  ) -> TrainConfig:
-    "The config of a run.json, with the modes it ran in. A run.json without `modes` predates them: bf16 and channels-last then ran on CUDA only."
+    """The config of a run.json, with the modes it ran in. A run.json without `modes` predates them: bf16 and
+    channels-last then ran on CUDA only."""
     cfg = dict(meta['config'])
     if 'modes' not in meta:
         cuda = str(meta.get('env', {}).get('device', 'cpu')).startswith('cuda')
@@ -280,11 +297,13 @@ def _git(*args, cwd) -> str | None:
     return r.stdout if r.returncode == 0 else None
 
 def provenance() -> dict:
-    "{git_commit, dirty: {nbs, fmce_nb}, clean}: the commit of the checkout the library is imported from, and its state."
+    """{git_commit, dirty: {nbs, fmce_nb}, clean}: the commit of the checkout the library is imported from,
+    and its state."""
     here = Path(fmce_nb.__file__).resolve().parent
     top = _git('rev-parse', '--show-toplevel', cwd=here)
     commit = _git('rev-parse', 'HEAD', cwd=here) if top else None
-    status = _git('status', '--porcelain', '--untracked-files=all', '--', 'nbs', 'fmce_nb', cwd=top.strip()) if commit else None
+    status = _git('status', '--porcelain', '--untracked-files=all', '--',
+                  'nbs', 'fmce_nb', cwd=top.strip()) if commit else None
     if status is None:
         return {'git_commit': None, 'dirty': None, 'clean': False, 'note': f'{here} is not in a git checkout'}
     paths = [line[3:].split(' -> ')[-1] for line in status.splitlines()]
@@ -312,7 +331,8 @@ def weights_path(run_dir,     # the run folder
 
 # %% ../nbs/03_runs.ipynb
 class Run:
-    "A run folder: its config, objective, history (loss sequence, test accuracy, seconds per epoch) and epoch weights."
+    """A run folder: its config, objective, history (loss sequence, test accuracy, seconds per epoch) and
+    epoch weights."""
     def __init__(self,
                  run_dir,  # a folder that `train` wrote
                 ):
@@ -320,7 +340,8 @@ class Run:
         f = self.dir/'run.json'
         if not f.exists():
             raise FileNotFoundError(f"{self.dir} is not a run folder (no run.json). Train one with "
-                                    f"fmce_nb.train.train(TrainConfig(...), '{self.dir}') or the fmce-train command.")
+                                    f"fmce_nb.train.train(TrainConfig(...), '{self.dir}') or the "
+                                    "fmce-train command.")
         self.meta = read_json(f)
         self.config = stored_config(self.meta)
         self.history = self.meta['history']
@@ -345,7 +366,8 @@ class Run:
     def __repr__(self):
         c = self.config
         acc = f", test acc {self.test_acc[-1]:.4f}" if self.epochs_done else ''
-        return (f"Run({self.dir.name}, {c.arch} on {c.dataset} at {c.size}px, {self.epochs_done}/{c.epochs} epochs"
+        return (f"Run({self.dir.name}, {c.arch} on {c.dataset} at {c.size}px, "
+                f"{self.epochs_done}/{c.epochs} epochs"
                 f"{acc}, status={self.meta.get('status')})")
 
 # %% ../nbs/03_runs.ipynb
@@ -358,8 +380,10 @@ def model(self: Run,
     epoch = epoch or self.epochs_done
     p = weights_path(self.dir, epoch)
     if not p.exists():
-        raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}: {p.name} is not there (a run keeps "
-                                f"only some epochs once `keep_only` has run; `Run.saved_epochs()` lists them)")
+        raise FileNotFoundError(f"no weights for epoch {epoch} in {self.dir}: {p.name} is not there (a run "
+                                "keeps "
+                                "only some epochs once `keep_only` has run; `Run.saved_epochs()` lists "
+                                "them)")
     m = build_model(self.config.arch, self.num_classes)
     m.load_state_dict(read_weights(p, device))
     return m.to(device)
@@ -380,15 +404,19 @@ def summary(self: Run) -> dict:
 
 # %% ../nbs/03_runs.ipynb
 def _write_run(run_dir, cfg: TrainConfig, losses, num_classes: int = 10, weights=None, status: str = 'done'):
-    "Write a run folder from a config and a loss sequence (for tests and examples); `weights`: {epoch: state dict}."
+    """Write a run folder from a config and a loss sequence (for tests and examples); `weights`: {epoch:
+    state dict}."""
     from safetensors.torch import save_file
     for e, sd in (weights or {}).items():
-        atomic_write(weights_path(run_dir, e), lambda p, sd=sd: save_file({k: v.contiguous() for k, v in sd.items()}, p))
+        atomic_write(weights_path(run_dir, e),
+                     lambda p, sd=sd: save_file({k: v.contiguous() for k, v in sd.items()}, p))
     n = len(losses)
     write_json(Path(run_dir)/'run.json', {
-        'config': asdict(cfg), 'objective': CROSS_ENTROPY, 'num_classes': num_classes, 'classes': list(range(num_classes)),
+        'config': asdict(cfg), 'objective': CROSS_ENTROPY, 'num_classes': num_classes,
+        'classes': list(range(num_classes)),
         'data': {'n_train': 100, 'n_test': 50, 'mean': [0.5], 'std': [0.25]}, 'status': status,
-        'history': {'loss': [float(l) for l in losses], 'test_acc': [0.1] * n, 'seconds': [1.0] * n, 'lr': [1e-3] * n}})
+        'history': {'loss': [float(l) for l in losses], 'test_acc': [0.1] * n,
+                    'seconds': [1.0] * n, 'lr': [1e-3] * n}})
     return Run(run_dir)
 
 # %% ../nbs/03_runs.ipynb
@@ -400,7 +428,8 @@ class MarkerSettings:
     smoothing: str = 'ema'  # 'ema' or 'paper', as in `smooth`
     alpha: float = 0.85  # the smoothing factor
     window: int = 5  # B: CQI's averaging window
-    on_no_convergence: str = 'raise'  # 'raise' (with the smallest CQI), or 'last': the last epoch is the end marker
+    # 'raise' (with the smallest CQI), or 'last': the last epoch is the end marker
+    on_no_convergence: str = 'raise'
 
     def __post_init__(self):
         _check_params(self.alpha, self.window, self.smoothing, K=self.K, mu=self.mu)
@@ -427,19 +456,24 @@ class MarkerSettings:
 def _stored_markers(rec: dict) -> Markers:
     if 'error' in rec:
         e = rec['error']
-        if e['type'] == 'NotConvergedError': raise NotConvergedError(e['message'], e.get('min_cqi'), e.get('epoch'), e.get('mu'))
+        if e['type'] == 'NotConvergedError': raise NotConvergedError(e['message'],
+                                                                     e.get('min_cqi'), e.get('epoch'),
+                                                                     e.get('mu'))
         raise MarkerError(e['message'])
     return Markers.from_dict(rec['markers'])
 
 def run_markers(run,                                     # a finished run (a `Run` or its folder)
-                settings: MarkerSettings | None = None,  # how to cut the markers (None: `MarkerSettings(**kwargs)`)
+                # how to cut the markers (None: `MarkerSettings(**kwargs)`)
+                settings: MarkerSettings | None = None,
                 **kwargs,
                ) -> Markers:
-    "The epoch markers of a finished run: read from `<run>/markers/<settings>.json`, or computed and stored there."
+    """The epoch markers of a finished run: read from `<run>/markers/<settings>.json`, or computed and stored
+    there."""
     run = run if isinstance(run, Run) else Run(run)
     s = (settings or MarkerSettings(**kwargs)).resolved(run.num_classes)
     if not run.done:
-        raise ValueError(f"{run.dir}: the run is not finished ({run.epochs_done}/{run.config.epochs} epochs, status "
+        raise ValueError(f"{run.dir}: the run is not finished ({run.epochs_done}/{run.config.epochs} "
+                         "epochs, status "
                          f"{run.meta.get('status')!r}); markers are cut from the complete loss sequence")
     path = run.dir/'markers'/f'{s.slug()}.json'
     losses_hash = short_hash(run.history['loss'])
@@ -451,7 +485,8 @@ def run_markers(run,                                     # a finished run (a `Ru
         rec['markers'] = epoch_markers(run.losses, K=s.K, mu=s.mu, alpha=s.alpha, window=s.window,
                                        smoothing=s.smoothing, on_no_convergence=s.on_no_convergence).to_dict()
     except NotConvergedError as e:
-        rec['error'] = {'type': 'NotConvergedError', 'message': str(e), 'min_cqi': e.min_cqi, 'epoch': e.epoch, 'mu': e.mu}
+        rec['error'] = {'type': 'NotConvergedError', 'message': str(e),
+                        'min_cqi': e.min_cqi, 'epoch': e.epoch, 'mu': e.mu}
     except MarkerError as e:
         rec['error'] = {'type': 'MarkerError', 'message': str(e)}
     write_json(path, rec)

@@ -19,7 +19,8 @@ __all__ = ['StackedModels', 'StackedLoader', 'PerRun', 'train_sweep']
 
 # %% ../nbs/12_sweep.ipynb
 class _Bound(nn.Module):
-    "Holds the template model; its forward calls `fn(model, *args)`, so functional_call can run any function of it."
+    """Holds the template model; its forward calls `fn(model, *args)`, so functional_call can run any
+    function of it."""
     def __init__(self, model: nn.Module): super().__init__(); self.m = model
     def forward(self, fn, *args): return fn(self.m, *args)
 
@@ -68,19 +69,22 @@ class StackedModels:
 
 # %% ../nbs/12_sweep.ipynb
 class StackedLoader:
-    "The loaders of R runs stepped together: every batch is the runs' own batches, stacked along a first dimension."
+    """The loaders of R runs stepped together: every batch is the runs' own batches, stacked along a first
+    dimension."""
     def __init__(self, loaders,  # one DeviceLoader per run, with the same number of batches
                 ):
         self.loaders = list(loaders)
         if len({len(l) for l in self.loaders}) != 1:
-            raise ValueError(f"the runs of a sweep need as many batches each, got {[len(l) for l in self.loaders]}: "
+            raise ValueError("the runs of a sweep need as many batches each, got "
+                             f"{[len(l) for l in self.loaders]}: "
                              "give them the same n_train and batch_size")
         self.device, self.world = self.loaders[0].device, 1
 
     def __len__(self): return len(self.loaders[0])
 
     def batches(self,
-                epoch: int = 0,            # the epoch, from 0: with the loader's seed it fixes the order and the augmentation
+                # the epoch, from 0: with the loader's seed it fixes the order and the augmentation
+                epoch: int = 0,
                 with_index: bool = False,  # also yield each batch's dataset indices
                ):
         for parts in zip(*(l.batches(epoch, with_index=with_index) for l in self.loaders)):
@@ -92,7 +96,8 @@ class PerRun:
     def __init__(self, objective,  # a one-model objective, applied to each run's slice of the stack
                 ): self.objective = objective
     def spec(self) -> dict: return self.objective.spec()
-    def __call__(self, stack, x, y, idx=None): return stack.map(lambda m, xr, yr: self.objective(m, xr, yr), x, y)
+    def __call__(self, stack, x, y, idx=None): return stack.map(
+        lambda m, xr, yr: self.objective(m, xr, yr), x, y)
 
 # %% ../nbs/12_sweep.ipynb
 _STACKABLE = ('cross_entropy', 'ral')

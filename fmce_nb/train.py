@@ -15,7 +15,8 @@ from safetensors.torch import save_file
 
 from .data import DeviceLoader, channel_stats
 from .models import build_model
-from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path, environment,
+from .runs import (TrainConfig, Run, CROSS_ENTROPY, atomic_write, write_json, weights_path,
+                          environment,
                           provenance, read_json, run_identity, stored_config, weights_hash)
 from .cqi import paper_mu
 import fmce_nb.checkpoints       # Run.saved_epochs(), read by FineTune
@@ -47,15 +48,18 @@ class CrossEntropy:
     "The original task's objective: cross-entropy of the classifier's logits, optionally label-smoothed."
     def __init__(self, label_smoothing: float = 0.0,  # the smoothing of the targets, in [0, 1)
                 ):
-        if not 0 <= label_smoothing < 1: raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        if not 0 <= label_smoothing < 1: raise ValueError(
+            f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
     def spec(self) -> dict: return {'name': 'cross_entropy', 'label_smoothing': self.label_smoothing}
-    def __call__(self, model, x, y, idx=None): return F.cross_entropy(model(x), y, label_smoothing=self.label_smoothing)
+    def __call__(self, model, x, y, idx=None): return F.cross_entropy(model(x), y,
+                                                                      label_smoothing=self.label_smoothing)
     def __repr__(self): return f"CrossEntropy(label_smoothing={self.label_smoothing})"
 
 # %% ../nbs/04_train.ipynb
 class FineTune:
-    "`objective`, minimized from the weights of `run` at `epoch` (a finished Run) instead of a fresh initialization."
+    """`objective`, minimized from the weights of `run` at `epoch` (a finished Run) instead of a fresh
+    initialization."""
     def __init__(self, objective,   # what to minimize (CrossEntropy, RAL, FR-PT's objective)
                  run,         # the finished Run whose weights it starts from
                  epoch: int,  # the saved epoch of `run` to start from
@@ -67,7 +71,8 @@ class FineTune:
         self.weights = weights_hash(run.model(self.epoch))       # the start's own weights, hashed once
 
     def spec(self) -> dict:
-        return {**self.objective.spec(), 'start': {'run': self.run.dir.name, 'epoch': self.epoch, 'weights': self.weights}}
+        return {**self.objective.spec(),
+                'start': {'run': self.run.dir.name, 'epoch': self.epoch, 'weights': self.weights}}
 
     def prepare(self,
                 model,   # the model `train` built, before its optimizer
@@ -86,7 +91,8 @@ class NonFiniteLossError(FloatingPointError):
                  batch,       # the batch within it, 1-based
                  value,       # the loss it gave
                 ):
-        super().__init__(f"loss became {value} at epoch {epoch}, batch {batch} (1-based). Training stopped; the "
+        super().__init__(f"loss became {value} at epoch {epoch}, batch {batch} (1-based). Training "
+                         "stopped; the "
                          "weights and state of the epochs before it are kept. Lower the learning rate or "
                          "check the data.")
         self.epoch, self.batch, self.value = epoch, batch, value
@@ -99,7 +105,8 @@ def train_epoch(model,             # the classifier (or a sweep's stacked models
                 amp: bool = False,  # bf16 autocast
                 objective=None,    # the loss (default: CrossEntropy())
                ) -> float | list:
-    "One epoch over `loader.batches(epoch - 1)`; the mean of its batch losses (1-based `epoch`), one per run for a sweep."
+    """One epoch over `loader.batches(epoch - 1)`; the mean of its batch losses (1-based `epoch`), one per
+    run for a sweep."""
     objective = objective or CrossEntropy()
     model.train()
     dev = loader.device
@@ -108,7 +115,8 @@ def train_epoch(model,             # the classifier (or a sweep's stacked models
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = objective(model, x, y, idx)
         opt.zero_grad(set_to_none=True)
-        loss.sum().backward()          # a sweep's runs share no weight: the sum gives each run its own gradient
+        # a sweep's runs share no weight: the sum gives each run its own gradient
+        loss.sum().backward()
         opt.step()
         if losses is None: losses = torch.empty((len(loader), *loss.shape), device=dev)
         losses[i] = loss.detach()
@@ -176,12 +184,14 @@ def _optimizer(cfg: TrainConfig, model) -> tuple:
 
 # %% ../nbs/04_train.ipynb
 def _resumed_modes(cfg: TrainConfig, objective, run_dir: Path):
-    "(the run's modes, whether it is done): a folder that holds another run is refused; a resumed run keeps its modes."
+    """(the run's modes, whether it is done): a folder that holds another run is refused; a resumed run keeps
+    its modes."""
     meta_path = run_dir/'run.json'
     if not meta_path.exists(): return cfg.modes(), False
     old = read_json(meta_path)
     if run_identity(stored_config(old), old.get('objective')) != run_identity(cfg, objective.spec()):
-        raise ValueError(f"{run_dir} holds a run with another config, precision or objective ({old['config']}, "
+        raise ValueError(f"{run_dir} holds a run with another config, precision or objective "
+                         f"({old['config']}, "
                          f"{old.get('objective', CROSS_ENTROPY)}); resume it with the same ones or choose a "
                          "new folder.")
     return stored_config(old).modes(), old.get('status') == 'done'
@@ -197,10 +207,13 @@ def _resume_state(run_dir: Path, dev, model, opt, sched) -> tuple:
 
 # %% ../nbs/04_train.ipynb
 def _run_meta(cfg: TrainConfig, modes: dict, objective, tr, te, stats, dev, world: int, history: dict) -> dict:
-    "What run.json says about a run: its config and modes, objective, data, environment, provenance and history."
-    return {'config': asdict(cfg), 'modes': modes, 'objective': objective.spec(), 'num_classes': tr.num_classes,
+    """What run.json says about a run: its config and modes, objective, data, environment, provenance and
+    history."""
+    return {'config': asdict(cfg), 'modes': modes, 'objective': objective.spec(),
+            'num_classes': tr.num_classes,
             'classes': tr.classes,
-            'data': {'train': repr(tr), 'test': repr(te), 'n_train': len(tr), 'n_test': len(te), 'source': tr.source,
+            'data': {'train': repr(tr), 'test': repr(te), 'n_train': len(tr), 'n_test': len(te),
+                     'source': tr.source,
                      'mean': stats[0].tolist(), 'std': stats[1].tolist()},
             'env': {**environment(dev), 'processes': world}, 'provenance': provenance(), 'status': 'running',
             'history': history}
@@ -223,14 +236,17 @@ def _train_device(cfg: TrainConfig, world: int, local: int) -> torch.device:
 
 # %% ../nbs/04_train.ipynb
 def _bar(cfg: TrainConfig, start: int, main_proc: bool, progress):
-    "The epochs to train, as a progress bar on a terminal only (None: tqdm hides it when stderr is not a TTY, as under papermill and CI)."
+    """The epochs to train, as a progress bar on a terminal only (None: tqdm hides it when stderr is not a
+    TTY, as under papermill and CI)."""
     from tqdm import tqdm
-    return tqdm(range(start, cfg.epochs + 1), desc=f'{cfg.arch}/{cfg.dataset}', initial=start - 1, total=cfg.epochs, leave=False,
+    return tqdm(range(start, cfg.epochs + 1), desc=f'{cfg.arch}/{cfg.dataset}', initial=start - 1,
+                total=cfg.epochs, leave=False,
                 disable=True if not main_proc else ((not progress) if progress is not None else None))
 
 # %% ../nbs/04_train.ipynb
 def _one_epoch(model, train_dl, test_dl, opt, sched, epoch: int, amp: bool, objective, dev: torch.device) -> tuple:
-    "(loss, test accuracy, seconds, learning rate) of one epoch on `dev`: train it, evaluate, step the schedule."
+    """(loss, test accuracy, seconds, learning rate) of one epoch on `dev`: train it, evaluate, step the
+    schedule."""
     t0, lr = time.perf_counter(), opt.param_groups[0]['lr']
     loss = train_epoch(model, train_dl, opt, epoch, amp, objective)
     acc = evaluate(model, test_dl, amp)
@@ -253,7 +269,8 @@ def train(cfg: TrainConfig,              # what to train: dataset, backbone, epo
           progress: bool | None = None,  # show a progress bar (None: only where stderr is a terminal)
           log=None,                      # called with a line per epoch (None: silent)
          ) -> Run:
-    "Train (or resume) `cfg` minimizing `objective` (default: `CrossEntropy()`) in `run_dir`; returns the finished `Run`."
+    """Train (or resume) `cfg` minimizing `objective` (default: `CrossEntropy()`) in `run_dir`; returns the
+    finished `Run`."""
     objective = objective or CrossEntropy()
     rank, world, local = dist_context()
     dev = _train_device(cfg, world, local)
@@ -314,11 +331,13 @@ _HELP = {
     'augment': 'random crop with padding, and a horizontal flip where the data allows it',
     'n_train': 'train on a seeded subset of this many images (default: the whole training split)',
     'n_test': 'test on a seeded subset of this many images (default: the whole test split)',
-    'subset_seed': 'seeds the n_train / n_test subsets instead of --seed', 'optimizer': 'adam (the papers) or adamw',
+    'subset_seed': 'seeds the n_train / n_test subsets instead of --seed',
+    'optimizer': 'adam (the papers) or adamw',
     'weight_decay': 'weight decay of the optimizer', 'schedule': 'the learning rate over the epochs: cosine '
                                                                  '(annealed to 0) or constant',
     'device': "auto (a GPU where there is one), cpu, cuda or cuda:N",
-    'amp': 'bf16 autocast: true, false, or auto (default: where it was measured to pay for the arch on the device)',
+    'amp': 'bf16 autocast: true, false, or auto (default: where it was measured to pay for the arch on the '
+           'device)',
     'channels_last': 'channels-last memory: true, false, or auto (default: where it was measured to pay)',
     'compile': 'torch.compile the model', 'data_root': "folder of the datasets (default: $FMCE_NB_DATA, the "
                                                        "checkout's data/, or ~/.cache/fmce_nb/data)",

@@ -35,7 +35,8 @@ def target_layer(model,                 # an FMCEClassifier
     try: return model.get_submodule(which)
     except AttributeError:
         names = [n for n, _ in model.named_children()] + [f'net.{n}' for n, _ in model.net.named_children()]
-        raise ValueError(f"{model.arch} has no submodule {which!r}; name one of {names}, 'output' or 'early'") from None
+        raise ValueError(
+            f"{model.arch} has no submodule {which!r}; name one of {names}, 'output' or 'early'") from None
 
 # %% ../nbs/08_gradcam.ipynb
 class _RawGradCAM(GradCAM):
@@ -50,7 +51,8 @@ def gradcams(model: nn.Module,   # the classifier, in eval mode or not (its mode
              classes,            # one target class per image
              layer: nn.Module,   # the layer whose activations and gradients make the CAM
             ):
-    "(normalized CAMs (B, H, W) as pytorch-grad-cam returns them, raw CAMs (B, h, w) at the layer's resolution)."
+    """(normalized CAMs (B, H, W) as pytorch-grad-cam returns them, raw CAMs (B, h, w) at the layer's
+    resolution)."""
     classes = [int(c) for c in (classes.tolist() if torch.is_tensor(classes) else classes)]
     if len(classes) != len(x):
         raise ValueError(f"one target class per image is needed: got {len(classes)} for {len(x)} images "
@@ -70,7 +72,8 @@ def gradcams(model: nn.Module,   # the classifier, in eval mode or not (its mode
 def localization(raw: np.ndarray,  # raw CAMs (B, h, w), before min-max normalization
                  size: int,        # the side they are upsampled to, the input's
                 ) -> dict:
-    "Per-image top-10% mass share and normalized entropy of raw CAMs (B, h, w); all-zero CAMs score as flat and are flagged empty."
+    """Per-image top-10% mass share and normalized entropy of raw CAMs (B, h, w); all-zero CAMs score as flat
+    and are flagged empty."""
     c = F.interpolate(torch.as_tensor(raw, dtype=torch.float64)[:, None], size=(size, size), mode='bilinear',
                       align_corners=False)[:, 0].clamp_min(0).flatten(1)
     tot = c.sum(1)
@@ -80,7 +83,8 @@ def localization(raw: np.ndarray,  # raw CAMs (B, h, w), before min-max normaliz
     top = c.topk(k, dim=1).values.sum(1) / tot.clamp_min(1e-300)
     ent = -(p * torch.log(p.clamp_min(1e-300))).sum(1) / math.log(c.shape[1])
     flat_top = torch.full_like(tot, k / c.shape[1])
-    return {'top10_mass': torch.where(empty, flat_top, top).numpy(), 'entropy': torch.where(empty, 1.0, ent).numpy(),
+    return {'top10_mass': torch.where(empty, flat_top, top).numpy(),
+            'entropy': torch.where(empty, 1.0, ent).numpy(),
             'empty': empty.numpy()}
 
 # %% ../nbs/08_gradcam.ipynb
@@ -89,7 +93,8 @@ def phase_trend(values: np.ndarray,  # a measure per phase (rows 1..K) and image
     "Spearman rho between the phase (rows 1..K) and each column of `values` (K, N); 0 for a constant column."
     from scipy.stats import rankdata
     v = np.asarray(values, dtype=float)
-    if v.ndim != 2 or v.shape[0] < 2: raise ValueError(f"values must be (K >= 2 phases, N images), got shape {v.shape}")
+    if v.ndim != 2 or v.shape[0] < 2: raise ValueError(
+        f"values must be (K >= 2 phases, N images), got shape {v.shape}")
     rk = np.arange(1, v.shape[0] + 1, dtype=float)[:, None]
     rx = rankdata(v, axis=0)
     rk, rx = rk - rk.mean(), rx - rx.mean(0)
@@ -103,7 +108,8 @@ def to_rgb(images_uint8: torch.Tensor,  # uint8 (B, C, h, w), grey or RGB
     "Display images (B, H, W, 3) in [0, 1] from uint8 (B, C, h, w), resized like the model input."
     x = images_uint8.float() / 255
     if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
-    x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=x.shape[-1] > size)
+    x = F.interpolate(x, size=(size, size), mode='bilinear',
+                      align_corners=False, antialias=x.shape[-1] > size)
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 # %% ../nbs/08_gradcam.ipynb
@@ -124,7 +130,8 @@ def cam_grid(rows,               # [(row label, rgb image, [CAM per column][, [e
         if len(cams) != C: raise ValueError(f"row {r} has {len(cams)} CAMs for {C} columns")
         axes[r, 0].imshow(rgb); axes[r, 0].set_ylabel(label, fontsize=7)
         for c, cm in enumerate(cams):
-            axes[r, c + 1].imshow(show_cam_on_image(rgb.astype(np.float32), cm.astype(np.float32), use_rgb=True))
+            axes[r, c + 1].imshow(
+                show_cam_on_image(rgb.astype(np.float32), cm.astype(np.float32), use_rgb=True))
             if empty[c]: axes[r, c + 1].text(0.5, 0.06, 'empty CAM', color='w', fontsize=6, ha='center',
                                              transform=axes[r, c + 1].transAxes)
     for a in axes.ravel(): a.set_xticks([]); a.set_yticks([])
@@ -144,7 +151,8 @@ def phase_cams(run,                    # a finished Run with the checkpoints of 
                device='cpu',           # where the model runs
                batch_size: int = 64,   # images per Grad-CAM call
               ):
-    "Normalized and raw CAMs of `images` (uint8) for the checkpoints of `epochs`: lists over epochs of (B, H, W) / (B, h, w)."
+    """Normalized and raw CAMs of `images` (uint8) for the checkpoints of `epochs`: lists over epochs of (B,
+    H, W) / (B, h, w)."""
     cfg = run.config
     data = ImageData('cam', images, labels, list(range(run.meta['num_classes'])), train=False)
     dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)

@@ -8,16 +8,20 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding']
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 from collections import defaultdict
 from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, grid
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, hierarchical_ci, fmt_mean_std,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, hierarchical_ci,
+                            fmt_mean_std,
                             dagger, notebook_links, group_by_config)
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
-SCHEMA = record_schema('gradcam', ['run', 'markers', 'layer', 'cam_resolution', 'measure_images', 'per_phase', 'trend', 'finding'], {
+SCHEMA = record_schema('gradcam',
+                       ['run', 'markers', 'layer', 'cam_resolution', 'measure_images',
+                        'per_phase', 'trend', 'finding'], {
     'run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA, 'layer': {'type': 'string'},
     'cam_resolution': {'type': 'array', 'items': INTEGER}, 'measure_images': INTEGER,
     'per_phase': {'type': 'array', 'items': {'type': 'object', 'required': ['fmcs', 'epoch', 'empty_share']}},
     'trend': {'type': 'object', 'required': ['top10_mass', 'entropy'], 'additionalProperties': {
-        'type': 'object', 'required': ['mean', 'ci95', 'per_image'], 'properties': {'per_image': {'type': 'array', 'items': NUMBER}}}},
+        'type': 'object', 'required': ['mean', 'ci95', 'per_image'],
+        'properties': {'per_image': {'type': 'array', 'items': NUMBER}}}},
     'finding': {'type': 'string'}})
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
@@ -42,23 +46,28 @@ def _by_layer(recs: list) -> list:
     return out
 
 def _trend(g: list, key: str = 'top10_mass') -> tuple:
-    "(estimate, (low, high)): the mean per-image trend over seeds and images, with its hierarchical 95% interval."
+    """(estimate, (low, high)): the mean per-image trend over seeds and images, with its hierarchical 95%
+    interval."""
     return hierarchical_ci([r['trend'][key]['per_image'] for r in g])
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 def section(recs: list) -> list:
-    "The report's Grad-CAM across phases: the localization trend per configuration over seeds and images, then each run's finding."
+    """The report's Grad-CAM across phases: the localization trend per configuration over seeds and images,
+    then each run's finding."""
     L = ['## Grad-CAM across phases (FMCE Figures 4-6)', '',
          "Paper: Figures 4-6 are qualitative (ResNet-50 and ShuffleNet v2, last convolutional layer, 224 "
          "px); Figure 4's caption "
          "reads \"as the FMCS values escalate, the regions of high contribution increasingly localize\". "
          "Localizing shows here as "
          "a positive trend of the top-10% mass and a negative trend of the entropy.", '',
-         "Trend = each image's Spearman rho between the phase and its localization measure (empty CAMs scored as flat "
+         "Trend = each image's Spearman rho between the phase and its localization measure (empty CAMs "
+         "scored as flat "
          "maps), averaged over images and seeds; the 95% interval resamples seeds, then images "
          "(`hierarchical_ci`).", '',
-         '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase 1 -> K | '
-         'trend of top-10% mass [95% CI] | trend of entropy [95% CI] | notebooks (by seed) |', '|---|---|---|---|---|---|---|---|---|---|---|']
+         '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase '
+         '1 -> K | '
+         'trend of top-10% mass [95% CI] | trend of entropy [95% CI] | notebooks (by seed) |',
+         '|---|---|---|---|---|---|---|---|---|---|---|']
     L += [_pooled_row(g) for g in _by_layer(recs)]
     L += ['', "Each run alone. Its interval resamples that run's images only, so it is narrower than the "
               "row's above, which "
@@ -76,15 +85,18 @@ def _reading(lo: float, hi: float) -> str:
     return 'less localized as the FMCS rises' if hi < 0 else 'more localized as the FMCS rises' if lo > 0 else 'no trend the interval can tell from zero'
 
 def finding(recs: list) -> list:
-    "What the Grad-CAM records found, as Markdown: the headline at the module output, then a sentence per configuration and layer."
+    """What the Grad-CAM records found, as Markdown: the headline at the module output, then a sentence per
+    configuration and layer."""
     rows = [(g, *_trend(g)) for g in _by_layer(recs)]
-    L = [f"- {g[0]['run']['config']['dataset']}, {g[0]['run']['config']['arch']}, Grad-CAM at {g[0]['layer']} "
+    L = [f"- {g[0]['run']['config']['dataset']}, {g[0]['run']['config']['arch']}, Grad-CAM at "
+         f"{g[0]['layer']} "
          f"({'x'.join(map(str, g[0]['cam_resolution']))}): the per-image trend of the top-10% mass with the "
          f"phase is {est:+.3f} "
          f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seeds of {g[0]['measure_images']} images): "
          f"{_reading(lo, hi)}." for g, est, (lo, hi) in rows]
     out = [(g[0]['run']['config']['dataset'], est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
-    head = (f"- The paper's Figure 4 has the CAMs localize as the FMCS rises; at the module output ours localize in "
+    head = ("- The paper's Figure 4 has the CAMs localize as the FMCS rises; at the module output ours "
+            "localize in "
             f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in "
             f"{sum(hi < 0 for *_, lo, hi in out)} "
             f"(trend of the top-10% mass: " + '; '.join(f"{d} {e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, e, lo, hi in out) + ').')
@@ -93,13 +105,17 @@ def finding(recs: list) -> list:
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 GRIDS = {
     'smoke': [{}],
-    'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, layer=['output', 'net.stage2'], grid_images=6, measure_images=1000),
-    'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, epochs=80, size=112, batch_size=256, n_train=None, n_test=None,
+    'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, layer=['output', 'net.stage2'],
+                grid_images=6, measure_images=1000),
+    'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, epochs=80, size=112, batch_size=256,
+                    n_train=None, n_test=None,
                     K=10, on_no_convergence='last', layer='output', grid_images=6, measure_images=500),
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, layer='output',
-                   on_no_convergence='raise', grid_images=6, measure_images=500) for (d, a), e in PAPER_EPOCHS.items()],
+                   on_no_convergence='raise', grid_images=6,
+                   measure_images=500) for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
-experiment = Experiment('gradcam', 'fig4_gradcam.ipynb', 'FMCE Figures 4-6: Grad-CAM across the phases', SCHEMA, section, GRIDS,
+experiment = Experiment('gradcam', 'fig4_gradcam.ipynb', 'FMCE Figures 4-6: Grad-CAM across the phases',
+                        SCHEMA, section, GRIDS,
                         finding=finding)

@@ -14,20 +14,24 @@ STAGES |= {f'{a}_smallstem': v for a, v in list(STAGES.items()) if a != 'small_c
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def mature_phase(cka: list, threshold: float = 0.9) -> int | None:
-    "The first phase (1-based) from which every CKA value is >= `threshold`; None if even the last is below it."
+    """The first phase (1-based) from which every CKA value is >= `threshold`; None if even the last is below
+    it."""
     k = len(cka)
     while k > 0 and cka[k - 1] >= threshold: k -= 1
     return None if k == len(cka) else k + 1
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def plot_module_map(rows: list, title: str = '', axes=None):
-    "Two heatmaps, modules (bottom stage at the bottom) x phases: FMCE-Net's recall per phase, and the CKA to the final checkpoint."
+    """Two heatmaps, modules (bottom stage at the bottom) x phases: FMCE-Net's recall per phase, and the CKA
+    to the final checkpoint."""
     import seaborn as sns
     axes = axes if axes is not None else plt.subplots(1, 2, figsize=(12, 0.8 * len(rows) + 2))[1]
     names = [r['module'].removeprefix('net.') for r in rows][::-1]
     K = len(rows[0]['cka_to_final'])
-    for ax, key, label in zip(axes, ('recall_per_phase', 'cka_to_final'), ('FMCE-Net recall (image split)', 'linear CKA to the final checkpoint')):
-        sns.heatmap(np.array([r[key] for r in rows[::-1]]), vmin=0, vmax=1, cmap='viridis', annot=K <= 10, fmt='.2f', ax=ax,
+    for ax, key, label in zip(axes, ('recall_per_phase', 'cka_to_final'),
+                              ('FMCE-Net recall (image split)', 'linear CKA to the final checkpoint')):
+        sns.heatmap(np.array([r[key] for r in rows[::-1]]), vmin=0, vmax=1, cmap='viridis', annot=K <= 10,
+                    fmt='.2f', ax=ax,
                     xticklabels=range(1, K + 1), yticklabels=names, cbar_kws={'label': label})
         ax.set(xlabel='phase k (FMCS)', title=label)
     for i, r in enumerate(rows[::-1]):
@@ -39,36 +43,45 @@ def plot_module_map(rows: list, title: str = '', axes=None):
 import numpy as np
 import matplotlib.pyplot as plt
 from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS, grid
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, group_by_config, fmt_mean_std,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, group_by_config,
+                            fmt_mean_std,
                             dagger, notebook_links)
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
-_MODULE = {'type': 'object', 'required': ['module', 'feature_shape', 'accuracy', 'f1', 'recall_per_phase', 'cka_to_final',
+_MODULE = {'type': 'object',
+           'required': ['module', 'feature_shape', 'accuracy', 'f1', 'recall_per_phase', 'cka_to_final',
                                           'mature_phase', 'best_epoch'],
-           'properties': {'module': {'type': 'string'}, 'accuracy': NUMBER, 'recall_per_phase': {'type': 'array', 'items': NUMBER},
-                          'cka_to_final': {'type': 'array', 'items': NUMBER}, 'mature_phase': {'type': ['integer', 'null']}}}
+           'properties': {'module': {'type': 'string'}, 'accuracy': NUMBER,
+                          'recall_per_phase': {'type': 'array', 'items': NUMBER},
+                          'cka_to_final': {'type': 'array', 'items': NUMBER},
+                          'mature_phase': {'type': ['integer', 'null']}}}
 SCHEMA = record_schema('module_map', ['run', 'markers', 'K', 'final_epoch', 'mature_cka', 'modules'], {
     'run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA, 'K': INTEGER, 'final_epoch': INTEGER, 'mature_cka': NUMBER,
     'modules': {'type': 'array', 'items': _MODULE, 'minItems': 2}})
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def _bottom_up(values: list, higher_is_later: bool = True) -> bool:
-    "Whether `values` (bottom module first) never decrease (or, if not `higher_is_later`, never increase) going up."
+    """Whether `values` (bottom module first) never decrease (or, if not `higher_is_later`, never increase)
+    going up."""
     v = [np.inf if x is None else x for x in values]
     return all(b >= a for a, b in zip(v, v[1:])) if higher_is_later else all(b <= a for a, b in zip(v, v[1:]))
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def _orders(g: list) -> str:
-    "Per configuration: whether maturity (threshold, then CKA at phase 1) and FMCE-Net accuracy order the modules bottom-up."
+    """Per configuration: whether maturity (threshold, then CKA at phase 1) and FMCE-Net accuracy order the
+    modules bottom-up."""
     c, names = g[0]['run']['config'], [m['module'].removeprefix('net.') for m in g[0]['modules']]
     phases = {m['mature_phase'] for r in g for m in r['modules']}
     cka_up = sum(_bottom_up([m['cka_to_final'][0] for m in r['modules']], higher_is_later=False) for r in g)
     acc_up = sum(_bottom_up([m['accuracy'] for m in r['modules']]) for r in g)
-    mean = lambda get: ', '.join(f"{n} {np.mean([get(r['modules'][i]) for r in g]):.3f}" for i, n in enumerate(names))
-    by_threshold = (f"every module matured at phase {phases.pop() or 'never'} in every seed, so the threshold "
+    mean = lambda get: ', '.join(
+        f"{n} {np.mean([get(r['modules'][i]) for r in g]):.3f}" for i, n in enumerate(names))
+    by_threshold = (f"every module matured at phase {phases.pop() or 'never'} in every seed, so the "
+                    "threshold "
                     f"{g[0]['mature_cka']} does not order them" if len(phases) == 1 else
                     f"the modules mature bottom-up (none before the one below it) in "
-                    f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} seeds")
+                    f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} "
+                    "seeds")
     return (f"- {c['dataset']}, {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at "
             "phase 1 falls (or "
             f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: "
@@ -94,23 +107,27 @@ def _module_table(recs: list) -> list:
     return L
 
 def section(recs: list) -> list:
-    "The report's module map: FMCE-Net accuracy and maturity per module over seeds, and whether the modules order bottom-up."
+    """The report's module map: FMCE-Net accuracy and maturity per module over seeds, and whether the modules
+    order bottom-up."""
     return (['## FMCE beyond the paper: the module map', '',
              'Every stage of the backbone gets its own FMCS-Dataset and FMCE-Net (image split, trained to '
              'its best). "Matured at" '
              'is the first phase from which the linear CKA of the module\'s maps to the final checkpoint\'s '
              'stays at or above '
-             'the threshold ("never" when even phase K is below it). The paper reads only the last module.', '']
+             'the threshold ("never" when even phase K is below it). The paper reads only the last module.',
+             '']
             + _module_table(recs) + [''] + finding(recs, table=False) + [''])
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def finding(recs: list, table: bool = True) -> list:
-    "What the module map found, as Markdown: per configuration, whether the modules mature bottom-up, with the numbers; then the table."
+    """What the module map found, as Markdown: per configuration, whether the modules mature bottom-up, with
+    the numbers; then the table."""
     return [_orders(g) for g in group_by_config(recs).values()] + (['', *_module_table(recs)] if table else [])
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 def figures(recs: list, figures_dir) -> list:
-    "One module map per configuration: recall per phase and CKA to the final checkpoint, each the mean over seeds."
+    """One module map per configuration: recall per phase and CKA to the final checkpoint, each the mean over
+    seeds."""
     out = []
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
@@ -119,7 +136,8 @@ def figures(recs: list, figures_dir) -> list:
         fig, ax = plt.subplots(1, 2, figsize=(13, 0.8 * len(rows) + 2.2))
         plot_module_map(rows, f"{c['arch']} on {c['dataset']}, mean of {len(g)} seeds", ax)
         fig.tight_layout()
-        out.append(figures_dir/f"module_map-{c['dataset']}-{c['arch']}.png"); fig.savefig(out[-1], dpi=90); plt.close(fig)
+        out.append(figures_dir/f"module_map-{c['dataset']}-{c['arch']}.png"); fig.savefig(out[-1], dpi=90)
+        plt.close(fig)
     return out
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
@@ -131,5 +149,6 @@ GRIDS = {
 }
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
-experiment = Experiment('module_map', 'fmcs_module_map.ipynb', 'FMCE beyond the paper: the module map', SCHEMA, section, GRIDS,
+experiment = Experiment('module_map', 'fmcs_module_map.ipynb', 'FMCE beyond the paper: the module map',
+                        SCHEMA, section, GRIDS,
                         figures=figures, finding=finding)

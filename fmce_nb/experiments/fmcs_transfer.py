@@ -7,27 +7,35 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding']
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
 from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER, mean_std,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER,
+                            mean_std,
                             fmt_mean_std, dagger, notebook_links, paired_diff_ci, diff_words)
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
-_TEST = {'type': 'object', 'required': [*METRICS_SCHEMA['required'], 'confusion', 'predicted', 'val_accuracy', 'best_epoch'],
-         'properties': {**METRICS_SCHEMA['properties'], 'predicted': {'type': 'array', 'items': NUMBER}, 'val_accuracy': NUMBER,
+_TEST = {'type': 'object',
+         'required': [*METRICS_SCHEMA['required'], 'confusion', 'predicted', 'val_accuracy', 'best_epoch'],
+         'properties': {**METRICS_SCHEMA['properties'], 'predicted': {'type': 'array', 'items': NUMBER},
+                        'val_accuracy': NUMBER,
                         'best_epoch': INTEGER}}
-SCHEMA = record_schema('transfer', ['run', 'runs', 'markers', 'K', 'feature_shape', 'leave_one_out', 'single_run'], {
+SCHEMA = record_schema('transfer',
+                       ['run', 'runs', 'markers', 'K', 'feature_shape', 'leave_one_out', 'single_run'], {
     'run': RUN_SCHEMA, 'runs': {'type': 'array', 'items': RUN_SCHEMA, 'minItems': 3},
     'markers': {'type': 'array', 'items': MARKERS_SCHEMA}, 'K': INTEGER,
-    'leave_one_out': {'type': 'array', 'items': {**_TEST, 'required': [*_TEST['required'], 'held_out_seed']}, 'minItems': 3},
-    'single_run': {'type': 'array', 'items': {**_TEST, 'required': [*_TEST['required'], 'train_seed', 'test_seed']}}})
+    'leave_one_out': {'type': 'array',
+                      'items': {**_TEST, 'required': [*_TEST['required'], 'held_out_seed']}, 'minItems': 3},
+    'single_run': {'type': 'array',
+                   'items': {**_TEST, 'required': [*_TEST['required'], 'train_seed', 'test_seed']}}})
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
 def _row(r: dict, name: str, tests: list, unit: str, every: list | None = None) -> str:
-    "A table row: accuracy and F1 over `tests`, the largest predicted share over `every` single test (default: `tests`)."
+    """A table row: accuracy and F1 over `tests`, the largest predicted share over `every` single test
+    (default: `tests`)."""
     c = r['run']['config']
     top = [max(t['predicted']) for t in (every or tests)]
     return (f"| {c['dataset']} | {c['arch']} | {'x'.join(map(str, r['feature_shape']))} | {name} | "
             f"{len(tests)} {unit} | "
-            f"**{fmt_mean_std([t['accuracy'] for t in tests])}** | {fmt_mean_std([t['f1'] for t in tests])} | "
+            f"**{fmt_mean_std([t['accuracy'] for t in tests])}** | "
+            f"{fmt_mean_std([t['f1'] for t in tests])} | "
             f"{min(top):.2f} to {max(top):.2f} | {1 / r['K']:.2f} | {notebook_links(r, 'notebook')} |")
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
@@ -36,12 +44,14 @@ def _by_train_run(single: list) -> list:
     out = []
     for s in sorted({t['train_seed'] for t in single}):
         ts = [t for t in single if t['train_seed'] == s]
-        out.append({'accuracy': mean_std([t['accuracy'] for t in ts])[0], 'f1': mean_std([t['f1'] for t in ts])[0]})
+        out.append(
+            {'accuracy': mean_std([t['accuracy'] for t in ts])[0], 'f1': mean_std([t['f1'] for t in ts])[0]})
     return out
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
 def section(recs: list) -> list:
-    "The report's transfer section: leave-one-run-out and single-run accuracy per configuration, with the predicted-FMCS spread."
+    """The report's transfer section: leave-one-run-out and single-run accuracy per configuration, with the
+    predicted-FMCS spread."""
     L = ['## FMCE beyond the paper: does an FMCE-Net transfer to another run?', '',
          'The paper has no such test. An FMCE-Net trained on runs of one configuration is tested on every '
          'map of a run it '
@@ -56,7 +66,9 @@ def section(recs: list) -> list:
          '|---|---|---|---|---|---|---|---|---|---|']
     for r in recs:
         L.append(_row(r, 'leave one run out', r['leave_one_out'], 'held-out runs'))
-        L.append(_row(r, 'single run to another', _by_train_run(r['single_run']), 'training runs', r['single_run']))
+        L.append(
+            _row(r, 'single run to another', _by_train_run(r['single_run']),
+                 'training runs', r['single_run']))
     L.append('')
     for r in recs:
         L.append(f"- {r['run']['config']['dataset']}{dagger(r)}: {r['protocol']}. Per held-out run: " +
@@ -66,7 +78,8 @@ def section(recs: list) -> list:
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
 def finding(recs: list) -> list:
-    "What the transfer test found, as Markdown: leave-one-run-out accuracy against chance (the headline), one run to another, the largest predicted share."
+    """What the transfer test found, as Markdown: leave-one-run-out accuracy against chance (the headline),
+    one run to another, the largest predicted share."""
     ds = lambda r: r['run']['config']['dataset']
     acc = lambda tests: fmt_mean_std([t['accuracy'] for t in tests])
     vs_chance = '; '.join(f"{ds(r)} "
@@ -78,7 +91,8 @@ def finding(recs: list) -> list:
          f"- Leave-one-run-out accuracy minus chance: {vs_chance}. The three tests are not independent: any two of their nets share a training run.",
          "- Trained on one run and tested on another: " + '; '.join(f"{ds(r)} {acc(_by_train_run(r['single_run']))}" for r in recs) + '.',
          f"- Its most frequent answer takes {min(top):.2f} to {max(top):.2f} of a held-out run's maps (a constant predictor takes 1.00).",
-         '', '| dataset | backbone | maps | leave one run out | one run to another | chance | paper |', '|---|---|---|---|---|---|---|']
+         '', '| dataset | backbone | maps | leave one run out | one run to another | chance | paper |',
+         '|---|---|---|---|---|---|---|']
     L += [f"| {ds(r)} | {r['run']['config']['arch']} | {'x'.join(map(str, r['feature_shape']))} | {acc(r['leave_one_out'])} | "
           f"{acc(_by_train_run(r['single_run']))} | {1 / r['K']:.2f} | no such test |" for r in recs]
     return L
@@ -89,9 +103,11 @@ GRIDS = {
     'cpu': [dict(CPU, dataset=d, seed=CPU_SEEDS[0], seed2=CPU_SEEDS[1], seed3=CPU_SEEDS[2], net_max_epochs=40, patience=4)
             for d in CPU_DATA],
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, seed=0, seed2=1,
-                   seed3=2, net_max_epochs=50, patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
+                   seed3=2, net_max_epochs=50, patience=5,
+                   on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
-experiment = Experiment('transfer', 'fmcs_transfer.ipynb', 'FMCE beyond the paper: FMCS across runs', SCHEMA, section, GRIDS,
+experiment = Experiment('transfer', 'fmcs_transfer.ipynb', 'FMCE beyond the paper: FMCS across runs', SCHEMA,
+                        section, GRIDS,
                         runs={'run_dir': 'seed', 'run_dir2': 'seed2', 'run_dir3': 'seed3'}, finding=finding)

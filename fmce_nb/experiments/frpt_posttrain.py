@@ -9,18 +9,21 @@ __all__ = ['SCHEMA', 'PRIMARY_ALPHA', 'PRIMARY_ARCH', 'ALPHAS', 'GRIDS', 'experi
 from collections import defaultdict
 import numpy as np
 from ..experiment import Experiment
-from ..report import (record_schema, RUN_SCHEMA, NUMBER, paper_table, fmt_mean_std, paired_by_seed, diff_cell,
+from ..report import (record_schema, RUN_SCHEMA, NUMBER, paper_table, fmt_mean_std, paired_by_seed,
+                            diff_cell,
                             interval_reading, holm, detectable_effect, dagger, notebook_links, any_record)
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 SCHEMA = record_schema('frpt', ['layer', 'rec_alpha', 'run', 'pretrained', 'test_acc', 'summary'], {
-    'layer': {'type': 'string'}, 'rec_alpha': {'type': 'number', 'minimum': 0}, 'run': RUN_SCHEMA, 'pretrained': RUN_SCHEMA,
+    'layer': {'type': 'string'}, 'rec_alpha': {'type': 'number', 'minimum': 0}, 'run': RUN_SCHEMA,
+    'pretrained': RUN_SCHEMA,
     'test_acc': {'type': 'array', 'items': NUMBER, 'minItems': 1},
     'summary': {'type': 'object', 'required': ['epoch5', 'mean', 'best', 'pretrained']}})
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def _label(r: dict) -> str:
-    "'alpha 0.3', or 'own features, alpha 0.3' for the control (the target is the pretrained model's feature)."
+    """'alpha 0.3', or 'own features, alpha 0.3' for the control (the target is the pretrained model's
+    feature)."""
     own = r.get('output_target', r['params'].get('output_target')) == 'forward'
     return f"{'own features, ' if own else ''}alpha {r['rec_alpha']:g}"
 
@@ -58,7 +61,8 @@ def _compared(groups: dict) -> dict:
         for (k, lab, b), d, p in zip(pairs, diffs, holm([d['p'] for d in diffs])):
             by = groups[k]
             seeds = sorted(set(by[lab]) & set(by[b]))
-            sd = float(np.std([_MEAN_ACC(by[lab][s]) - _MEAN_ACC(by[b][s]) for s in seeds], ddof=1)) if len(seeds) > 1 else float('nan')
+            sd = float(
+                np.std([_MEAN_ACC(by[lab][s]) - _MEAN_ACC(by[b][s]) for s in seeds], ddof=1)) if len(seeds) > 1 else float('nan')
             out[(k, lab, b)] = (name, d, p, sd)
     return out
 
@@ -68,14 +72,16 @@ def _authors() -> list:
     f = lambda v: '-' if v[0] is None else (f"{100 * v[0]:.2f}" + ('' if v[1] is None else f" ± {100 * v[1]:.2f}"))
     L = ['## FR-PT: post-training with reconstructed targets', '', f"Authors' numbers: {t['where']}; "
                                                                    f"protocol: {t['protocol']}.", '',
-         '| source | model | layer | alpha | epoch-5 acc | mean acc | best acc |', '|---|---|---|---|---|---|---|']
+         '| source | model | layer | alpha | epoch-5 acc | mean acc | best acc |',
+         '|---|---|---|---|---|---|---|']
     L += [f"| authors (Imagewoof) | {r['arch']} | {r['layer']} | {r['rec_alpha']:g} | {f(r['epoch5'])} | "
           f"{f(r['mean'])} | {f(r['best'])} |"
           for r in t['rows']]
     return L + ['', t['note'], '']
 
 def _authors_rows(arch: str, layer: str) -> list:
-    "The authors' paired rows at this model and layer (their MNIST SimpleCNN; their ResNet-18 for ours of either stem)."
+    """The authors' paired rows at this model and layer (their MNIST SimpleCNN; their ResNet-18 for ours of
+    either stem)."""
     return [r for r in paper_table('frpt_authors')['paired']['rows'] if r['arch'] == arch.removesuffix('_smallstem') and r['layer'] == layer]
 
 def _closest(arch: str, layer: str) -> str:
@@ -108,18 +114,21 @@ def _table(key: tuple, by: dict, compared: dict) -> list:
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def _about(by: dict) -> list:
-    "What a model and layer's cells share: the pretrained runs, their convergence, the targets and what they cost."
+    """What a model and layer's cells share: the pretrained runs, their convergence, the targets and what
+    they cost."""
     pre = {r['pretrained']['id']: r for rs in by.values() for r in rs.values()}
     conv = [r.get('pretrained_convergence', {}) for r in pre.values()]
     ek = [c.get('epoch') for c in conv if c.get('converged')]
     main = [lab for lab in by if not lab.startswith('own') and lab != 'alpha 0']
     r0 = any_record({lab: by[lab] for lab in main} or by)
-    tg = list({r['pretrained']['id']: r['targets'] for rs in by.values() for r in rs.values()     # one store per pretrained run
+    # one store per pretrained run
+    tg = list({r['pretrained']['id']: r['targets'] for rs in by.values() for r in rs.values()
                if 'targets' in r and not _label(r).startswith('own')}.values())
     post = [r['run']['train_seconds'] for rs in by.values() for r in rs.values()]
     L = [f"Pretrained runs ({len(pre)}, each seed's own where the grid pairs them): top-1 "
          f"{fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
-         f"{len(ek)} of {len(pre)} converged (CQI of the training loss <= {conv[0].get('mu', float('nan')):g})"
+         f"{len(ek)} of {len(pre)} converged (CQI of the training loss <= "
+         f"{conv[0].get('mu', float('nan')):g})"
          + (f" at epochs {', '.join(map(str, ek))}" if ek else '') + '.']
     if tg:
         L.append(f"Targets: reversed {', '.join(tg[0]['reversed']) or 'nothing (the logits)'}; they differ "
@@ -153,12 +162,14 @@ def _verdict(compared: dict) -> list:
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def section(recs: list) -> list:
-    "The report's FR-PT: the authors' numbers, then per model and layer every method over seeds, its comparison and cost."
+    """The report's FR-PT: the authors' numbers, then per model and layer every method over seeds, its
+    comparison and cost."""
     L, groups = _authors(), _groups(recs)
     compared = _compared(groups)
     for key, by in sorted(groups.items()):
         ds, arch, layer = key
-        L += [f"### Ours: {arch} on {ds}, targets at {layer}", '', f"Authors' closest: {_closest(arch, layer)}.", '']
+        L += [f"### Ours: {arch} on {ds}, targets at {layer}", '',
+              f"Authors' closest: {_closest(arch, layer)}.", '']
         L += _about(by) + _table(key, by, compared)
     return L + _verdict(compared)
 
@@ -183,14 +194,16 @@ def _finding_table(groups: dict, compared: dict) -> list:
     return L
 
 def finding(recs: list) -> list:
-    "What FR-PT found, as Markdown: per model and comparison a sentence with the paired difference at each layer (the primary first), then the table."
+    """What FR-PT found, as Markdown: per model and comparison a sentence with the paired difference at each
+    layer (the primary first), then the table."""
     groups = _groups(recs)
     compared = _compared(groups)
     by_claim = defaultdict(list)
     for (key, lab, b), (fam, d, p, sd) in sorted(compared.items()):
         by_claim[(_FAMILIES.index(fam), key[1] != PRIMARY_ARCH, key[0], key[1], lab, b, fam)].append(
             f"{key[2]} {diff_cell(d)}" + (f", Holm p {p:.3f}" if np.isfinite(p) else ''))
-    authors = lambda arch, ds: '; '.join(f"{k[2]} {_authors_pp(arch, k[2])}" for k in sorted(groups) if k[:2] == (ds, arch))
+    authors = lambda arch, ds: '; '.join(
+        f"{k[2]} {_authors_pp(arch, k[2])}" for k in sorted(groups) if k[:2] == (ds, arch))
     L = [f"- {arch} on {ds}, {lab} against {b} ({fam}{', pre-registered' * (fam == 'primary')}; mean test "
          "accuracy over the "
          f"post-training epochs, pp): " + '; '.join(parts) + '.' + (" The authors' paired differences: "
@@ -200,7 +213,8 @@ def finding(recs: list) -> list:
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def figures(recs: list, figures_dir) -> list:
-    "One figure per model: the change of test accuracy from each seed's pretrained model per post-training epoch, mean over seeds per method, a panel per layer."
+    """One figure per model: the change of test accuracy from each seed's pretrained model per post-training
+    epoch, mean over seeds per method, a panel per layer."""
     import matplotlib.pyplot as plt
     by_model = defaultdict(dict)
     for (ds, arch, layer), by in sorted(_groups(recs).items()): by_model[(ds, arch)][layer] = by
@@ -209,23 +223,30 @@ def figures(recs: list, figures_dir) -> list:
         fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False, sharey=True)
         for ax, (layer, by) in zip(axes[0], layers.items()):
             for lab in sorted(by, key=lambda lab: (lab.startswith('own'), float(lab.split()[-1]))):
-                acc = np.array([[0.0, *(np.array(r['test_acc']) - r['pretrained']['top1'])] for r in by[lab].values()])
-                ax.plot(range(acc.shape[1]), 100 * acc.mean(0), 'o-' if not lab.startswith('own') else 's--', ms=3,
+                acc = np.array(
+                    [[0.0, *(np.array(r['test_acc']) - r['pretrained']['top1'])] for r in by[lab].values()])
+                ax.plot(range(acc.shape[1]), 100 * acc.mean(0), 'o-' if not lab.startswith('own') else 's--',
+                        ms=3,
                         label=f"{lab} (n={len(acc)})")
             ax.axhline(0, color='grey', lw=0.5)
             ax.set(title=layer, xlabel='post-training epoch (0: pretrained)')
-        axes[0, 0].set_ylabel('change from the pretrained model, pp\n(mean over seeds)'); axes[0, -1].legend(fontsize=7)
+        axes[0, 0].set_ylabel('change from the pretrained model, pp\n(mean over seeds)')
+        axes[0, -1].legend(fontsize=7)
         fig.suptitle(f"FR-PT: {arch} on {ds} (each seed its own pretrained run)"); fig.tight_layout()
-        out.append(figures_dir/f"frpt-{ds}-{arch}-accuracy.png"); fig.savefig(out[-1], dpi=100); plt.close(fig)
+        out.append(figures_dir/f"frpt-{ds}-{arch}-accuracy.png"); fig.savefig(out[-1], dpi=100)
+        plt.close(fig)
     return out
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 ALPHAS = [0.0, 0.02, 0.1, 0.3]                                           # the authors' code
-_LAYERS = {'small_cnn': ['out', 'net.features.2', 'net.features.1'], 'simple_cnn': ['out', 'net.conv2', 'net.conv1'],
-           'resnet18_smallstem': ['out', 'net.layer4', 'net.layer3', 'net.layer2'], 'resnet18': ['out', 'net.layer4']}
+_LAYERS = {'small_cnn': ['out', 'net.features.2', 'net.features.1'],
+           'simple_cnn': ['out', 'net.conv2', 'net.conv1'],
+           'resnet18_smallstem': ['out', 'net.layer4', 'net.layer3', 'net.layer2'],
+           'resnet18': ['out', 'net.layer4']}
 
 def _cells(datasets, archs, seeds, alphas=ALPHAS, control=PRIMARY_ALPHA, **base) -> list:
-    "Every layer of each arch x `alphas` (and the own-feature control at alpha `control`) x seeds; seed s post-trains pretrained run s."
+    """Every layer of each arch x `alphas` (and the own-feature control at alpha `control`) x seeds; seed s
+    post-trains pretrained run s."""
     out = []
     for d in datasets:
         for a in archs:
@@ -237,17 +258,21 @@ def _cells(datasets, archs, seeds, alphas=ALPHAS, control=PRIMARY_ALPHA, **base)
     return out
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
-_CPU = dict(epochs=40, size=32, batch_size=64, augment=True, n_train=1000, n_test=1000, pre_mu=0.01, post_epochs=10,
+_CPU = dict(epochs=40, size=32, batch_size=64, augment=True, n_train=1000, n_test=1000, pre_mu=0.01,
+            post_epochs=10,
             post_batch_size=32)
-_FULL = dict(size=32, batch_size=256, augment=True, n_train=None, n_test=None, pre_mu=0.01, post_epochs=10, post_batch_size=256)
+_FULL = dict(size=32, batch_size=256, augment=True, n_train=None, n_test=None, pre_mu=0.01,
+             post_epochs=10, post_batch_size=256)
 GRIDS = {
     'smoke': [dict(rec_alpha=a, seed=s) for a in (0.0, 0.3) for s in (0, 1)] + [dict(rec_alpha=0.3, seed=0, output_target='forward')],
     'cpu': (_cells(['mnist5k'], ['simple_cnn'], range(10), [0.0, 0.3], **_CPU)
             + _cells(['mnist5k'], ['simple_cnn'], range(3), [0.02, 0.1], control=None, **_CPU)),
     'reduced': _cells(['fashion_mnist'], ['simple_cnn', 'resnet18_smallstem'], range(5), epochs=30, **_FULL),
-    'paper': _cells(['cifar10', 'cifar100'], ['simple_cnn', 'resnet18_smallstem'], range(10), epochs=30, **_FULL),
+    'paper': _cells(['cifar10', 'cifar100'], ['simple_cnn', 'resnet18_smallstem'],
+                    range(10), epochs=30, **_FULL),
 }
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
-experiment = Experiment('frpt', 'frpt_posttrain.ipynb', 'FR-PT: post-training with reconstructed targets', SCHEMA, section,
+experiment = Experiment('frpt', 'frpt_posttrain.ipynb', 'FR-PT: post-training with reconstructed targets',
+                        SCHEMA, section,
                         GRIDS, runs={'pre_run_dir': 'pre_seed'}, figures=figures, finding=finding)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 import numpy as np
 from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, grid
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std, fmt_mean_std,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std,
+                            fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
                             holm, interval_reading, detectable_effect, closest_paper_row)
 
@@ -15,20 +16,24 @@ from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER
 __all__ = ['SCHEMA', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding', 'figures']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
-SCHEMA = record_schema('ral', ['method', 'raf', 'label_smoothing', 'reading', 'control', 'run', 'fmce_run', 'markers',
+SCHEMA = record_schema('ral',
+                       ['method', 'raf', 'label_smoothing', 'reading', 'control', 'run', 'fmce_run',
+                        'markers',
                                'fmce_net', 'test_acc', 'val_acc', 'n_val', 'fmcs', 'cams', 'localization'], {
     'method': {'enum': ['ral', 'label_smoothing']}, 'raf': {'type': 'number', 'minimum': 0, 'maximum': 1},
     'label_smoothing': NUMBER, 'reading': {'enum': ['finetune', 'retrain']},
     'control': {'enum': [None, 'fmcs1', 'random_net', 'shuffled_net']},
     'run': RUN_SCHEMA, 'fmce_run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA,
-    'fmce_net': {'type': 'object', 'required': ['best_val_accuracy', 'best_epoch', 'feature_shape', 'oracle', 'head']},
+    'fmce_net': {'type': 'object',
+                 'required': ['best_val_accuracy', 'best_epoch', 'feature_shape', 'oracle', 'head']},
     'test_acc': {'type': 'array', 'items': NUMBER, 'minItems': 1}, 'val_acc': NUMBER, 'n_val': INTEGER,
     'fmcs': {'type': 'object', 'required': ['distribution', 'expected']},
     'cams': {'type': 'object', 'required': ['images', 'labels', 'pixels', 'normalized', 'empty']},
     'localization': {'type': 'object', 'required': ['top10_mass', 'entropy', 'empty_share', 'images']}})
 
 # %% ../../nbs/experiments/ral_raf.ipynb
-_CONTROL = {'fmcs1': 'toward FMCS 1', 'random_net': 'untrained FMCE-Net', 'shuffled_net': 'shuffled-label FMCE-Net'}
+_CONTROL = {'fmcs1': 'toward FMCS 1', 'random_net': 'untrained FMCE-Net',
+            'shuffled_net': 'shuffled-label FMCE-Net'}
 
 def _label(r) -> str:
     if r['method'] != 'ral': return f"label smoothing {r['label_smoothing']:g}"
@@ -43,13 +48,15 @@ def _groups(recs: list) -> dict:
     groups = defaultdict(dict)
     for r in recs:
         c = r['run']['config']
-        key = (c['dataset'], c['arch'], c['size'], c['n_train'], r['fmce_run']['id'], r.get('reading', 'retrain'))
+        key = (c['dataset'], c['arch'], c['size'], c['n_train'],
+               r['fmce_run']['id'], r.get('reading', 'retrain'))
         groups[key].setdefault(_label(r), {})[c['seed']] = r
     return {k: dict(sorted(v.items(), key=lambda kv: _order(kv[0]))) for k, v in groups.items()}
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 _TOP1 = lambda r: r['run']['top1']
-PRIMARY = ('RAF 0.95', 'RAF 0.9')        # the pre-registered comparisons, each against RAF 1, under fine-tuning
+# the pre-registered comparisons, each against RAF 1, under fine-tuning
+PRIMARY = ('RAF 0.95', 'RAF 0.9')
 
 def _best(by: dict, labels: list, key=_TOP1) -> str | None:
     "The label among `labels` whose records have the highest mean of `key` (None if there are no labels)."
@@ -77,7 +84,8 @@ def _compared(by: dict, reading: str) -> dict:
 def _paired_sd(by: dict, lab: str, base: str) -> float:
     "The standard deviation of the per-seed differences of test top-1 (lab minus base), on their common seeds."
     seeds = sorted(set(by[lab]) & set(by[base]))
-    return float(np.std([_TOP1(by[lab][s]) - _TOP1(by[base][s]) for s in seeds], ddof=1)) if len(seeds) > 1 else float('nan')
+    return float(
+        np.std([_TOP1(by[lab][s]) - _TOP1(by[base][s]) for s in seeds], ddof=1)) if len(seeds) > 1 else float('nan')
 
 def _per_seed(rs: list, key, nd: int = 2) -> str:
     "mean ± std, then each seed's value in seed order: a mean can hide seeds that disagree."
@@ -89,20 +97,24 @@ def _per_seed(rs: list, key, nd: int = 2) -> str:
 def _paper_rows() -> list:
     t = paper_table('fmcepp_table1')
     L = ['## FMCE-Net++: the RAF sweep', '', f"Paper: {t['where']}; protocol: {t['protocol']}.", '',
-         "The paper's rows as printed (test accuracy, mean ± std over 5 seeds; the text assigns some rows to other "
+         "The paper's rows as printed (test accuracy, mean ± std over 5 seeds; the text assigns some rows "
+         "to other "
          "datasets, see below):", '',
          '| backbone (as printed) | dataset (as printed) | dataset in the text | ' + ' | '.join(f'RAF {x:g}' for x in t['raf']) + ' |',
          '|---|---|---|' + '---|' * len(t['raf'])]
     for row in t['rows']:
         cells = ['-' if v is None else f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" for v in row['acc_mean_std'].values()]
-        L.append(f"| {row['arch_as_printed']} | {row['dataset_as_printed']} | {row['dataset_in_text']} | " + ' | '.join(cells) + ' |')
-    return L + ['', "Where the paper contradicts itself:", ''] + [f"- {x}" for x in t['inconsistencies']] + ['']
+        L.append(
+            f"| {row['arch_as_printed']} | {row['dataset_as_printed']} | {row['dataset_in_text']} | " + ' | '.join(cells) + ' |')
+    return L + ['',
+                "Where the paper contradicts itself:", ''] + [f"- {x}" for x in t['inconsistencies']] + ['']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _table(by: dict, reading: str) -> list:
     L = ['| method | seeds | test top-1 | compared with | paired difference, pp [95% CI] | family | Holm p | '
          'validation acc | '
-         'expected FMCS (of K), per seed | top-10% CAM mass | empty CAMs | notebooks (by seed) |', '|---' * 12 + '|']
+         'expected FMCS (of K), per seed | top-10% CAM mass | empty CAMs | notebooks (by seed) |',
+         '|---' * 12 + '|']
     ral = [lab for lab in by if lab.startswith('RAF') and ',' not in lab]
     best, chosen, cmp = _best(by, ral), _best(by, ral, key=lambda r: r['val_acc']), _compared(by, reading)
     for lab, rs in by.items():
@@ -112,9 +124,11 @@ def _table(by: dict, reading: str) -> list:
         L.append(f"| {lab}{mark}{dagger(rs)} | {len(rs)} | {fmt_mean_std([_TOP1(r) for r in rs])} | {base} | "
                  f"{diff_cell(d) if d else '(baseline)' if lab == 'RAF 1' else '-'} | {fam} | "
                  f"{f'{p:.3f}' if np.isfinite(p) else '-'} | "
-                 f"{fmt_mean_std([r['val_acc'] for r in rs])} | {_per_seed(rs, lambda r: r['fmcs']['expected'])} | "
+                 f"{fmt_mean_std([r['val_acc'] for r in rs])} | "
+                 f"{_per_seed(rs, lambda r: r['fmcs']['expected'])} | "
                  f"{fmt_mean_std([r['localization']['top10_mass'] for r in rs], 3)} | "
-                 f"{fmt_mean_std([r['localization']['empty_share'] for r in rs], 2)} | {notebook_links(rs)} |")
+                 f"{fmt_mean_std([r['localization']['empty_share'] for r in rs], 2)} | "
+                 f"{notebook_links(rs)} |")
     sizes = {f: sum(v[1] == f for v in cmp.values()) for f in ('primary', 'controls', 'secondary')}
     return L + ["Holm p: adjusted within each family (" + ', '.join(f"{f}: {n}" for f, n in sizes.items() if n) +
                 " comparisons)." if cmp else '', '']
@@ -127,7 +141,8 @@ def _findings(by: dict, reading: str) -> list:
     top1 = lambda lab: fmt_mean_std([_TOP1(r) for r in by[lab].values()])
     lines = [f"{name} is {lab}: {top1(lab)} against {top1('RAF 1')} for RAF 1, a paired difference of "
              f"{diff_words(paired_by_seed(by, lab, 'RAF 1', key=_TOP1))}." for name, lab in
-             (('The best RAF on the test set', best), ('The RAF chosen on validation', chosen)) if lab != 'RAF 1']
+             (('The best RAF on the test set', best),
+              ('The RAF chosen on validation', chosen)) if lab != 'RAF 1']
     for lab, (base, fam, d, p) in cmp.items():
         line = f"{lab} against {base} ({fam}): {diff_words(d)}; {interval_reading(d, p, lab, base)}"
         if fam == 'primary' and d['n'] > 1:
@@ -149,35 +164,43 @@ def _findings(by: dict, reading: str) -> list:
 _READING = {'finetune': 'reading (b): fine-tuned from the FMCE run\'s E_K weights', 'retrain': 'reading (a): '
                                                                                                'retrained '
                                                                                                'from scratch '
-                                                                                               'for E_K epochs'}
+                                                                                               'for E_K '
+                                                                                               'epochs'}
 
 def section(recs: list) -> list:
-    "The report's FMCE-Net++ RAF sweep: the paper's rows as printed, then per FMCE run and reading every method over seeds, with its comparison."
+    """The report's FMCE-Net++ RAF sweep: the paper's rows as printed, then per FMCE run and reading every
+    method over seeds, with its comparison."""
     L = _paper_rows()
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         r0 = any_record(by)
         L += [f"### Ours: {arch} on {ds}, {size}px, {n_train} training images; {_READING[reading]}", '',
               f"FMCE run of seed {r0['fmce_run']['config']['seed']} (top-1 {r0['fmce_run']['top1']:.4f}; E_K "
               f"= {r0['markers']['ek']}"
-              f"{'' if r0['markers']['converged'] else ', not converged'}). The oracle is its FMCE-Net at its best "
+              f"{'' if r0['markers']['converged'] else ', not converged'}). The oracle is its FMCE-Net at "
+              "its best "
               f"(validation accuracy {r0['fmce_net']['best_val_accuracy']:.4f} at epoch "
               f"{r0['fmce_net']['best_epoch']}, maps "
-              f"{'x'.join(map(str, r0['fmce_net']['feature_shape']))}). Protocol of one run: {r0['protocol']}.", '']
+              f"{'x'.join(map(str, r0['fmce_net']['feature_shape']))}). Protocol of one run: "
+              f"{r0['protocol']}.", '']
         if reading == 'finetune' and any(lab in by for lab in PRIMARY):
             L += ["Primary comparison, fixed before these runs: " + ' and '.join(lab for lab in PRIMARY if lab in by) +
-                  " each against RAF 1, paired by seed, two-sided paired t-test on test top-1, Holm over the two.", '']
+                  " each against RAF 1, paired by seed, two-sided paired t-test on test top-1, Holm over "
+                  "the two.", '']
         L += _table(by, reading) + _findings(by, reading)
     return L
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _paper_gain(arch: str, dataset: str, lab: str) -> str:
-    "The paper's printed gain of `lab` over RAF 1 in its row for this backbone and dataset (as the text assigns the rows), or ''."
-    row = closest_paper_row('fmcepp_table1', dataset, arch, dataset_key='dataset_in_text', arch_key='arch_as_printed')
+    """The paper's printed gain of `lab` over RAF 1 in its row for this backbone and dataset (as the text
+    assigns the rows), or ''."""
+    row = closest_paper_row('fmcepp_table1', dataset, arch,
+                            dataset_key='dataset_in_text', arch_key='arch_as_printed')
     acc, raf = (row or {}).get('acc_mean_std', {}), lab.split()[-1]
     return f"{100 * (acc[raf][0] - acc['1'][0]):+.2f} pp" if acc.get(raf) and acc.get('1') else ''
 
 def finding(recs: list) -> list:
-    "What the RAF sweep found, as Markdown: the pre-registered comparisons (the headline), then per FMCE run and reading its table and findings."
+    """What the RAF sweep found, as Markdown: the pre-registered comparisons (the headline), then per FMCE
+    run and reading its table and findings."""
     head, L = [], []
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
@@ -190,13 +213,16 @@ def finding(recs: list) -> list:
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _fig_accuracy(ax, by: dict, best: str, title: str):
-    "Figure 1: test accuracy per epoch, mean ± std over seeds, for RAF 1 and the best RAF; the y-axis fits every epoch of both."
+    """Figure 1: test accuracy per epoch, mean ± std over seeds, for RAF 1 and the best RAF; the y-axis fits
+    every epoch of both."""
     for lab, color in (('RAF 1', 'crimson'), (best, 'indigo'))[:1 if best == 'RAF 1' else 2]:
-        if lab not in by: continue      # no RAF 1 run, or no RAF run at all (best is None); RAF 1 once when it is the best
+        # no RAF 1 run, or no RAF run at all (best is None); RAF 1 once when it is the best
+        if lab not in by: continue
         acc = np.array([r['test_acc'] for r in by[lab].values()])
         m, s = acc.mean(0), acc.std(0, ddof=1) if len(acc) > 1 else np.zeros(acc.shape[1])
         ep = np.arange(1, acc.shape[1] + 1)
-        ax.plot(ep, m, color=color, label=f"{lab} (n={len(acc)})"); ax.fill_between(ep, m - s, m + s, color=color, alpha=.2)
+        ax.plot(ep, m, color=color, label=f"{lab} (n={len(acc)})")
+        ax.fill_between(ep, m - s, m + s, color=color, alpha=.2)
     ax.set(xlabel='epoch', ylabel='test accuracy'); ax.set_title(title, fontsize=9); ax.legend(fontsize=8)
 
 # %% ../../nbs/experiments/ral_raf.ipynb
@@ -209,18 +235,21 @@ def _fig_cams(by: dict, size: int, title: str):
     rgb = to_rgb(torch.tensor(first['pixels'], dtype=torch.uint8), size)
     rows = [(f"class {first['labels'][i]}", rgb[i], [np.array(r['cams']['normalized'][i]) for r in seed0.values()],
              [r['cams']['empty'][i] for r in seed0.values()]) for i in range(len(first['labels']))]
-    return cam_grid(rows, [lab.replace('label smoothing', 'LS').replace(', ', ',\n') for lab in seed0], title=title)
+    return cam_grid(rows,
+                    [lab.replace('label smoothing', 'LS').replace(', ', ',\n') for lab in seed0], title=title)
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def figures(recs: list, figures_dir) -> list:
-    "Figures 1, 3, 5-6 of FMCE-Net++ and the localization per method, for each FMCE run and reading; returns their paths."
+    """Figures 1, 3, 5-6 of FMCE-Net++ and the localization per method, for each FMCE run and reading;
+    returns their paths."""
     import matplotlib.pyplot as plt
     out = []
     def save(fig, name): out.append(figures_dir/name); fig.tight_layout(); fig.savefig(out[-1], dpi=100); plt.close(fig)
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         stem, best = f"ral-{ds}-{arch}-{size}px-{n_train}-{reading}", _best(by, [lab for lab in by if lab.startswith('RAF') and ',' not in lab])
         fig, ax = plt.subplots(figsize=(6, 3.6)); _fig_accuracy(ax, by, best, f'{arch} on {ds}, '
-                                                                              f'{reading}\nmean ± std over seeds')
+                                                                              f'{reading}\nmean ± std over '
+                                                                              'seeds')
         save(fig, f"{stem}-fig1_accuracy.png")
         fig, ax = plt.subplots(figsize=(9, 3.8))
         bars(ax, {lab: [r['run']['top1'] for r in rs.values()] for lab, rs in by.items()},
@@ -229,36 +258,48 @@ def figures(recs: list, figures_dir) -> list:
                                                        '(blue: RAF 1)')
         save(fig, f"{stem}-fig3_raf_bars.png")
         layer = any_record(by)['params']['layer']
-        save(_fig_cams(by, size, f"Grad-CAM ({layer}) of {arch} on {ds}, {reading}, per method, lowest seed"), f"{stem}-fig5_gradcam.png")
+        save(
+            _fig_cams(by, size, f"Grad-CAM ({layer}) of {arch} on {ds}, {reading}, per method, lowest seed"),
+            f"{stem}-fig5_gradcam.png")
         fig, ax = plt.subplots(figsize=(9, 3.6))
         bars(ax, {lab: [r['localization']['top10_mass'] for r in rs.values()] for lab, rs in by.items()})
-        ax.set(ylabel='top-10% CAM mass', ylim=(0, 1), title=f'{arch} on {ds}: final weights, mean ± std over seeds')
+        ax.set(ylabel='top-10% CAM mass', ylim=(0, 1),
+               title=f'{arch} on {ds}: final weights, mean ± std over seeds')
         save(fig, f"{stem}-localization.png")
     return out
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 RAF_PAPER = [1.0, 0.95, 0.9, 0.85, 0.8, 0.78, 0.75, 0.7, 0.5, 0.0]          # FMCE-Net++ Table I
-_HOLD_OUT = {'mnist': 55000, 'cifar10': 45000, 'mini_imagenet': 43000}       # training images when 5,000 are held out
-_CPU_RAL = dict(CPU, dataset='mnist5k', fmce_seed=0, net_max_epochs=40, patience=4, n_val=1000, layer='output',
+# training images when 5,000 are held out
+_HOLD_OUT = {'mnist': 55000, 'cifar10': 45000, 'mini_imagenet': 43000}
+_CPU_RAL = dict(CPU, dataset='mnist5k', fmce_seed=0, net_max_epochs=40, patience=4, n_val=1000,
+                layer='output',
                 grid_images=4, measure_images=500)
 _TUNE = dict(_CPU_RAL, reading='finetune', finetune_epochs=10, finetune_lr=1e-4)
-_REDUCED = dict(epochs=80, size=64, batch_size=256, n_train=50000, n_test=None, K=10, on_no_convergence='last', fmce_seed=0,
-                net_max_epochs=40, patience=5, n_val=10000, layer='output', grid_images=6, measure_images=500, reading='retrain')
+_REDUCED = dict(epochs=80, size=64, batch_size=256, n_train=50000, n_test=None, K=10,
+                on_no_convergence='last', fmce_seed=0,
+                net_max_epochs=40, patience=5, n_val=10000, layer='output', grid_images=6, measure_images=500,
+                reading='retrain')
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 _SMOKE = dict(finetune_epochs=2)
 GRIDS = {
-    'smoke': grid(raf=[1.0, 0.5], seed=[0, 1], **_SMOKE) + grid(raf=0.5, control=list(_CONTROL), seed=0, **_SMOKE)
+    'smoke': grid(raf=[1.0, 0.5], seed=[0, 1], **_SMOKE) + grid(raf=0.5,
+                                                                control=list(_CONTROL), seed=0, **_SMOKE)
              + grid(label_smoothing=0.1, raf=1.0, seed=0, **_SMOKE) + grid(reading='retrain', raf=0.5, seed=0),
-    'cpu': grid(raf=[1.0, 0.95, 0.9], seed=list(range(10)), **_TUNE)                         # primary: 30 cells
+    # primary: 30 cells
+    'cpu': grid(raf=[1.0, 0.95, 0.9], seed=list(range(10)), **_TUNE)
            + grid(raf=0.9, control=list(_CONTROL), seed=list(range(5)), **_TUNE)              # controls: 15
-           + grid(label_smoothing=0.1, raf=1.0, seed=list(range(5)), **_TUNE)                 # ... and label smoothing: 5
+           # ... and label smoothing: 5
+           + grid(label_smoothing=0.1, raf=1.0, seed=list(range(5)), **_TUNE)
            + grid(raf=[0.8, 0.7, 0.0], seed=[0, 1, 2], **_TUNE)                               # secondary: 9
            + grid(raf=[1.0, 0.9], seed=[0, 1, 2], reading='retrain', **_CPU_RAL),             # reading (a): 6
     'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, raf=RAF_PAPER, seed=[0, 1, 2, 3, 4], **_REDUCED)
-               + grid(dataset='fashion_mnist', arch=BACKBONES, label_smoothing=0.1, raf=1.0, seed=[0, 1, 2, 3, 4], **_REDUCED),
+               + grid(dataset='fashion_mnist', arch=BACKBONES, label_smoothing=0.1, raf=1.0,
+                      seed=[0, 1, 2, 3, 4], **_REDUCED),
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=_HOLD_OUT[d], n_test=None, K=10,
-                   on_no_convergence='raise', fmce_seed=0, net_max_epochs=50, patience=5, n_val=5000, layer='output',
+                   on_no_convergence='raise', fmce_seed=0, net_max_epochs=50, patience=5, n_val=5000,
+                   layer='output',
                    grid_images=6, measure_images=500, reading='retrain', seed=s, **method)
               for (d, a), e in PAPER_EPOCHS.items() for s in range(5)
               for method in [{'raf': r} for r in RAF_PAPER] + [{'label_smoothing': 0.1, 'raf': 1.0}]],

@@ -7,11 +7,13 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 from ..experiment import Experiment, grid, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, paper_table, group_by_config, fmt_mean_std,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, paper_table, group_by_config,
+                            fmt_mean_std,
                             dagger, notebook_links, closest_paper_row)
 
 # %% ../../nbs/experiments/table1_markers.ipynb
-SCHEMA = record_schema('table1', ['run', 'markers', 'losses', 'test_acc', 'sensitivity', 'smoothing_evidence'], {
+SCHEMA = record_schema('table1',
+                       ['run', 'markers', 'losses', 'test_acc', 'sensitivity', 'smoothing_evidence'], {
     'run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA, 'losses': {'type': 'array', 'items': NUMBER},
     'test_acc': {'type': 'array', 'items': NUMBER}, 'sensitivity': {'type': 'object'},
     'smoothing_evidence': {'type': 'object', 'additionalProperties': {
@@ -31,7 +33,8 @@ def _rows(recs: list) -> list:
         c, m = r['run']['config'], r['markers']
         L.append(f"| ours{dagger(r)} | {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | "
                  f"{c['seed']} | {m['mu']:g} | "
-                 f"{'yes' if m['converged'] else 'no (E_K = last epoch)'} | {m['markers']} | {r['run']['top1']:.4f} | "
+                 f"{'yes' if m['converged'] else 'no (E_K = last epoch)'} | {m['markers']} | "
+                 f"{r['run']['top1']:.4f} | "
                  f"{notebook_links(r, 'notebook')} |")
     return L
 
@@ -50,7 +53,8 @@ def _over_seeds(recs: list) -> list:
         L.append(f"| {c['dataset']} | {c['arch']} | {c['epochs']} | {c['size']} | {len(g)} | "
                  f"{sum(r['markers']['converged'] for r in g)} of {len(g)} | "
                  f"{fmt_mean_std([r['markers']['ek'] for r in g], 1)} | "
-                 f"{paper_ek} | {fmt_mean_std([r['run']['top1'] for r in g])} | {paper_top1} | {notebook_links(g)} |")
+                 f"{paper_ek} | {fmt_mean_std([r['run']['top1'] for r in g])} | {paper_top1} | "
+                 f"{notebook_links(g)} |")
     return L + ['']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
@@ -60,8 +64,10 @@ def _protocols(recs: list) -> list:
         m = r['markers']
         note = '' if m['converged'] else (
             f" **Not converged**: CQI never reached mu = {m['mu']:g}; its smallest value after E_0 was "
-            f"{m['min_cqi']:.2e} (epoch {m['min_cqi_epoch']} of {r['run']['epochs_done']}), so E_K is the last epoch.")
-        L.append(f"- {r['run']['config']['dataset']}, seed {r['run']['config']['seed']}: {r['protocol']}.{note}")
+            f"{m['min_cqi']:.2e} (epoch {m['min_cqi_epoch']} of {r['run']['epochs_done']}), so E_K is the "
+            "last epoch.")
+        L.append(
+            f"- {r['run']['config']['dataset']}, seed {r['run']['config']['seed']}: {r['protocol']}.{note}")
     return L + ['']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
@@ -70,32 +76,39 @@ def _smoothing_evidence(recs: list) -> list:
     recs = [r for r in recs if r['smoothing_evidence']]
     if not recs: return []
     L = ["### Which smoothing reproduces the paper's marker pattern", '',
-         "Distance = mean over k of |E_k/E_K - the paper's E_k/E_K|, averaged over the paper's rows; computed on our "
-         "real loss curves for the EMA (our default) and the paper's literal two-tap formula, same B and mu.", '',
-         "| dataset | backbone | size | seeds | smoothing | converged | E_K | distance to the paper's shape |",
+         "Distance = mean over k of |E_k/E_K - the paper's E_k/E_K|, averaged over the paper's rows; "
+         "computed on our "
+         "real loss curves for the EMA (our default) and the paper's literal two-tap formula, same B and mu.",
+         '',
+         "| dataset | backbone | size | seeds | smoothing | converged | E_K | distance to the paper's "
+         "shape |",
          '|---|---|---|---|---|---|---|---|']
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
         for sm in g[0]['smoothing_evidence']:
             ok = [e for e in (r['smoothing_evidence'][sm] for r in g) if e['markers']]
-            L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {sm} | {len(ok)} of {len(g)} | "
+            L.append(f"| {c['dataset']} | {c['arch']} | {c['size']} | {len(g)} | {sm} | {len(ok)} of "
+                     f"{len(g)} | "
                      f"{fmt_mean_std([e['ek'] for e in ok], 1)} | "
                      f"{fmt_mean_std([e['distance_to_paper'] for e in ok])} |")
     return L + ['']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 def section(recs: list) -> list:
-    "The report's FMCE Table I: the paper's rows beside ours, one by one and over seeds, and the smoothing evidence."
+    """The report's FMCE Table I: the paper's rows beside ours, one by one and over seeds, and the smoothing
+    evidence."""
     return _rows(recs) + _over_seeds(recs) + _protocols(recs) + _smoothing_evidence(recs)
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 def finding(recs: list) -> list:
-    "What Table I found, as Markdown: a sentence per finding with its number (the first is the headline), then the rows over seeds."
+    """What Table I found, as Markdown: a sentence per finding with its number (the first is the headline),
+    then the rows over seeds."""
     groups = list(group_by_config(recs).values())
     per = lambda get, nd: '; '.join(f"{g[0]['run']['config']['dataset']} "
                                     f"{fmt_mean_std([get(r) for r in g], nd)}" for g in groups)
     papers = [p for g in groups if (p := closest_paper_row('fmce_table1', g[0]['run']['config']['dataset'], g[0]['run']['config']['arch']))]
-    paper = (f" The paper's closest row ({papers[0]['dataset']}, {papers[0]['arch']}, 224 px, full data) has E_K = "
+    paper = (f" The paper's closest row ({papers[0]['dataset']}, {papers[0]['arch']}, 224 px, full data) "
+             "has E_K = "
              f"{papers[0]['markers'][-1]} and top-1 {papers[0]['top1']:.4f}.") if papers else ''
     return [f"- {sum(r['markers']['converged'] for r in recs)} of {len(recs)} runs converged under the "
             "paper's rule (CQI <= "
@@ -106,11 +119,13 @@ def finding(recs: list) -> list:
 GRIDS = {
     'smoke': [{}],
     'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU),
-    'reduced': grid(dataset=['fashion_mnist', 'mnist5k'], arch=BACKBONES, epochs=80, size=64, batch_size=256, n_train=None,
+    'reduced': grid(dataset=['fashion_mnist', 'mnist5k'], arch=BACKBONES, epochs=80, size=64, batch_size=256,
+                    n_train=None,
                     n_test=None, K=10, on_no_convergence='last'),
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10,
                    on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/table1_markers.ipynb
-experiment = Experiment('table1', 'table1_markers.ipynb', 'FMCE Table I: epoch markers', SCHEMA, section, GRIDS, finding=finding)
+experiment = Experiment('table1', 'table1_markers.ipynb', 'FMCE Table I: epoch markers', SCHEMA,
+                        section, GRIDS, finding=finding)

@@ -8,19 +8,25 @@ __all__ = ['CONTROLS', 'SCHEMA', 'GRIDS', 'experiment', 'section', 'finding']
 # %% ../../nbs/experiments/table2_fmcs.ipynb
 import numpy as np
 from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, grid
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER, paper_table,
-                            group_by_config, fmt_mean_std, dagger, notebook_links, paired_diff_ci, holm, diff_cell,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER,
+                            paper_table,
+                            group_by_config, fmt_mean_std, dagger, notebook_links, paired_diff_ci, holm,
+                            diff_cell,
                             interval_reading, closest_paper_row, diff_words)
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
-_NET = {'type': 'object', 'required': [*METRICS_SCHEMA['required'], 'train_accuracy', 'val_accuracy', 'best_epoch', 'epochs_run'],
+_NET = {'type': 'object',
+        'required': [*METRICS_SCHEMA['required'], 'train_accuracy',
+                     'val_accuracy', 'best_epoch', 'epochs_run'],
         'properties': {**METRICS_SCHEMA['properties'], 'train_accuracy': NUMBER, 'val_accuracy': NUMBER,
                        'best_epoch': INTEGER, 'epochs_run': INTEGER}}
 CONTROLS = {'mean_std': 'LR on mean+std', 'flat': 'linear probe (flat map)', 'norm': 'LR on norm'}
 _CONTROL = {'type': 'object', 'required': [*METRICS_SCHEMA['required'], 'converged'],
             'properties': {**METRICS_SCHEMA['properties'], 'converged': {'type': 'boolean'}}}
 _SPLITS = lambda s: {'type': 'object', 'required': ['image', 'paper'], 'additionalProperties': s}
-SCHEMA = record_schema('table2', ['run', 'markers', 'K', 'fmce_net', 'controls', 'cka_vs_last', 'feature_shape', 'fmcs_images'], {
+SCHEMA = record_schema('table2',
+                       ['run', 'markers', 'K', 'fmce_net', 'controls', 'cka_vs_last',
+                        'feature_shape', 'fmcs_images'], {
     'run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA, 'K': INTEGER, 'fmce_net': _SPLITS(_NET),
     'controls': _SPLITS({'type': 'object', 'required': list(CONTROLS), 'additionalProperties': _CONTROL}),
     'cka_vs_last': {'type': 'array', 'items': NUMBER}, 'feature_shape': {'type': 'array', 'items': INTEGER},
@@ -57,15 +63,19 @@ def _ours_rows(recs: list) -> list:
 _p = lambda p: f"{p:.3f}" if np.isfinite(p) else '-'
 
 def _family(recs: list, split: str) -> list:
-    "[(config, control key, FMCE-Net minus the control paired by seed, Holm p)]: every control on every configuration of one test set."
+    """[(config, control key, FMCE-Net minus the control paired by seed, Holm p)]: every control on every
+    configuration of one test set."""
     rows = [(g[0]['run']['config'], k, paired_diff_ci([r['fmce_net'][split]['accuracy'] for r in g],
                                                       [r['controls'][split][k]['accuracy'] for r in g]))
             for g in group_by_config(recs).values() for k in CONTROLS]
     return [(*row, p) for row, p in zip(rows, holm([d['p'] for *_, d in rows]))]
 
 def _comparisons(recs: list) -> list:
-    L = ['', 'FMCE-Net against each control, on the same test pairs, paired by seed (FMCE-Net minus control, in pp, '
-         'with its 95% t-interval). Holm adjusts the p-values over each test set\'s family (every control on every '
+    L = ['',
+         'FMCE-Net against each control, on the same test pairs, paired by seed (FMCE-Net minus control, '
+         'in pp, '
+         'with its 95% t-interval). Holm adjusts the p-values over each test set\'s family (every control '
+         'on every '
          'configuration).', '', '| test set | dataset | backbone | control | FMCE-Net - control [95% CI] | p '
                                 '| Holm p | reading |',
          '|---|---|---|---|---|---|---|---|']
@@ -92,12 +102,14 @@ def _per_record(recs: list) -> list:
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
 def section(recs: list) -> list:
-    "The report's FMCE Table II: the paper's rows beside ours on two test sets with three controls, the paired comparisons, the protocols."
+    """The report's FMCE Table II: the paper's rows beside ours on two test sets with three controls, the
+    paired comparisons, the protocols."""
     t2 = paper_table('fmce_table2')
     head = ['## FMCE Table II: FMCE-Net predicting the FMCS, with controls', '',
             f"Paper: {t2['where']}; its test maps come from its 3:1 split per phase, which shares images "
             "with training. "
-            "Ours: mean ± std over seeds; the image split (test images never seen in training) is the headline.", '',
+            "Ours: mean ± std over seeds; the image split (test images never seen in training) is the "
+            "headline.", '',
             '| source | dataset | backbone | input, maps | seeds | top-1 of the run | test set | FMCE-Net '
             'acc, training side (incl. validation) | validation acc | '
             'test acc | F1 | ' + ' | '.join(CONTROLS.values()) + " | chance | paper's closest row | "
@@ -106,9 +118,11 @@ def section(recs: list) -> list:
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
 def finding(recs: list) -> list:
-    "What Table II found, as Markdown: a sentence per finding with its number (the first is the headline), FMCE-Net against the mean+std control last."
+    """What Table II found, as Markdown: a sentence per finding with its number (the first is the headline),
+    FMCE-Net against the mean+std control last."""
     groups = list(group_by_config(recs).values())
-    per = lambda get: '; '.join(f"{g[0]['run']['config']['dataset']} {fmt_mean_std([get(r) for r in g])}" for g in groups)
+    per = lambda get: '; '.join(
+        f"{g[0]['run']['config']['dataset']} {fmt_mean_std([get(r) for r in g])}" for g in groups)
     t2 = paper_table('fmce_table2')
     L = [f"- On test images it never saw (the image split), FMCE-Net names a map's phase with accuracy "
          f"{per(lambda r: r['fmce_net']['image']['accuracy'])}, against chance {1 / recs[0]['K']:.2f}; the "
@@ -139,11 +153,14 @@ def finding(recs: list) -> list:
 GRIDS = {
     'smoke': [{}],
     'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, net_max_epochs=40, patience=4, control_max_iter=100),
-    'reduced': grid(dataset=['fashion_mnist', 'mnist5k'], arch=BACKBONES, epochs=80, size=64, batch_size=256, n_train=None,
-                    n_test=None, K=10, fmcs_images=20000, net_max_epochs=40, patience=5, on_no_convergence='last'),
+    'reduced': grid(dataset=['fashion_mnist', 'mnist5k'], arch=BACKBONES, epochs=80, size=64, batch_size=256,
+                    n_train=None,
+                    n_test=None, K=10, fmcs_images=20000, net_max_epochs=40, patience=5,
+                    on_no_convergence='last'),
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, net_max_epochs=50,
                    patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/table2_fmcs.ipynb
-experiment = Experiment('table2', 'table2_fmcs.ipynb', 'FMCE Table II: FMCE-Net predicting the FMCS', SCHEMA, section, GRIDS, finding=finding)
+experiment = Experiment('table2', 'table2_fmcs.ipynb', 'FMCE Table II: FMCE-Net predicting the FMCS', SCHEMA,
+                        section, GRIDS, finding=finding)
