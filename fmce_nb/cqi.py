@@ -11,7 +11,7 @@ import numpy as np
 
 # %% auto 0
 __all__ = ['SMOOTHINGS', 'paper_mu', 'smooth', 'cqi', 'NotConvergedError', 'MarkerError', 'Markers', 'convergence_epoch',
-           'epoch_markers', 'synthetic_loss_curve', 'ConvergenceMonitor', 'plot_convergence']
+           'epoch_markers', 'synthetic_loss_curve', 'ek_floor', 'ConvergenceMonitor', 'plot_convergence']
 
 # %% ../nbs/02_cqi.ipynb
 SMOOTHINGS = ('ema', 'paper')
@@ -226,6 +226,24 @@ def synthetic_loss_curve(epochs: int = 100,    # its length
     lr = 0.5 * (1 + np.cos(np.pi * m / epochs))
     base = floor + (start - floor) * np.exp(-m / tau)
     return base * np.exp(noise * lr * rng.standard_normal(epochs))
+
+# %% ../nbs/02_cqi.ipynb
+def ek_floor(first_loss: float,       # the mean training loss of epoch 1
+             floor: float,            # the loss the curve drops to (a run's smallest epoch loss)
+             mu: float = 1e-4,        # the convergence threshold, as in `convergence_epoch`
+             alpha: float = 0.85,     # the smoothing factor of `smooth`
+             window: int = 5,         # B, as in `cqi`
+             smoothing: str = 'ema',  # 'ema' or 'paper', as in `smooth`
+            ) -> int:
+    """The earliest E_K the smoothing allows: the convergence epoch of a loss that drops from `first_loss`
+    to `floor` in one epoch and stays there."""
+    if not first_loss > floor > 0: raise ValueError(
+        f"need first_loss > floor > 0, got {first_loss} and {floor}: the bound is for a falling loss")
+    _check_params(alpha, window, smoothing, mu=mu)
+    # long enough: m* (with L_1 - f <= L_1) plus the window
+    n = 2 + window + math.ceil(math.log(mu / ((1 - alpha) * first_loss)) / math.log(alpha))
+    step = np.r_[first_loss, np.full(max(n, 8), floor)]
+    return convergence_epoch(step, mu, alpha, window, smoothing)[1]
 
 # %% ../nbs/02_cqi.ipynb
 class ConvergenceMonitor:

@@ -72,6 +72,7 @@ CPU_DATA, CPU_SEEDS = ['mnist5k', 'fashion_mnist'], [0, 1, 2]
 REGISTRY = (
     'table1_markers',      # FMCE Table I and Figure 3
     'table2_fmcs',         # FMCE Table II
+    'fmcs_scale',          # FMCE Table II over the training-set size, with leak controls (beyond the paper)
     'fmcs_transfer',       # FMCE: does an FMCE-Net transfer to a run it never saw? (beyond the paper)
     'fmcs_module_map',     # FMCE: which functional module matures first (beyond the paper)
     'fig4_gradcam',        # FMCE Figures 4-6

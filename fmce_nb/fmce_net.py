@@ -19,8 +19,8 @@ from .fmcs import _batches
 
 # %% auto 0
 __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'fit_best', 'save_fmce_net',
-           'load_fmce_net', 'fmcs_score', 'best_fmce_net', 'control_features', 'shortcut_baseline', 'linear_cka',
-           'ShuffledPhases']
+           'load_fmce_net', 'fmcs_score', 'best_fmce_net', 'control_features', 'shortcut_baseline',
+           'nearest_map_baseline', 'linear_cka', 'ShuffledPhases']
 
 # %% ../nbs/06_fmce_net.ipynb
 class HalvingMaxPool(nn.Module):
@@ -272,6 +272,8 @@ def best_fmce_net(source,         # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `P
                'pairs': short_hash(pairs.tolist(), 16), **fit_kw}
         # its labels: one key for the two kinds of net
         if base is not source: key['shuffle_seed'] = source.seed
+        # labels per image: a key of their own ('pair' keeps the keys of nets saved before `per`)
+        if getattr(source, 'per', 'pair') != 'pair': key['labels_per'] = source.per
         folder = base.run.dir/'fmce_net'/f"{'best' if base is source else 'shuffled'}-{short_hash(key, 12)}"
     if folder is not None and (Path(folder)/'fmce_net.json').exists():
         net, info = load_fmce_net(folder, source.device)
@@ -322,6 +324,18 @@ def shortcut_baseline(train_feats,           # training features, one row per ma
             'converged': bool(clf[-1].n_iter_.max() < max_iter)}
 
 # %% ../nbs/06_fmce_net.ipynb
+def nearest_map_baseline(train_feats,  # training features, one row per map (the flattened maps)
+                         train_y,      # their phases
+                         test_feats,   # test features, one row per map
+                         test_y,       # their phases
+                         K: int,       # how many phases
+                        ) -> dict:
+    "Test metrics of giving each test map the phase of its nearest training map by cosine similarity."
+    from sklearn.neighbors import KNeighborsClassifier
+    knn = KNeighborsClassifier(n_neighbors=1, metric='cosine', algorithm='brute').fit(train_feats, train_y)
+    return metrics(test_y, knn.predict(test_feats), K)
+
+# %% ../nbs/06_fmce_net.ipynb
 def linear_cka(X: torch.Tensor,  # representations of n inputs, one row each (flattened)
                Y: torch.Tensor,  # representations of the same n inputs
               ) -> float:
@@ -335,17 +349,23 @@ def linear_cka(X: torch.Tensor,  # representations of n inputs, one row each (fl
 
 # %% ../nbs/06_fmce_net.ipynb
 class ShuffledPhases:
-    """An FMCS source with the maps of `source` and its N x K phase labels permuted once by `seed`: labels
-    that say nothing."""
+    """An FMCS source with the maps of `source` and labels that say nothing about the phase: its N x K
+    phase labels permuted once by `seed`, or (`per='image'`) one seeded label per image for all its maps."""
     def __init__(self,
-                 source,         # the FMCS-Dataset whose maps are kept
-                 seed: int = 0,  # seeds the one permutation of its N x K labels
+                 source,            # the FMCS-Dataset whose maps are kept
+                 seed: int = 0,     # seeds the one permutation of the labels
+                 per: str = 'pair', # 'pair': permute the N x K labels; 'image': one label per image
                 ):
-        self.source, self.seed = source, seed
-        self.K, self.N, self.feature_shape, self.device = source.K, source.N, tuple(source.feature_shape), source.device
-        # the label of pair (n, k) sits at n * K + k
-        labels = np.tile(np.arange(self.K), self.N)
-        self.labels = torch.as_tensor(np.random.default_rng(seed).permutation(labels).reshape(self.N, self.K))
+        if per not in ('pair', 'image'): raise ValueError(f"per must be 'pair' or 'image', got {per!r}")
+        self.source, self.seed, self.per = source, seed, per
+        self.K, self.N, self.device = source.K, source.N, source.device
+        self.feature_shape = tuple(source.feature_shape)
+        rng = np.random.default_rng(seed)
+        if per == 'pair':    # the label of pair (n, k) sits at n * K + k
+            labels = rng.permutation(np.tile(np.arange(self.K), self.N)).reshape(self.N, self.K)
+        else:                # each label on N / K images (as near as N allows), every map of an image alike
+            labels = np.repeat(rng.permutation(np.resize(np.arange(self.K), self.N))[:, None], self.K, 1)
+        self.labels = torch.as_tensor(labels)
 
     def maps(self,
              n,            # image indices, one per map
@@ -362,4 +382,4 @@ class ShuffledPhases:
 
     batches = _batches            # the FMCS sources' own batching (05_fmcs), with the labels above
 
-    def __repr__(self): return f"ShuffledPhases({self.source!r}, seed {self.seed})"
+    def __repr__(self): return f"ShuffledPhases({self.source!r}, seed {self.seed}, per {self.per!r})"

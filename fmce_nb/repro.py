@@ -399,8 +399,10 @@ def rehearsal_grid(profile: str,  # the profile to rehearse
     for c in pl.cells: classes.setdefault(cell_class(c), []).append(c)
     grid, covers = {}, {}
     for cs in classes.values():
-        grid.setdefault(cs[0].experiment, []).append(_rehearsal_params(cs[0]))
-        covers.setdefault(cs[0].experiment, []).append(len(cs))
+        g, n, p = grid.setdefault(cs[0].experiment, []), covers.setdefault(cs[0].experiment, []), _rehearsal_params(cs[0])
+        # classes that differ only where the rehearsal overrides (fmcs_images) rehearse as one cell
+        if p in g: n[g.index(p)] += len(cs)
+        else: g.append(p); n.append(len(cs))
     return grid, covers
 
 # %% ../nbs/11_repro.ipynb

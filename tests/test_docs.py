@@ -6,7 +6,7 @@ from fmce_nb.docs import figure_links
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT/'nbs'
-PAPER_ORDER = ['table1_markers', 'table2_fmcs', 'fig4_gradcam', 'fmcs_transfer', 'fmcs_module_map', 'ral_raf', 'frpt_posttrain']
+PAPER_ORDER = ['table1_markers', 'table2_fmcs', 'fmcs_scale', 'fig4_gradcam', 'fmcs_transfer', 'fmcs_module_map', 'ral_raf', 'frpt_posttrain']
 
 
 def sidebar_entries(text: str) -> list:
