@@ -97,7 +97,8 @@ def load_weights(model: nn.Module,          # the model to fill, in place
     want = model.state_dict()
     sd = _match_keys(read_state_dict(checkpoint, dev, key), want)
     missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
-    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(want[k].shape)}" for k in want if k in sd and sd[k].shape != want[k].shape]
+    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(want[k].shape)}"
+              for k in want if k in sd and sd[k].shape != want[k].shape]
     if missing or extra or shapes:
         what = name or (str(checkpoint) if not isinstance(checkpoint, Mapping) else 'the checkpoint')
         diff = [f"{len(missing)} of the model's keys missing "

@@ -258,8 +258,8 @@ class ConvergenceMonitor:
                 ):
         _check_params(alpha, window, smoothing, K=K, mu=mu)
         if patience < 0: raise ValueError(f"patience must be >= 0, got {patience}")
-        self.mu, self.K, self.alpha, self.window, self.smoothing, self.patience = mu, K, alpha, window, smoothing, patience
-        self.losses, self.cqis, self.converged_epoch = [], [], None
+        self.mu, self.K, self.alpha, self.window, self.smoothing = mu, K, alpha, window, smoothing
+        self.patience, self.losses, self.cqis, self.converged_epoch = patience, [], [], None
         self._peak = (-math.inf, 0)
 
     @property
@@ -324,9 +324,8 @@ def plot_convergence(losses,           # the mean training loss of each epoch, e
     b.set(title='(b) CQI and the convergence threshold', xlabel='epoch'); b.legend()
     c.plot(ep, S, lw=1.4, color='C1')
     for k, e in enumerate(mk.markers, 1):
-        c.plot(e, S[e - 1], 'o', color='C3', ms=5); c.annotate(f'E{k}', (e, S[e - 1]), textcoords='offset '
-                                                                                                  'points',
-                                                                                                  xytext=(3, 4), fontsize=7)
+        c.plot(e, S[e - 1], 'o', color='C3', ms=5)
+        c.annotate(f'E{k}', (e, S[e - 1]), textcoords='offset points', xytext=(3, 4), fontsize=7)
     c.set(title=f'(c) the K = {mk.K} epoch markers', xlabel='epoch', ylabel='smoothed loss')
     logS = np.log(S); base = logS[mk.e0 - 1]
     d.plot(ep, logS, lw=1.4, color='C1')

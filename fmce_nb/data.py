@@ -367,15 +367,15 @@ class DeviceLoader:
                  data: ImageData,                # the images and labels (an `ImageData`), moved to `device` once
                  batch_size: int = 256,          # images per batch; the global batch when sharded
                  size: int | None = None,        # the side the images are resized to (None: as stored)
-                 train: bool = True,             # a training loader: shuffled each epoch, and augmented unless `augment` says otherwise
-                 augment: bool | None = None,    # random crop after padding, and a flip where the dataset allows it (None: when `train`)
+                 train: bool = True,             # a training loader (shuffled per epoch, augmented per `augment`)
+                 augment: bool | None = None,    # pad-and-crop, plus a flip where allowed (None: as `train`)
                  device='cpu',                   # where the images live and every batch is made
                  seed: int = 0,                  # with the epoch, seeds the order and the augmentation
-                 pad: int | None = None,         # the padding before the random crop, in pixels (None: size // 8, at least 1)
-                 stats=None,                     # (mean, std) per channel for normalizing (None: this data's own, from `channel_stats`)
-                 drop_last: bool | None = None,  # drop the last, smaller batch (None: when training on at least one full batch)
+                 pad: int | None = None,         # pixels padded before the crop (None: max(1, size // 8))
+                 stats=None,                     # per-channel (mean, std) to normalize by (None: `channel_stats`)
+                 drop_last: bool | None = None,  # drop the last, smaller batch (None: if training on >= 1 full batch)
                  channels_last: bool = False,    # give batches in channels-last memory format
-                 shard=(0, 1),                   # (rank, world): this process takes every world-th image of each global batch
+                 shard=(0, 1),                   # (rank, world): take every world-th image of each global batch
                 ):
         self.rank, self.world = _check_batching(batch_size, shard, train)
         if len(data) == 0: raise ValueError(f"{data.name}: the dataset is empty")
@@ -395,7 +395,7 @@ class DeviceLoader:
         self._shift = (-mean / std).view(1, c, 1, 1).to(self.device)
         self._ar = torch.arange(self.size, device=self.device)
 
-    def __len__(self): return len(self.data) // self.batch_size if self.drop_last else -(-len(self.data) // self.batch_size)
+    def __len__(self): n, b = len(self.data), self.batch_size; return n // b if self.drop_last else -(-n // b)
     def __iter__(self): return self.batches(0)
     def __repr__(self):
         return (f"DeviceLoader({self.data.name}, {len(self)} batches of {self.batch_size}, {self.size}px, "

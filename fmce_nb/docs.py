@@ -27,5 +27,6 @@ def figure_links(nb_path,  # a notebook file
                 ) -> list:
     "The image paths that the notebook's Markdown cells link, URLs left out, in order."
     cells = json.loads(Path(nb_path).read_text())['cells']
-    links = [m for c in cells if c['cell_type'] == 'markdown' for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ''.join(c['source']))]
+    links = [m for c in cells if c['cell_type'] == 'markdown'
+             for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", ''.join(c['source']))]
     return [l for l in links if not re.match(r"^[a-z]+://", l)]

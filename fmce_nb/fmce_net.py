@@ -128,7 +128,8 @@ def metrics(y_true,  # the true phase of each map, 0..K-1
            ) -> dict:
     "Accuracy, macro precision / recall / F1 (scikit-learn) and the K x K confusion matrix."
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, confusion_matrix
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(K)), average='macro', zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(K)), average='macro',
+                                                 zero_division=0)
     return {'accuracy': float(accuracy_score(y_true, y_pred)), 'precision': float(p), 'recall': float(r),
             'f1': float(f),
             'confusion': confusion_matrix(y_true, y_pred, labels=list(range(K))).tolist(),
@@ -286,7 +287,7 @@ def best_fmce_net(source,         # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `P
 
 # %% ../nbs/06_fmce_net.ipynb
 @torch.no_grad()
-def control_features(source,                 # an FMCS-Dataset: `FMCSData`, `FMCSStore`, `PooledFMCS` or `ShuffledPhases`
+def control_features(source,                 # an FMCS source: `FMCSData`, `FMCSStore`, `PooledFMCS`, `ShuffledPhases`
                      pairs,                  # (image, phase) pairs of `source`, one per row
                      batch_size: int = 512,  # pairs per batch
                     ) -> tuple:

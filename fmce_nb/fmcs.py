@@ -186,18 +186,18 @@ def _map_fn(model: nn.Module, module: str | None):
 class CheckpointFMCS:
     "The FMCS-Dataset of any model: the maps of `images` at `module` under each of its K marker checkpoints."
     def __init__(self,
-                 model: nn.Module,              # the backbone architecture (its weights are replaced by each checkpoint)
-                 checkpoints,                   # one checkpoint per phase (a list of paths or state dicts), or by epoch (a dict or a `Checkpoints` folder) with `markers`
-                 images,                        # the images, prepared as the model takes them: a float tensor (N, C, H, W), a `DeviceLoader` or a DataLoader
-                 markers=None,                  # the marker epochs (a `Markers` or a list): which checkpoints, when they are by epoch
-                 module: str | None = None,     # the submodule whose output is the map (None: the backbone's output, `model.features`)
+                 model: nn.Module,              # the backbone (its weights are replaced by each checkpoint)
+                 checkpoints,                   # one per phase (a list), or by epoch ({epoch: ...}, `Checkpoints`)
+                 images,                        # model-ready images: float (N, C, H, W), a DeviceLoader or a DataLoader
+                 markers=None,                  # the marker epochs (`Markers` or list), for checkpoints by epoch
+                 module: str | None = None,     # the submodule whose output is the map (None: `model.features`)
                  device='cpu',                  # where the backbones run and the maps live ('cpu', 'cuda', 'auto')
                  amp: bool = False,             # compute the maps under bf16 autocast
                  channels_last: bool = False,   # run the backbones in channels-last memory format
                  batch_size: int = 512,         # images per forward pass when the cache is filled
-                 cache: bool | str = False,     # keep every map in memory: True, False or 'auto' (if it fits `cache_limit`)
+                 cache: bool | str = False,     # keep all maps in memory: True, False or 'auto' (within `cache_limit`)
                  cache_limit: float = 2 ** 31,  # the most bytes that `cache='auto'` keeps
-                 key: str | None = None,        # the key of the weights inside each checkpoint file (None: the file is the state dict)
+                 key: str | None = None,        # the weights' key inside each file (None: the file is the state dict)
                 ):
         cks, self.markers = _phase_checkpoints(checkpoints, markers)
         self.K = len(cks)
@@ -305,7 +305,8 @@ class FMCSData(CheckpointFMCS):
         if len(markers) < 2: raise ValueError(f"need at least 2 markers, got {list(markers)}")
         check_checkpoints(self.run, markers)
         cfg, device = self.run.config, resolve_device(device)
-        modes = speed_modes(cfg.arch, device, cfg.size)         # bf16 and channels-last where they pay for this backbone
+        # bf16 and channels-last where they pay for this backbone
+        modes = speed_modes(cfg.arch, device, cfg.size)
         data = cfg.split(train=True)
         self.data = data.subset(None if n_images is None else min(n_images, len(data)), seed)   # at most n_images
         self.seed = seed                                             # the seed that drew the images
@@ -329,11 +330,11 @@ class FMCSStore:
                  device='cpu',  # where `maps` puts the maps it reads
                 ):
         self.path, self.device = Path(path), torch.device(device)
-        meta = self.path/'meta.json'
-        if not meta.exists(): raise FileNotFoundError(f"{self.path} is not an FMCS store (no meta.json); build one with FMCSStore.build")
-        self.meta = read_json(meta)
-        self.K, self.N, self.markers = self.meta['K'], self.meta['N'], tuple(self.meta['markers'])
-        self.feature_shape = tuple(self.meta['feature_shape'])
+        if not (self.path/'meta.json').exists(): raise FileNotFoundError(
+            f"{self.path} is not an FMCS store (no meta.json); build one with FMCSStore.build")
+        self.meta = m = read_json(self.path/'meta.json')
+        self.K, self.N, self.markers = m['K'], m['N'], tuple(m['markers'])
+        self.feature_shape = tuple(m['feature_shape'])
         self._mm = [read_npy(self.path/f'phase_{k:02d}.npy') for k in range(self.K)]
 
     @staticmethod
@@ -344,10 +345,10 @@ class FMCSStore:
              ) -> 'FMCSStore':
         "Write `fmcs`'s maps to `path`, one fp16 file per phase, each atomically; the store opened."
         path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        if log: log(f"FMCS store: {fmcs.K} phases x {fmcs.N} maps of {fmcs.feature_shape} in fp16 = {fmcs.store_bytes() / 2**30:.3f} GiB -> {path}")
+        if log: log(f"FMCS store: {fmcs.K} phases x {fmcs.N} maps of {fmcs.feature_shape} in fp16 = "
+                    f"{fmcs.store_bytes() / 2**30:.3f} GiB -> {path}")
         for k in range(fmcs.K):
-            dst = path/f'phase_{k:02d}.npy'
-            if dst.exists(): continue
+            if (dst := path/f'phase_{k:02d}.npy').exists(): continue
             def write(tmp, k=k):
                 mm = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.float16, shape=(fmcs.N, *fmcs.feature_shape))
                 for i in range(0, fmcs.N, batch_size):
@@ -401,7 +402,8 @@ class PooledFMCS:
         "The pool's image indices of source `i`."
         return np.arange(self.offsets[i], self.offsets[i + 1])
 
-    def __repr__(self): return f"PooledFMCS({len(self.sources)} sources, {self.N} images x {self.K} phases, maps {self.feature_shape})"
+    def __repr__(self): return (f"PooledFMCS({len(self.sources)} sources, {self.N} images x {self.K} phases, "
+                                f"maps {self.feature_shape})")
 
 # %% ../nbs/05_fmcs.ipynb
 @patch

@@ -197,7 +197,8 @@ def _pool_why(pool) -> str | None:
     k, s, p = (v if isinstance(v, int) else v[0] for v in (pool.kernel_size, pool.stride, pool.padding))
     square = isinstance(pool.kernel_size, int) or len(set(pool.kernel_size)) == 1
     if not square or s != k or p != 0 or getattr(pool, 'dilation', 1) not in (1, (1, 1)):
-        return f"{pool!r}: only square, non-overlapping windows (stride = kernel, no padding, no dilation) have a reverse here"
+        return (f"{pool!r}: only square, non-overlapping windows (stride = kernel, no padding, no dilation) "
+                "have a reverse here")
 
 # %% ../nbs/09_frpt.ipynb
 def _pool_kernel(pool, x0, y):
@@ -259,7 +260,8 @@ def bn_reverse(bn: nn.BatchNorm2d,  # the BatchNorm2d, in eval mode
 def _conv_why(conv: nn.Conv2d, method: str = 'cg') -> str | None:
     """Why `conv` has no reverse here by `method`, or None: only stride 1, dilation 1, one group and zero
     padding have one."""
-    bad = [n for n, v, ok in (('stride', conv.stride, (1, 1)), ('dilation', conv.dilation, (1, 1)), ('groups', conv.groups, 1))
+    bad = [n for n, v, ok in (('stride', conv.stride, (1, 1)), ('dilation', conv.dilation, (1, 1)),
+                              ('groups', conv.groups, 1))
            if v != ok]
     if isinstance(conv.padding, str) or conv.padding_mode != 'zeros': bad.append('padding mode')
     if bad: return (f"{conv!r}: no reverse for a convolution with this {', '.join(bad)}; only stride 1, "
@@ -268,7 +270,8 @@ def _conv_why(conv: nn.Conv2d, method: str = 'cg') -> str | None:
     if method == 'fft' and any(conv.padding):
         # the circular problem of the FFT solve pins the zero border, which the padded input does not keep: the answer
         # then misses its target (relative residual 0.2-0.4 measured), so it is refused rather than returned
-        return f"{conv!r}: the FFT reverse holds for padding 0 only; use conv_method='cg' (or 'dense') for padded convolutions"
+        return (f"{conv!r}: the FFT reverse holds for padding 0 only; use conv_method='cg' (or 'dense') for "
+                "padded convolutions")
 
 # %% ../nbs/09_frpt.ipynb
 def _check_conv(conv: nn.Conv2d, x0, y, method: str = 'cg'):
@@ -361,7 +364,8 @@ def conv_reverse_fft(conv: nn.Conv2d,     # the convolution (padding 0, stride 1
     X = X0 + torch.linalg.pinv(M, rtol=rtol) @ (Y - M @ X0)
     x = torch.fft.irfft2(X.permute(3, 2, 0, 1), s=(Nh, Nw))[:, :, ph:ph + H, pw:pw + W].contiguous()
     return torch.where(
-        _reached(yt - F.conv2d(x0, conv.weight.detach().to(x0.dtype), None, 1, conv.padding), yt).reshape(-1, 1, 1, 1), x0, x)
+        _reached(yt - F.conv2d(x0, conv.weight.detach().to(x0.dtype), None, 1, conv.padding),
+                 yt).reshape(-1, 1, 1, 1), x0, x)
 
 # %% ../nbs/09_frpt.ipynb
 def _pre_activation(block: nn.Module):
@@ -440,7 +444,8 @@ def _anchored_gauss_newton(fwd, z0: torch.Tensor, t: torch.Tensor, steps: int = 
     return z
 
 # %% ../nbs/09_frpt.ipynb
-def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, iters: int, lr: float) -> torch.Tensor:
+def _vjp_solve(block: nn.Module, z0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, iters: int,
+               lr: float) -> torch.Tensor:
     """Adam on the relative squared error of block(z) to t, z kept within 100 |z0| of z0: for maps too large
     for a Jacobian."""
     radius = 100 * z0.flatten(1).norm(dim=1).clamp_min(1e-6)
@@ -512,14 +517,13 @@ def _steps(model) -> list:
         steps = [(f'net.features.{i}.{j}', m) for i, blk in enumerate(net.features) for j, m in enumerate(blk)]
     # every layer its own step: the pre-activations conv1..3, fc1 are named
     elif model.arch == 'simple_cnn':
-        return [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'act1', 'pool1', 'conv2', 'act2', 'pool2', 'conv3', 'act3',
-                                                         'flatten', 'fc1', 'act4', 'fc2')]
+        return [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'act1', 'pool1', 'conv2', 'act2', 'pool2',
+                                                         'conv3', 'act3', 'flatten', 'fc1', 'act4', 'fc2')]
     elif model.arch in ('resnet18', 'resnet34', 'resnet18_smallstem'):
         steps = [(f'net.{n}', getattr(net, n)) for n in ('conv1', 'bn1', 'relu', 'maxpool')]
         steps += [(f'net.layer{i}.{j}', b) for i in range(1, 5) for j, b in enumerate(getattr(net, f'layer{i}'))]
     else: raise NotImplementedError("reconstruct_targets walks small_cnn, simple_cnn and resnet18/34 (and "
-                                    "resnet18_smallstem), "
-                                    f"not {model.arch}")
+                                    f"resnet18_smallstem), not {model.arch}")
     return steps + [('net.avgpool', net.avgpool), ('net.fc', net.fc)]
 
 # %% ../nbs/09_frpt.ipynb
@@ -655,7 +659,8 @@ import numpy as np
 from pathlib import Path
 from .runs import read_json, read_npy, weights_hash
 
-def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str, augment_seed: int | None = None) -> dict:
+def _store_identity(run, epoch: int, layer: str, output_target: str, conv_method: str,
+                    augment_seed: int | None = None) -> dict:
     cfg = run.config
     return {'run': run.dir.name, 'epoch': int(epoch), 'weights': weights_hash(run.model(epoch)),
             'dataset': cfg.dataset,
@@ -677,7 +682,8 @@ class TargetStore:
                                     "with TargetStore.build")
         self.meta = read_json(self.path/'meta.json')
         if expect is not None and self.meta['identity'] != expect:
-            diff = {k: (self.meta['identity'].get(k), v) for k, v in expect.items() if self.meta['identity'].get(k) != v}
+            diff = {k: (self.meta['identity'].get(k), v) for k, v in expect.items()
+                    if self.meta['identity'].get(k) != v}
             raise ValueError(f"{self.path} was built from another model or dataset: (stored, asked) = "
                              f"{diff}; build a store for this one")
         self.targets = read_npy(self.path/'targets.npy')
@@ -721,7 +727,7 @@ def _open_partial(path: Path, ident: dict, shape: tuple, image_shape: tuple | No
 def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, output_target: str = 'nearest',
           conv_method: str = 'cg', augment_seed: int | None = None, batch_size: int = 256, device='cpu', log=None,
           stop_after: int | None = None):
-    "Compute (or resume, or open) the store of `layer`'s targets over `run`'s training images (one augmentation draw of them with `augment_seed`)."
+    "Compute, resume or open the store of `layer`'s targets for `run`'s training images (augmented once if seeded)."
     import time
     from fmce_nb.data import DeviceLoader
     from fmce_nb.runs import write_json
@@ -731,8 +737,7 @@ def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, out
     ident = _store_identity(run, epoch, layer, output_target, conv_method, augment_seed)
     if (path/'meta.json').exists(): return cls(path, expect=ident)
     path.mkdir(parents=True, exist_ok=True)
-    model = run.model(epoch, device).eval()
-    cfg = run.config
+    model, cfg = run.model(epoch, device).eval(), run.config
     data = cfg.split(train=True)
     dl = DeviceLoader(data, batch_size, cfg.size, train=False, augment=augment_seed is not None, device=device,
                       seed=augment_seed or 0, stats=run.stats)
@@ -740,7 +745,8 @@ def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, out
     x, y = next(iter(dl.batches(0)))
     shape = tuple(reconstruct_targets(model, x[:1], y[:1], layer, target_fn, conv_method).shape[1:])
     part, prog, ipart = path/'targets.partial.npy', path/'progress.json', path/'images.partial.npy'
-    done, spent, mm, im = _open_partial(path, ident, (len(data), *shape), (len(data), *x.shape[1:]) if augment_seed is not None else None)
+    done, spent, mm, im = _open_partial(path, ident, (len(data), *shape),
+                                        (len(data), *x.shape[1:]) if augment_seed is not None else None)
     if log and done: log(f"resuming the target store at row {done} of {len(data)}")
     for i, (x, y) in enumerate(dl.batches(0)):
         lo = i * batch_size

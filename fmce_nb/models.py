@@ -40,7 +40,8 @@ class SimpleCNN(nn.Module):
         self.conv1, self.act1, self.pool1 = nn.Conv2d(3, width, 5), nn.ReLU(), nn.MaxPool2d(2)
         self.conv2, self.act2, self.pool2 = nn.Conv2d(width, width, 3), nn.ReLU(), nn.MaxPool2d(2)
         self.conv3, self.act3 = nn.Conv2d(width, width, 3), nn.ReLU()
-        self.flatten, self.fc1, self.act4, self.fc2 = nn.Flatten(), nn.Linear(16 * width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        self.flatten, self.fc1 = nn.Flatten(), nn.Linear(16 * width, hidden)
+        self.act4, self.fc2 = nn.ReLU(), nn.Linear(hidden, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
     def features(self,

@@ -270,7 +270,8 @@ def interval_reading(d: dict,                          # a `paired_diff_ci` resu
     if lo <= 0 <= hi: return f"no detectable difference; differences above {100 * max(-lo, hi):.2f} pp excluded"
     side = a if lo > 0 else b
     if p_adjusted is None or not np.isfinite(p_adjusted): return f"{side} better"
-    return f"{side} better (Holm p {p_adjusted:.3f})" if p_adjusted < 0.05 else f"{side} better before, not after, the Holm adjustment (p {p_adjusted:.3f})"
+    if p_adjusted < 0.05: return f"{side} better (Holm p {p_adjusted:.3f})"
+    return f"{side} better before, not after, the Holm adjustment (p {p_adjusted:.3f})"
 
 # %% ../nbs/10_report.ipynb
 def detectable_effect(sd: float,            # the standard deviation of the paired differences
@@ -306,7 +307,8 @@ def notebook_links(records,    # one record, or a list of them
     """Markdown links to the executed notebooks of `records` (one or a list), labelled by seed unless `text`
     is given."""
     records = records if isinstance(records, list) else [records]
-    links = [f"[{text if text is not None else r['run']['config']['seed']}]({r['notebook']})" for r in records if r.get('notebook')]
+    links = [f"[{text if text is not None else r['run']['config']['seed']}]({r['notebook']})"
+             for r in records if r.get('notebook')]
     return ' '.join(links) if links else '-'
 
 # %% ../nbs/10_report.ipynb
@@ -409,7 +411,8 @@ class Measured:
     @property
     def headline(self) -> str: return self.lines[0].removeprefix('- ')
     def _repr_markdown_(self) -> str: return '\n'.join(self.lines)
-    def __repr__(self) -> str: return f"Measured({self.name!r}, {self.profile!r}: {len(self.records)} records, figure {self.figure and self.figure.name})"
+    def __repr__(self) -> str: return (f"Measured({self.name!r}, {self.profile!r}: {len(self.records)} records, "
+                                       f"figure {self.figure and self.figure.name})")
 
     def image(self,
               colors: int = 256,  # how many colours the PNG keeps

@@ -47,7 +47,8 @@ def validate(params: dict,     # the parameters asked for
             continue
         d = defaults[k]
         if v is None or d is None: continue
-        ok = (isinstance(v, bool) == isinstance(d, bool)) and (isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)))
+        ok = (isinstance(v, bool) == isinstance(d, bool)) and (isinstance(v, type(d))
+                                                               or (isinstance(d, float) and isinstance(v, int)))
         if not ok: errors.append(f"parameter {k!r} = {v!r} is {_a(type(v).__name__)}, the notebook expects "
                                  f"{_a(type(d).__name__)}")
     if errors: raise ValueError(f"{where}: " + '; '.join(errors))
@@ -315,7 +316,8 @@ def varied_parameters(cells: list,  # the cells of a plan
     for c in cells: by.setdefault(c.experiment, []).append(c)
     skip = set(_PLACES)
     for ex in experiments().values(): skip |= set(ex.runs)
-    return {e: [k for k in cs[0].full if k not in skip and len({json.dumps(c.full.get(k), sort_keys=True) for c in cs}) > 1]
+    return {e: [k for k in cs[0].full
+                if k not in skip and len({json.dumps(c.full.get(k), sort_keys=True) for c in cs}) > 1]
             for e, cs in by.items()}
 
 # %% ../nbs/11_repro.ipynb
@@ -324,9 +326,8 @@ def _print_plan(pl: Plan, root: Path, out=print):
     out(f"training runs (under {root/'runs'/pl.profile/'train'}):")
     needed = {t.dir for t in pl.needed()}
     for t in pl.trainings:
-        st = t.status
-        out(f"  [{st if st == 'done' or t.dir in needed else 'skip':4s}] {t.id}" + ('' if st == 'done' or t.dir in needed
-            else '   (not trained: every cell that reads it is done)'))
+        st = t.status if t.status == 'done' or t.dir in needed else 'skip'
+        out(f"  [{st:4s}] {t.id}" + ('' if st != 'skip' else '   (not trained: every cell that reads it is done)'))
     out(f"analysis cells (under {root/'results'/pl.profile}):")
     varied = varied_parameters(pl.cells)
     for c in pl.cells:
@@ -399,7 +400,8 @@ def rehearsal_grid(profile: str,  # the profile to rehearse
     for c in pl.cells: classes.setdefault(cell_class(c), []).append(c)
     grid, covers = {}, {}
     for cs in classes.values():
-        g, n, p = grid.setdefault(cs[0].experiment, []), covers.setdefault(cs[0].experiment, []), _rehearsal_params(cs[0])
+        g, n = grid.setdefault(cs[0].experiment, []), covers.setdefault(cs[0].experiment, [])
+        p = _rehearsal_params(cs[0])
         # classes that differ only where the rehearsal overrides (fmcs_images) rehearse as one cell
         if p in g: n[g.index(p)] += len(cs)
         else: g.append(p); n.append(len(cs))

@@ -68,7 +68,7 @@ def temporary_folder(prefix: str = 'fmce-',  # the start of the folder's name
     return p
 
 # %% ../nbs/03_runs.ipynb
-def find_repo(start=None,  # the path to search up from (None: this module, or the working directory where it has no file)
+def find_repo(start=None,  # where to search up from (None: this module, or the working directory if it has no file)
              ) -> Path:
     "The checkout's root: the nearest folder above `start` (default: here) that holds settings.ini."
     try: here = Path(start or __file__).resolve()

@@ -110,8 +110,8 @@ def train_sweep(cfgs,            # TrainConfigs that differ only in seed and sub
     cfgs, objective = list(cfgs), objective or CrossEntropy()
     name = objective.spec()['name']
     if name not in _STACKABLE:
-        raise ValueError(f"objective '{name}' cannot be trained as a sweep (only {', '.join(_STACKABLE)}, which depend on "
-                         "the batch alone): train its runs one by one with fmce_nb.train.train")
+        raise ValueError(f"objective '{name}' cannot be trained as a sweep (only {', '.join(_STACKABLE)}, which "
+                         "depend on the batch alone): train its runs one by one with fmce_nb.train.train")
     common = {k: v for k, v in asdict(cfgs[0]).items() if k not in ('seed', 'subset_seed')}
     for c in cfgs[1:]:
         if diff := [k for k, v in common.items() if getattr(c, k) != v]:

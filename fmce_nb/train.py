@@ -175,7 +175,7 @@ def _setup(cfg: TrainConfig, dev: torch.device, rank: int = 0, world: int = 1) -
     return tr, te, stats, train_dl, test_dl, model
 
 def _optimizer(cfg: TrainConfig, model) -> tuple:
-    "(optimizer, learning-rate schedule over cfg.epochs: cosine or constant) for the parameters of `model` that require grad."
+    "(optimizer, learning-rate schedule over cfg.epochs: cosine or constant) for `model`'s trainable parameters."
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == 'adamw'
            else torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay))
@@ -265,7 +265,7 @@ def _finish(run_dir: Path, meta: dict, main_proc: bool, world: int) -> Run:
 # %% ../nbs/04_train.ipynb
 def train(cfg: TrainConfig,              # what to train: dataset, backbone, epochs, optimizer, seed, speed modes
           run_dir,                       # the run folder: a finished run is returned as it is, a cut-off one resumes
-          objective=None,                # the loss `objective(model, x, y, idx)` (None: `CrossEntropy()`); FMCE-Net++ and FR-PT pass theirs
+          objective=None,                # `objective(model, x, y, idx)`, the loss (None: `CrossEntropy()`)
           progress: bool | None = None,  # show a progress bar (None: only where stderr is a terminal)
           log=None,                      # called with a line per epoch (None: silent)
          ) -> Run:
@@ -283,7 +283,8 @@ def train(cfg: TrainConfig,              # what to train: dataset, backbone, epo
     if hasattr(objective, 'prepare'): objective.prepare(model, train_dl)
     opt, sched = _optimizer(cfg, model)
     history, start = _resume_state(run_dir, dev, model, opt, sched)
-    step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None) if world > 1 else model
+    step_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if cuda else None)
+                  if world > 1 else model)
     step_model = torch.compile(step_model) if cfg.compile else step_model
     meta = _run_meta(cfg, modes, objective, tr, te, stats, dev, world, history)
     if main_proc: write_json(run_dir/'run.json', meta)
@@ -347,7 +348,8 @@ _HELP = {
 def _parser() -> argparse.ArgumentParser:
     from fmce_nb.data import DATASETS
     from fmce_nb.models import ARCHS
-    p = argparse.ArgumentParser(prog='fmce-train', description='Train the original task and record loss and weight sequences.')
+    p = argparse.ArgumentParser(prog='fmce-train',
+                                description='Train the original task and record loss and weight sequences.')
     for f in fields(TrainConfig):
         kw = {'default': f.default, 'help': _HELP[f.name]}
         if f.name in ('amp', 'channels_last'): kw.update(type=_auto_bool, metavar='BOOL|auto')
@@ -360,13 +362,16 @@ def _parser() -> argparse.ArgumentParser:
         if f.name == 'optimizer': kw['choices'] = ('adam', 'adamw')
         if f.name == 'schedule': kw['choices'] = ('cosine', 'constant')
         p.add_argument(f'--{f.name}', **kw)
-    p.add_argument('--download', action='store_true', help='fetch the dataset first where torchvision can (needs internet)')
+    p.add_argument('--download', action='store_true',
+                   help='fetch the dataset first where torchvision can (needs internet)')
     p.add_argument('--out', default=None, help='run folder (default: runs/<dataset>-<arch>-<size>px-seed<seed>)')
-    p.add_argument('--mu', type=float, default=None, help="CQI threshold for the printed markers (default: the paper's rule, paper_mu)")
+    p.add_argument('--mu', type=float, default=None,
+                   help="CQI threshold for the printed markers (default: the paper's rule, paper_mu)")
     p.add_argument('--K', type=int, default=10, help='number of convergence phases for the printed markers')
     p.add_argument('--quiet', action='store_true', help='no per-epoch lines')
     return p
 
+# %% ../nbs/04_train.ipynb
 def main(argv=None,  # the command line's arguments (default: sys.argv[1:])
         ):
     "Command line: `fmce-train --dataset mnist5k --arch small_cnn --epochs 5 --out runs/demo`."
@@ -379,7 +384,8 @@ def main(argv=None,  # the command line's arguments (default: sys.argv[1:])
         for train_split in (True, False): load_dataset(cfg.dataset, cfg.data_root, train=train_split, download=True)
     out = a.out or f"runs/{cfg.dataset}-{cfg.arch}-{cfg.size}px-seed{cfg.seed}"
     rank = dist_context()[0]
-    if rank == 0: print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, device {cfg.resolved_device()}, "
+    if rank == 0: print(f"training {cfg.arch} on {cfg.dataset} ({cfg.epochs} epochs, {cfg.size}px, "
+                        f"device {cfg.resolved_device()}, "
                         f"{cfg.precision}{', channels-last' if cfg.modes()['channels_last'] else ''}) -> {out}")
     run = train(cfg, out, log=None if a.quiet else (lambda s: print(s, flush=True)))
     if rank == 0: _print_summary(run, a.mu, a.K)

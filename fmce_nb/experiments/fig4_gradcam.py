@@ -27,7 +27,8 @@ SCHEMA = record_schema('gradcam',
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 def _pooled_row(g: list) -> str:
     c = g[0]['run']['config']
-    cells = [f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]" for est, (lo, hi) in (_trend(g, key) for key in ('top10_mass', 'entropy'))]
+    cells = [f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+             for est, (lo, hi) in (_trend(g, key) for key in ('top10_mass', 'entropy'))]
     return (f"| {c['dataset']} | {c['arch']} | {c['size']} | {g[0]['layer']} "
             f"({'x'.join(map(str, g[0]['cam_resolution']))}) | "
             f"{len(g)} | {g[0]['measure_images']} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
@@ -82,7 +83,8 @@ def section(recs: list) -> list:
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 def _reading(lo: float, hi: float) -> str:
-    return 'less localized as the FMCS rises' if hi < 0 else 'more localized as the FMCS rises' if lo > 0 else 'no trend the interval can tell from zero'
+    if hi < 0: return 'less localized as the FMCS rises'
+    return 'more localized as the FMCS rises' if lo > 0 else 'no trend the interval can tell from zero'
 
 def finding(recs: list) -> list:
     """What the Grad-CAM records found, as Markdown: the headline at the module output, then a sentence per
@@ -99,7 +101,8 @@ def finding(recs: list) -> list:
             "localize in "
             f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in "
             f"{sum(hi < 0 for *_, lo, hi in out)} "
-            f"(trend of the top-10% mass: " + '; '.join(f"{d} {e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, e, lo, hi in out) + ').')
+            f"(trend of the top-10% mass: "
+            + '; '.join(f"{d} {e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, e, lo, hi in out) + ').')
     return [head] * bool(out) + L
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
@@ -110,7 +113,8 @@ GRIDS = {
     'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, epochs=80, size=112, batch_size=256,
                     n_train=None, n_test=None,
                     K=10, on_no_convergence='last', layer='output', grid_images=6, measure_images=500),
-    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, layer='output',
+    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10,
+                   layer='output',
                    on_no_convergence='raise', grid_images=6,
                    measure_images=500) for (d, a), e in PAPER_EPOCHS.items()],
 }

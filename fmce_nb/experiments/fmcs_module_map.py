@@ -131,7 +131,8 @@ def figures(recs: list, figures_dir) -> list:
     out = []
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
-        rows = [{'module': m['module'], **{k: np.mean([r['modules'][i][k] for r in g], 0).tolist() for k in ('recall_per_phase', 'cka_to_final')}}
+        rows = [{'module': m['module'], **{k: np.mean([r['modules'][i][k] for r in g], 0).tolist()
+                                           for k in ('recall_per_phase', 'cka_to_final')}}
                 for i, m in enumerate(g[0]['modules'])]
         fig, ax = plt.subplots(1, 2, figsize=(13, 0.8 * len(rows) + 2.2))
         plot_module_map(rows, f"{c['arch']} on {c['dataset']}, mean of {len(g)} seeds", ax)
@@ -144,7 +145,8 @@ def figures(recs: list, figures_dir) -> list:
 GRIDS = {
     'smoke': [{}],
     'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, net_max_epochs=40, patience=4),
-    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, net_max_epochs=50,
+    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10,
+                   net_max_epochs=50,
                    patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 

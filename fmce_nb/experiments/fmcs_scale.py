@@ -132,7 +132,8 @@ def section(recs: list) -> list:
          "relative "
          "change from E_{K-1}, CKA of phases K-1 and K. FMCE-Net and the controls: test accuracy; the "
          "late-phase "
-         "recall is the mean over the last 40% of the phases (7-10 of 10) on the image split; two-split columns read image / paper.", '',
+         "recall is the mean over the last 40% of the phases (7-10 of 10) on the image split; two-split columns "
+         "read image / paper.", '',
          '| backbone | n_train | FMCE images | seeds | test top-1 | train - test | train loss | E_K - '
          'floor | '
          'weight change | CKA K-1,K | FMCE-Net image | FMCE-Net paper | late recall | LR mean+std image | '

@@ -53,16 +53,13 @@ def section(recs: list) -> list:
     """The report's transfer section: leave-one-run-out and single-run accuracy per configuration, with the
     predicted-FMCS spread."""
     L = ['## FMCE beyond the paper: does an FMCE-Net transfer to another run?', '',
-         'The paper has no such test. An FMCE-Net trained on runs of one configuration is tested on every '
-         'map of a run it '
-         'never saw. Leave one run out: the spread is over the held-out runs. Single run: each run trains '
-         'one net, tested '
-         'on the other two; the spread is over the training runs (the test runs are shared, so these are not '
-         'independent). '
-         '"Largest predicted share" is the share of a test\'s maps given its most frequent FMCS, lowest to '
-         'highest over the single tests: 1.00 is a constant predictor.', '',
-         '| dataset | backbone | maps | test | n | accuracy | F1 (macro) | largest predicted share | chance '
-         '| notebook |',
+         'The paper has no such test. An FMCE-Net trained on runs of one configuration is tested on every map '
+         'of a run it never saw. Leave one run out: the spread is over the held-out runs. Single run: each run '
+         'trains one net, tested on the other two; the spread is over the training runs (the test runs are '
+         'shared, so these are not independent). "Largest predicted share" is the share of a test\'s maps given '
+         'its most frequent FMCS, lowest to highest over the single tests: 1.00 is a constant predictor.', '',
+         '| dataset | backbone | maps | test | n | accuracy | F1 (macro) | largest predicted share | chance | '
+         'notebook |',
          '|---|---|---|---|---|---|---|---|---|---|']
     for r in recs:
         L.append(_row(r, 'leave one run out', r['leave_one_out'], 'held-out runs'))
@@ -71,9 +68,11 @@ def section(recs: list) -> list:
                  'training runs', r['single_run']))
     L.append('')
     for r in recs:
-        L.append(f"- {r['run']['config']['dataset']}{dagger(r)}: {r['protocol']}. Per held-out run: " +
-                 ', '.join(f"seed {t['held_out_seed']} {t['accuracy']:.4f}" for t in r['leave_one_out']) + '; per pair: ' +
-                 ', '.join(f"{t['train_seed']}->{t['test_seed']} {t['accuracy']:.4f}" for t in r['single_run']) + '.')
+        L.append(f"- {r['run']['config']['dataset']}{dagger(r)}: {r['protocol']}. Per held-out run: "
+                 + ', '.join(f"seed {t['held_out_seed']} {t['accuracy']:.4f}" for t in r['leave_one_out'])
+                 + '; per pair: '
+                 + ', '.join(f"{t['train_seed']}->{t['test_seed']} {t['accuracy']:.4f}" for t in r['single_run'])
+                 + '.')
     return L + ['']
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
@@ -82,29 +81,34 @@ def finding(recs: list) -> list:
     one run to another, the largest predicted share."""
     ds = lambda r: r['run']['config']['dataset']
     acc = lambda tests: fmt_mean_std([t['accuracy'] for t in tests])
-    vs_chance = '; '.join(f"{ds(r)} "
-                          f"{diff_words(paired_diff_ci([t['accuracy'] for t in r['leave_one_out']], [1 / r['K']] * len(r['leave_one_out'])))}"
-                          for r in recs)
+    loo_vs_chance = lambda r: paired_diff_ci([t['accuracy'] for t in r['leave_one_out']],
+                                             [1 / r['K']] * len(r['leave_one_out']))
+    vs_chance = '; '.join(f"{ds(r)} {diff_words(loo_vs_chance(r))}" for r in recs)
     top = [max(t['predicted']) for r in recs for t in r['leave_one_out']]
-    L = [f"- Tested on a run it never saw, an FMCE-Net trained on the other two names the phase of its maps with accuracy "
-         + '; '.join(f"{ds(r)} {acc(r['leave_one_out'])}" for r in recs) + f", against chance {1 / recs[0]['K']:.2f}.",
-         f"- Leave-one-run-out accuracy minus chance: {vs_chance}. The three tests are not independent: any two of their nets share a training run.",
-         "- Trained on one run and tested on another: " + '; '.join(f"{ds(r)} {acc(_by_train_run(r['single_run']))}" for r in recs) + '.',
-         f"- Its most frequent answer takes {min(top):.2f} to {max(top):.2f} of a held-out run's maps (a constant predictor takes 1.00).",
+    L = [f"- Tested on a run it never saw, an FMCE-Net trained on the other two names the phase of its maps with "
+         "accuracy " + '; '.join(f"{ds(r)} {acc(r['leave_one_out'])}" for r in recs)
+         + f", against chance {1 / recs[0]['K']:.2f}.",
+         f"- Leave-one-run-out accuracy minus chance: {vs_chance}. The three tests are not independent: any two of "
+         "their nets share a training run.",
+         "- Trained on one run and tested on another: "
+         + '; '.join(f"{ds(r)} {acc(_by_train_run(r['single_run']))}" for r in recs) + '.',
+         f"- Its most frequent answer takes {min(top):.2f} to {max(top):.2f} of a held-out run's maps (a constant "
+         "predictor takes 1.00).",
          '', '| dataset | backbone | maps | leave one run out | one run to another | chance | paper |',
          '|---|---|---|---|---|---|---|']
-    L += [f"| {ds(r)} | {r['run']['config']['arch']} | {'x'.join(map(str, r['feature_shape']))} | {acc(r['leave_one_out'])} | "
+    L += [f"| {ds(r)} | {r['run']['config']['arch']} | {'x'.join(map(str, r['feature_shape']))} | "
+          f"{acc(r['leave_one_out'])} | "
           f"{acc(_by_train_run(r['single_run']))} | {1 / r['K']:.2f} | no such test |" for r in recs]
     return L
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
 GRIDS = {
     'smoke': [{}],
-    'cpu': [dict(CPU, dataset=d, seed=CPU_SEEDS[0], seed2=CPU_SEEDS[1], seed3=CPU_SEEDS[2], net_max_epochs=40, patience=4)
-            for d in CPU_DATA],
-    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, seed=0, seed2=1,
-                   seed3=2, net_max_epochs=50, patience=5,
-                   on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
+    'cpu': [dict(CPU, dataset=d, seed=CPU_SEEDS[0], seed2=CPU_SEEDS[1], seed3=CPU_SEEDS[2], net_max_epochs=40,
+                 patience=4) for d in CPU_DATA],
+    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10,
+                   seed=0, seed2=1, seed3=2, net_max_epochs=50, patience=5, on_no_convergence='raise')
+              for (d, a), e in PAPER_EPOCHS.items()],
 }
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb

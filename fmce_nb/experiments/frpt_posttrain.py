@@ -61,8 +61,8 @@ def _compared(groups: dict) -> dict:
         for (k, lab, b), d, p in zip(pairs, diffs, holm([d['p'] for d in diffs])):
             by = groups[k]
             seeds = sorted(set(by[lab]) & set(by[b]))
-            sd = float(
-                np.std([_MEAN_ACC(by[lab][s]) - _MEAN_ACC(by[b][s]) for s in seeds], ddof=1)) if len(seeds) > 1 else float('nan')
+            diffs_by_seed = [_MEAN_ACC(by[lab][s]) - _MEAN_ACC(by[b][s]) for s in seeds]
+            sd = float(np.std(diffs_by_seed, ddof=1)) if len(seeds) > 1 else float('nan')
             out[(k, lab, b)] = (name, d, p, sd)
     return out
 
@@ -82,7 +82,8 @@ def _authors() -> list:
 def _authors_rows(arch: str, layer: str) -> list:
     """The authors' paired rows at this model and layer (their MNIST SimpleCNN; their ResNet-18 for ours of
     either stem)."""
-    return [r for r in paper_table('frpt_authors')['paired']['rows'] if r['arch'] == arch.removesuffix('_smallstem') and r['layer'] == layer]
+    return [r for r in paper_table('frpt_authors')['paired']['rows']
+            if r['arch'] == arch.removesuffix('_smallstem') and r['layer'] == layer]
 
 def _closest(arch: str, layer: str) -> str:
     "The authors' paired differences at this model and layer, in words."
@@ -107,7 +108,8 @@ def _table(key: tuple, by: dict, compared: dict) -> list:
                     f"{fmt_mean_std([r['summary']['mean'] for r in rs])} | "
                     f"{fmt_mean_std([r['summary']['best'] for r in rs])} | "
                     if i == 0 else '| | | | | | ')
-            diff = '-' if v is None else f"{diff_cell(v[1])} | {v[2]:.3f} ({v[0]})" if np.isfinite(v[2]) else f"{diff_cell(v[1])} | - ({v[0]})"
+            diff = ('-' if v is None else f"{diff_cell(v[1])} | {v[2]:.3f} ({v[0]})" if np.isfinite(v[2])
+                    else f"{diff_cell(v[1])} | - ({v[0]})")
             if v is None: diff = '- | -'
             L.append(head + f"{b} | {diff} | {notebook_links(rs) if i == 0 else ''} |")
     return L + ['']
@@ -152,7 +154,8 @@ def _verdict(compared: dict) -> list:
         sig = [(k, v) for k, v in items if np.isfinite(v[2]) and v[2] < 0.05]
         mde = [detectable_effect(v[3], v[1]['n']) for _, v in items if np.isfinite(v[3]) and v[1]['n'] > 1]
         L.append(f"- **{fam}**: {len(sig)} of {len(items)} differences survive the Holm adjustment"
-                 + (' (' + '; '.join(f"{name(*k)}: {100 * v[1]['mean']:+.2f} pp, Holm p {v[2]:.3f}" for k, v in sig) + ')' if sig else '')
+                 + (' (' + '; '.join(f"{name(*k)}: {100 * v[1]['mean']:+.2f} pp, Holm p {v[2]:.3f}"
+                                     for k, v in sig) + ')' if sig else '')
                  + ("; the differences detectable at 80% power from the paired spreads are "
                     f"{100 * min(mde):.2f} to {100 * max(mde):.2f} pp" if mde else '')
                  + '.')
@@ -264,7 +267,8 @@ _CPU = dict(epochs=40, size=32, batch_size=64, augment=True, n_train=1000, n_tes
 _FULL = dict(size=32, batch_size=256, augment=True, n_train=None, n_test=None, pre_mu=0.01,
              post_epochs=10, post_batch_size=256)
 GRIDS = {
-    'smoke': [dict(rec_alpha=a, seed=s) for a in (0.0, 0.3) for s in (0, 1)] + [dict(rec_alpha=0.3, seed=0, output_target='forward')],
+    'smoke': [dict(rec_alpha=a, seed=s) for a in (0.0, 0.3) for s in (0, 1)]
+             + [dict(rec_alpha=0.3, seed=0, output_target='forward')],
     'cpu': (_cells(['mnist5k'], ['simple_cnn'], range(10), [0.0, 0.3], **_CPU)
             + _cells(['mnist5k'], ['simple_cnn'], range(3), [0.02, 0.1], control=None, **_CPU)),
     'reduced': _cells(['fashion_mnist'], ['simple_cnn', 'resnet18_smallstem'], range(5), epochs=30, **_FULL),

@@ -68,9 +68,9 @@ def _families(by: dict, reading: str) -> dict:
     ctrl = [lab for lab in by if ',' in lab]
     base = ctrl[0].split(',')[0] if ctrl else None                 # the RAF the controls ran at
     fam = {'primary': [(lab, 'RAF 1') for lab in PRIMARY if lab in plain and reading == 'finetune'],
-           'controls': [(lab, base) for lab in ctrl + [lab for lab in by if lab.startswith('label')] if ctrl and base in by]}
+           'controls': [(lab, base) for lab in ctrl + [l for l in by if l.startswith('label')] if ctrl and base in by]}
     done = {lab for pairs in fam.values() for lab, _ in pairs}
-    fam['secondary'] = [(lab, 'RAF 1') for lab in by if lab not in done and lab != 'RAF 1' and 'RAF 1' in by and ',' not in lab]
+    fam['secondary'] = [(l, 'RAF 1') for l in by if l not in done | {'RAF 1'} and 'RAF 1' in by and ',' not in l]
     return {k: v for k, v in fam.items() if v}
 
 def _compared(by: dict, reading: str) -> dict:
@@ -97,15 +97,15 @@ def _per_seed(rs: list, key, nd: int = 2) -> str:
 def _paper_rows() -> list:
     t = paper_table('fmcepp_table1')
     L = ['## FMCE-Net++: the RAF sweep', '', f"Paper: {t['where']}; protocol: {t['protocol']}.", '',
-         "The paper's rows as printed (test accuracy, mean ± std over 5 seeds; the text assigns some rows "
-         "to other "
-         "datasets, see below):", '',
-         '| backbone (as printed) | dataset (as printed) | dataset in the text | ' + ' | '.join(f'RAF {x:g}' for x in t['raf']) + ' |',
+         "The paper's rows as printed (test accuracy, mean ± std over 5 seeds; the text assigns some rows to "
+         "other datasets, see below):", '',
+         '| backbone (as printed) | dataset (as printed) | dataset in the text | '
+         + ' | '.join(f'RAF {x:g}' for x in t['raf']) + ' |',
          '|---|---|---|' + '---|' * len(t['raf'])]
     for row in t['rows']:
         cells = ['-' if v is None else f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" for v in row['acc_mean_std'].values()]
-        L.append(
-            f"| {row['arch_as_printed']} | {row['dataset_as_printed']} | {row['dataset_in_text']} | " + ' | '.join(cells) + ' |')
+        L.append(f"| {row['arch_as_printed']} | {row['dataset_as_printed']} | {row['dataset_in_text']} | "
+                 + ' | '.join(cells) + ' |')
     return L + ['',
                 "Where the paper contradicts itself:", ''] + [f"- {x}" for x in t['inconsistencies']] + ['']
 
@@ -204,10 +204,10 @@ def finding(recs: list) -> list:
     head, L = [], []
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
+        gain = lambda lab: f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else ''
         if prim: head.append(f"- Fine-tuned with RAL ({arch} on {ds}, pre-registered, {prim[0][1][2]['n']} "
                              "paired seeds): " + '; '.join(
-            f"{lab} against RAF 1, {diff_words(d)}, Holm p {p:.3f}" + (f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else '')
-            for lab, (b, fam, d, p) in prim) + '.')
+            f"{lab} against RAF 1, {diff_words(d)}, Holm p {p:.3f}{gain(lab)}" for lab, (b, fam, d, p) in prim) + '.')
         L += [f"**{arch} on {ds}, {_READING[reading]}**", ''] + _table(by, reading) + _findings(by, reading)
     return head + [''] * bool(head) + L
 
@@ -246,10 +246,10 @@ def figures(recs: list, figures_dir) -> list:
     out = []
     def save(fig, name): out.append(figures_dir/name); fig.tight_layout(); fig.savefig(out[-1], dpi=100); plt.close(fig)
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
-        stem, best = f"ral-{ds}-{arch}-{size}px-{n_train}-{reading}", _best(by, [lab for lab in by if lab.startswith('RAF') and ',' not in lab])
-        fig, ax = plt.subplots(figsize=(6, 3.6)); _fig_accuracy(ax, by, best, f'{arch} on {ds}, '
-                                                                              f'{reading}\nmean ± std over '
-                                                                              'seeds')
+        stem = f"ral-{ds}-{arch}-{size}px-{n_train}-{reading}"
+        best = _best(by, [lab for lab in by if lab.startswith('RAF') and ',' not in lab])
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        _fig_accuracy(ax, by, best, f'{arch} on {ds}, {reading}\nmean ± std over seeds')
         save(fig, f"{stem}-fig1_accuracy.png")
         fig, ax = plt.subplots(figsize=(9, 3.8))
         bars(ax, {lab: [r['run']['top1'] for r in rs.values()] for lab, rs in by.items()},

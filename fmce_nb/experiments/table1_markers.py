@@ -106,7 +106,9 @@ def finding(recs: list) -> list:
     groups = list(group_by_config(recs).values())
     per = lambda get, nd: '; '.join(f"{g[0]['run']['config']['dataset']} "
                                     f"{fmt_mean_std([get(r) for r in g], nd)}" for g in groups)
-    papers = [p for g in groups if (p := closest_paper_row('fmce_table1', g[0]['run']['config']['dataset'], g[0]['run']['config']['arch']))]
+    papers = [p for g in groups
+              if (p := closest_paper_row('fmce_table1', g[0]['run']['config']['dataset'],
+                                         g[0]['run']['config']['arch']))]
     paper = (f" The paper's closest row ({papers[0]['dataset']}, {papers[0]['arch']}, 224 px, full data) "
              "has E_K = "
              f"{papers[0]['markers'][-1]} and top-1 {papers[0]['top1']:.4f}.") if papers else ''

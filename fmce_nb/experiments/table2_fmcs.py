@@ -157,7 +157,8 @@ GRIDS = {
                     n_train=None,
                     n_test=None, K=10, fmcs_images=20000, net_max_epochs=40, patience=5,
                     on_no_convergence='last'),
-    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10, net_max_epochs=50,
+    'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10,
+                   net_max_epochs=50,
                    patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
 }
 
