@@ -23,7 +23,7 @@ def nearest_embedding(logits: torch.Tensor,  # the logits (B, classes)
                      ) -> torch.Tensor:
     """The nearest logits (L2) in which each row's label has the largest value; correct rows are returned
     unchanged."""
-    z = logits.detach().float()
+    z = logits.detach().to(torch.promote_types(logits.dtype, torch.float32))   # float64 stays float64
     B, C = z.shape
     mine = z.gather(1, labels[:, None])                                   # (B, 1)
     others = z.scatter(1, labels[:, None], float('-inf'))
@@ -481,7 +481,7 @@ def block_reverse(block: nn.Module,           # the block (a residual block, or 
                   lr: float = 1e-2,           # the VJP solve's Adam learning rate
                  ) -> torch.Tensor:
     """An input near `z0` that `block` (in eval mode) maps close to `t`: damped Gauss-Newton, or a VJP solve
-    for large maps."""
+    for large maps; per sample never farther from `t` than `z0` itself."""
     from torch.func import functional_call
     with torch.no_grad(): out = block(z0[:1])
     if out.shape[1:] != t.shape[1:] or len(t) != len(z0):
@@ -492,21 +492,21 @@ def block_reverse(block: nn.Module,           # the block (a residual block, or 
     if method not in ('gauss_newton', 'anchored', 'vjp'):
         raise ValueError(f"method must be 'auto', 'gauss_newton', 'anchored' or 'vjp', got {method!r}")
     params = {k: v.detach() for k, v in block.named_parameters()} | {k: v for k, v in block.named_buffers()}
-    fwd = _pre_activation(block)
+    fwd, t_out = _pre_activation(block), t
     # a residual block ending in ReLU: reverse the ReLU exactly, solve for its input
     if fwd is not block:
         with torch.no_grad(): t = _relu_reverse(fwd(z0), t)
-    mod = block
-    f1 = (lambda z: functional_call(mod, params, (z[None],))[0]) if fwd is mod else (lambda z: fwd(z[None])[0])
-    block = fwd
+    f1 = (lambda z: functional_call(block, params, (z[None],))[0]) if fwd is block else (lambda z: fwd(z[None])[0])
     with torch.no_grad(): far = (t - fwd(z0)).flatten(1).norm(dim=1) > 1e-6 * t.flatten(1).norm(dim=1).clamp_min(1e-12)
     z = z0.detach().clone()
     if not far.any(): return z                       # every target is reached where it is: nothing to solve
     z0f, zf, tf = z0[far], z[far], t[far]
     if method == 'gauss_newton': z[far] = _gauss_newton(f1, zf, tf, iters, m, n)
     elif method == 'anchored': z[far] = _anchored_gauss_newton(fwd, z0f, tf)
-    else: z[far] = _vjp_solve(block, z0f, zf, tf, iters, lr)
-    return z
+    else: z[far] = _vjp_solve(fwd, z0f, zf, tf, iters, lr)
+    with torch.no_grad():      # the solve is checked on the block's own output: where z0 is nearer t, z0 stays
+        worse = (block(z) - t_out).flatten(1).norm(dim=1) > (block(z0) - t_out).flatten(1).norm(dim=1)
+    return torch.where(worse.view(-1, *[1] * (z.dim() - 1)), z0.detach(), z)
 
 # %% ../nbs/09_frpt.ipynb
 def _steps(model) -> list:

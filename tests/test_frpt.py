@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from fmce_nb.frpt import FRPTObjective, act_reverse, block_reverse, conv_reverse_fft, pool_reverse, reconstruct_targets
+from fmce_nb.frpt import (FRPTObjective, act_reverse, block_reverse, conv_reverse_fft, nearest_embedding, pool_reverse,
+                         reconstruct_targets)
 from fmce_nb.models import build_model
 
 
@@ -359,3 +360,25 @@ def test_the_anchored_gauss_newton_pulls_toward_the_start_point():
                      for i in range(3)])
     z0n = z0.flatten(1).numpy()
     assert (np.linalg.norm(want - z0n, axis=1) < np.linalg.norm(free - z0n, axis=1) - 1e-3).all()
+
+
+def test_nearest_embedding_keeps_float64_logits_exact():
+    right = torch.tensor([[0.1, 0.3, 0.2]], dtype=torch.float64)              # label 1 is already the largest
+    out = nearest_embedding(right, torch.tensor([1]))
+    assert out.dtype == torch.float64 and torch.equal(out, right)
+    wrong = nearest_embedding(right, torch.tensor([0]))                         # by hand: 0.1 and 0.3 meet at 0.2
+    assert_close(wrong, torch.tensor([[0.2, 0.2, 0.2]], dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_a_block_target_is_never_farther_from_the_next_target_than_the_forward_feature():
+    # a positive target over a pre-activation far below zero: the solve on the pre-activation alone moved layer4.1's
+    # output 0.060 (relative) from the layer4 target, where the forward feature is at 0.00021
+    from fmce_nb.models import FeatureTap
+    torch.manual_seed(11)
+    net = build_model('resnet18_smallstem', 10).eval()
+    x, y = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1234))[2:3], torch.tensor([4])
+    t4, t40 = reconstruct_targets(net, x, y, 'net.layer4'), reconstruct_targets(net, x, y, 'net.layer4.0')
+    with FeatureTap(net, 'net.layer4.0') as tap, torch.no_grad(): net(x)
+    rel = lambda a: float((a - t4).norm() / t4.norm())
+    with torch.no_grad(): via_target, via_feature = rel(net.net.layer4[1](t40)), rel(net.net.layer4[1](tap.output))
+    assert via_feature < 1e-3 and via_target <= via_feature * (1 + 1e-6), (via_target, via_feature)
