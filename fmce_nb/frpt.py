@@ -766,10 +766,9 @@ def build(cls: TargetStore, run, layer: str, path, epoch: int | None = None, out
 # %% ../nbs/09_frpt.ipynb
 class FRPTObjective:
     """FR-PT's post-training objective: CE + w * MSE(feature of `layer`, its stored target), downstream of
-    `layer` frozen."""
+    `layer` frozen. Start it from the pretrained weights with `FineTune`, as every fine-tuning here."""
     def __init__(self,
                  store: TargetStore,  # the targets of `layer`, over the post-training images
-                 pretrained,          # the pretrained run, whose weights the post-training starts from
                  layer: str,          # the layer the targets are for ('out' or a module name)
                  alpha: float,        # c_rec: the MSE's weight relative to CE (0: CE alone)
                  beta: float = 0.9,   # the decay of the EMAs of CE and MSE that set the weight
@@ -777,7 +776,7 @@ class FRPTObjective:
         if alpha < 0: raise ValueError(f"alpha must be >= 0, got {alpha}")
         if store.meta['identity']['layer'] != layer:
             raise ValueError(f"the store holds targets of {store.meta['identity']['layer']!r}, not {layer!r}")
-        self.store, self.pretrained, self.layer, self.alpha, self.beta = store, pretrained, layer, float(alpha), beta
+        self.store, self.layer, self.alpha, self.beta = store, layer, float(alpha), beta
         self.ema_ce = self.ema_mse = None
         self.frozen = []
 
@@ -816,7 +815,7 @@ def prepare(self: FRPTObjective,
             model,                # the model `train` built, before its optimizer
             loader,               # the training loader
            ):
-    "Load the pretrained weights and freeze every step after `layer`, before the optimizer is built."
+    "Check the images against the store and freeze every step after `layer`, before the optimizer is built."
     ident = self.store.meta['identity']
     if len(loader.data) != len(self.store):
         raise ValueError(f"the post-training set has {len(loader.data)} images but the store has targets for "
@@ -824,7 +823,6 @@ def prepare(self: FRPTObjective,
                          f"post-train on the store's data (dataset {ident['dataset']}, n_train "
                          f"{ident['n_train']}, "
                          f"subset_seed {ident['subset_seed']})")
-    model.load_state_dict(self.pretrained.model(ident['epoch']).state_dict())
     self.frozen = [m for _, m in _steps_after(model, self.layer)]
     for m in self.frozen: m.requires_grad_(False)
     self.device = loader.device

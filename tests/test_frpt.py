@@ -60,7 +60,7 @@ class _Store:
 
 
 def test_the_post_training_loss_weights_mse_by_the_ema_ratio_of_ce_to_mse():
-    obj = FRPTObjective(_Store(), pretrained=None, layer='out', alpha=0.1)
+    obj = FRPTObjective(_Store(), layer='out', alpha=0.1)
     identity = lambda x: x                                       # the "model" returns its input as logits
     # batch 1: logits [0, 0], label 0: CE = log 2; target [1, 0]: MSE = (1 + 0) / 2 = 0.5.
     # EMAs start at the values: w = 0.1 * log 2 / 0.5, loss = log 2 + w * 0.5 = 1.1 log 2
@@ -75,10 +75,10 @@ def test_the_post_training_loss_weights_mse_by_the_ema_ratio_of_ce_to_mse():
 
 
 def test_alpha_zero_is_plain_cross_entropy():
-    obj = FRPTObjective(_Store(), pretrained=None, layer='out', alpha=0.0)
+    obj = FRPTObjective(_Store(), layer='out', alpha=0.0)
     assert_close(obj(lambda x: x, torch.tensor([[0., 0.]]), torch.tensor([1]), torch.tensor([0])), torch.tensor(math.log(2)))
     with pytest.raises(ValueError, match='alpha must be >= 0'):
-        FRPTObjective(_Store(), pretrained=None, layer='out', alpha=-0.1)
+        FRPTObjective(_Store(), layer='out', alpha=-0.1)
 
 
 def test_simple_cnn_targets_at_its_pre_activations_and_the_exact_last_step():
@@ -198,15 +198,16 @@ def test_post_training_freezes_every_step_after_the_layer(simple_run, tmp_path):
     from fmce_nb.frpt import TargetStore
     from fmce_nb.data import DeviceLoader
     store = TargetStore.build(simple_run, 'net.conv2', tmp_path/'store')
-    obj = FRPTObjective(store, simple_run, 'net.conv2', alpha=0.1)
+    from fmce_nb.train import FineTune
+    obj = FineTune(FRPTObjective(store, 'net.conv2', alpha=0.1), simple_run, store.meta['identity']['epoch'])
     model = build_model('simple_cnn')
     loader = DeviceLoader(simple_run.config.split(), 64, 32)
-    obj.prepare(model, loader)
+    obj.prepare(model, loader)                             # FineTune loads the pretrained weights, FR-PT freezes
     trainable = {n.split('.')[1] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {'conv1', 'conv2'}                 # conv3, fc1 and fc2 come after net.conv2: frozen
     for k, v in simple_run.model(2).state_dict().items(): assert_close(model.state_dict()[k], v, rtol=0, atol=0)
     with pytest.raises(ValueError, match="holds targets of 'net.conv2', not 'net.conv3'"):
-        FRPTObjective(store, simple_run, 'net.conv3', alpha=0.1)
+        FRPTObjective(store, 'net.conv3', alpha=0.1)
 
 
 def test_a_target_store_opens_only_for_its_own_model_layer_and_data(simple_run, tmp_path):
@@ -291,7 +292,7 @@ def test_a_stored_draw_is_what_post_training_reads(simple_run, tmp_path):
     with torch.no_grad():
         logits = model(drawn)
         assert_close(ctrl[idx], logits)                             # the control: the model's own logits of the draw
-        obj = FRPTObjective(store, simple_run, 'out', alpha=0.0)
+        obj = FRPTObjective(store, 'out', alpha=0.0)
         assert_close(obj(model, clean, y, idx), F.cross_entropy(logits, y))     # the loss sees the draw, not `clean`
     wrong = float((logits.argmax(1) != y).float().mean())
     shift = target_shift(store, simple_run, 'out')

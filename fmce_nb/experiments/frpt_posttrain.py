@@ -54,16 +54,17 @@ def _families(groups: dict) -> dict:
     return dict(fam)
 
 def _compared(groups: dict) -> dict:
-    "{(group key, label, base): (family, paired difference, Holm p within the family, paired sd)}."
+    """{(group key, label, base): (family, paired difference, Holm p, paired sd)}, Holm within each family
+    per dataset and model."""
     out = {}
-    for name, pairs in _families(groups).items():
-        diffs = [paired_by_seed(groups[k], lab, b, key=_MEAN_ACC) for k, lab, b in pairs]
-        for (k, lab, b), d, p in zip(pairs, diffs, holm([d['p'] for d in diffs])):
-            by = groups[k]
-            seeds = sorted(set(by[lab]) & set(by[b]))
-            diffs_by_seed = [_MEAN_ACC(by[lab][s]) - _MEAN_ACC(by[b][s]) for s in seeds]
-            sd = float(np.std(diffs_by_seed, ddof=1)) if len(seeds) > 1 else float('nan')
-            out[(k, lab, b)] = (name, d, p, sd)
+    for name, fam_pairs in _families(groups).items():
+        for model in sorted({k[:2] for k, _, _ in fam_pairs}):
+            pairs = [x for x in fam_pairs if x[0][:2] == model]
+            diffs = [paired_by_seed(groups[k], lab, b, key=_MEAN_ACC) for k, lab, b in pairs]
+            for (k, lab, b), d, p in zip(pairs, diffs, holm([d['p'] for d in diffs])):
+                seeds = sorted(set(groups[k][lab]) & set(groups[k][b]))
+                per_seed = [_MEAN_ACC(groups[k][lab][s]) - _MEAN_ACC(groups[k][b][s]) for s in seeds]
+                out[(k, lab, b)] = (name, d, p, float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else float('nan'))
     return out
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
@@ -262,15 +263,17 @@ def _cells(datasets, archs, seeds, alphas=ALPHAS, control=PRIMARY_ALPHA, **base)
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 _CPU = dict(epochs=40, size=32, batch_size=64, augment=True, n_train=1000, n_test=1000, pre_mu=0.01,
-            post_epochs=10,
-            post_batch_size=32)
+            post_epochs=10, post_batch_size=32)
+_CPU_10K = dict(_CPU, n_train=10000, n_test=10000, post_batch_size=256)   # 39 steps an epoch, 390 in all
 _FULL = dict(size=32, batch_size=256, augment=True, n_train=None, n_test=None, pre_mu=0.01,
              post_epochs=10, post_batch_size=256)
 GRIDS = {
     'smoke': [dict(rec_alpha=a, seed=s) for a in (0.0, 0.3) for s in (0, 1)]
              + [dict(rec_alpha=0.3, seed=0, output_target='forward')],
     'cpu': (_cells(['mnist5k'], ['simple_cnn'], range(10), [0.0, 0.3], **_CPU)
-            + _cells(['mnist5k'], ['simple_cnn'], range(3), [0.02, 0.1], control=None, **_CPU)),
+            + _cells(['mnist5k'], ['simple_cnn'], range(3), [0.02, 0.1], control=None, **_CPU)
+            + _cells(['fashion_mnist'], ['simple_cnn'], range(10), [0.0, 0.3], **_CPU_10K)
+            + _cells(['fashion_mnist'], ['resnet18_smallstem'], range(3), [0.0, 0.3], **_CPU)),
     'reduced': _cells(['fashion_mnist'], ['simple_cnn', 'resnet18_smallstem'], range(5), epochs=30, **_FULL),
     'paper': _cells(['cifar10', 'cifar100'], ['simple_cnn', 'resnet18_smallstem'],
                     range(10), epochs=30, **_FULL),
