@@ -51,6 +51,8 @@ def _tap(model: nn.Module, fetch, n: int, modules: list, batch_size: int) -> tup
             except RuntimeError as e: raise ValueError(
                 f"the model cannot take images of shape {tuple(x.shape[1:])}: {e}. Pass the images "
                 "prepared as the model takes them, a float tensor (N, C, H, W)") from None
+            if unused := [m for m, t in taps.items() if t.output is None]: raise ValueError(
+                f"{unused} not called by the model's forward pass: name modules the forward uses")
             for m, t in taps.items(): outs[m].append(t.output.float().cpu())
     maps = {m: torch.cat(v) for m, v in outs.items()}
     pooled = {m: (x.flatten(2).mean(2) if x.ndim > 2 else x).numpy() for m, x in maps.items()}
