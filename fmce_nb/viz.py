@@ -15,10 +15,13 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
+import copy
 from .data import DeviceLoader, ImageData
+from .checkpoints import load_weights
+from .runs import resolve_device
 
 # %% auto 0
-__all__ = ['target_layer', 'gradcams', 'localization', 'phase_trend', 'to_rgb', 'cam_grid', 'phase_cams']
+__all__ = ['target_layer', 'gradcams', 'localization', 'phase_trend', 'to_rgb', 'cam_grid', 'checkpoint_cams', 'phase_cams']
 
 # %% ../nbs/08_gradcam.ipynb
 def target_layer(model,                 # an FMCEClassifier
@@ -143,6 +146,43 @@ def cam_grid(rows,               # [(row label, rgb image, [CAM per column][, [e
     return fig
 
 # %% ../nbs/08_gradcam.ipynb
+def checkpoint_cams(model: nn.Module,       # the architecture (its weights are replaced by each checkpoint)
+                    # one per phase (a list), or by epoch ({epoch: ...}, `Checkpoints`)
+                    checkpoints,
+                    # model-ready images: float (N, C, H, W), DeviceLoader or DataLoader
+                    images,
+                    labels,                 # the class each image's CAM explains
+                    layer: str,             # the target layer, as `named_modules()` names it
+                    markers=None,           # the marker epochs (`Markers` or list), for checkpoints by epoch
+                    device='cpu',           # where the model runs ('cpu', 'cuda', 'auto')
+                    batch_size: int = 64,   # images per Grad-CAM call
+                    # the weights' key inside each file (None: the file is the weights)
+                    key: str | None = None,
+                   ) -> dict:
+    """{'epochs', 'normalized': per phase (N, H, W), 'raw': per phase (N, h, w), 'localization': a DataFrame
+    per phase}: Grad-CAM of `images` at `layer` under each checkpoint."""
+    import pandas as pd
+    from fmce_nb.fmcs import _phase_checkpoints, _image_source
+    from fmce_nb.models import _check_name
+    cks, markers = _phase_checkpoints(checkpoints, markers)
+    _check_name(model, layer)
+    dev = resolve_device(device)
+    fetch, n = _image_source(images, dev)
+    labels = torch.as_tensor(labels).cpu()
+    if len(labels) != n: raise ValueError(f"{len(labels)} labels for {n} images: pass one class per image")
+    epochs, norms, raws = list(markers or range(1, len(cks) + 1)), [], []
+    for e, ck in zip(epochs, cks):
+        m = load_weights(copy.deepcopy(model).to(dev), ck, key,
+                         name=None if isinstance(ck, (str, Path)) else f"the checkpoint of phase {e}").eval()
+        parts = [gradcams(m, fetch(i), labels[i], m.get_submodule(layer)) for i in torch.arange(n).split(batch_size)]
+        norms.append(np.concatenate([p[0] for p in parts]))
+        raws.append(np.concatenate([p[1] for p in parts]))
+    loc = [localization(r, norms[0].shape[-1]) for r in raws]
+    table = pd.DataFrame({'phase': range(1, len(epochs) + 1), 'epoch': epochs,
+                          **{k: [float(l[k].mean()) for l in loc] for k in ('top10_mass', 'entropy', 'empty')}})
+    return {'epochs': epochs, 'normalized': norms, 'raw': raws, 'localization': table}
+
+# %% ../nbs/08_gradcam.ipynb
 def phase_cams(run,                    # a finished Run with the checkpoints of `epochs`
                epochs,                 # the epochs whose checkpoints to explain (the markers)
                images: torch.Tensor,   # uint8 (B, C, h, w), normalized with the run's statistics here
@@ -152,13 +192,14 @@ def phase_cams(run,                    # a finished Run with the checkpoints of 
                batch_size: int = 64,   # images per Grad-CAM call
               ):
     """Normalized and raw CAMs of `images` (uint8) for the checkpoints of `epochs`: lists over epochs of (B,
-    H, W) / (B, h, w)."""
+    H, W) / (B, h, w). A run's case of `checkpoint_cams`."""
+    from fmce_nb.models import build_model
     cfg = run.config
     data = ImageData('cam', images, labels, list(range(run.meta['num_classes'])), train=False)
     dl = DeviceLoader(data, batch_size, cfg.size, train=False, device=device, stats=run.stats)
-    norms, raws = [], []
-    for e in epochs:
-        m = run.model(e, device)
-        n_, r_ = zip(*(gradcams(m, x, y, target_layer(m, layer)) for x, y in dl.batches(0)))
-        norms.append(np.concatenate(n_)); raws.append(np.concatenate(r_))
-    return norms, raws
+    model = build_model(cfg.arch, run.num_classes)
+    target = target_layer(model, layer)
+    name = next(n for n, mod in model.named_modules() if mod is target)
+    out = checkpoint_cams(model, run.checkpoints(), dl, labels, name, markers=list(epochs), device=device,
+                          batch_size=batch_size)
+    return out['normalized'], out['raw']
