@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from .cqi import ConvergenceMonitor, Markers, NotConvergedError
 from .checkpoints import Checkpoints
-from .runs import write_json
+from .runs import write_json, atomic_write
 
 # %% auto 0
 __all__ = ['FMCECallback']
@@ -38,10 +38,13 @@ class FMCECallback(pl.Callback):
                  pattern: str = 'epoch_{epoch:04d}.ckpt',  # a checkpoint's file name, with an {epoch} field
                  keep_last: bool = False,       # keep the last epoch's checkpoint beside the markers'
                  on_no_convergence: str = 'raise',  # 'raise' or 'last', as in `convergence_epoch`
+                 modules=None,                  # modules of the LightningModule to report at fit end (`05a_modules`)
+                 report_images: int = 1000,     # how many images of the training loader the report reads
                 ):
         self.monitor = ConvergenceMonitor(mu, K, alpha, window, smoothing, patience)
         self.checkpoints = Checkpoints(dirpath, pattern)
         self.stop, self.keep_last, self.on_no_convergence = stop, keep_last, on_no_convergence
+        self.modules, self.report_images = ([modules] if isinstance(modules, str) else modules), report_images
         self._sum = self._n = None
 
     @property
@@ -110,6 +113,26 @@ def on_train_epoch_end(self: FMCECallback,
     if self.stop and stop: trainer.should_stop = True
 
 # %% ../nbs/13_lightning.ipynb
+def _report_batch(loader, n: int) -> tuple:
+    "(images, labels or None): the first `n` samples a loader gives (its batches' first and second elements)."
+    xs, ys = [], []
+    for b in loader:
+        x, y = (b[0], b[1] if len(b) > 1 else None) if isinstance(b, (list, tuple)) else (b, None)
+        xs.append(x); ys.append(y)
+        if sum(len(v) for v in xs) >= n: break
+    return torch.cat(xs)[:n], (None if any(y is None for y in ys) else torch.cat(ys)[:n])
+
+def _write_module_report(cb, trainer, pl_module, mk):
+    import matplotlib.pyplot as plt
+    from fmce_nb.modules import module_report, plot_module_report
+    x, y = _report_batch(trainer.train_dataloader, cb.report_images)
+    report = module_report(pl_module, cb.checkpoints, x.to(pl_module.device), cb.modules, labels=y, markers=mk,
+                           device=pl_module.device)
+    atomic_write(cb.checkpoints.folder/'module_report.csv', lambda tmp: report.to_csv(tmp, index=False))
+    ax = plot_module_report(report, title='CKA to the final maps, per module and phase')
+    ax.figure.savefig(cb.checkpoints.folder/'module_report.png', dpi=100, bbox_inches='tight'); plt.close(ax.figure)
+
+# %% ../nbs/13_lightning.ipynb
 @patch
 def on_fit_end(self: FMCECallback,
                trainer,             # the Lightning Trainer
@@ -120,6 +143,7 @@ def on_fit_end(self: FMCECallback,
     except (NotConvergedError, ValueError) as e:
         rank_zero_warn(f"FMCECallback: no epoch markers, every checkpoint kept. {e}"); return
     write_json(self.checkpoints.folder/'markers.json', mk.to_dict())
+    if self.modules: _write_module_report(self, trainer, pl_module, mk)
 
 # %% ../nbs/13_lightning.ipynb
 @patch

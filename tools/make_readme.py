@@ -18,6 +18,7 @@ for c in nb['cells']:
             if o.get('name') == 'stderr': continue                    # warnings and progress, not results
             if 'text/markdown' in o.get('data', {}):                  # Markdown output (a table, findings) as Markdown
                 parts.append(''.join(o['data']['text/markdown']).strip('\n').replace('](../', '](')); continue
+            if 'image/png' in o.get('data', {}): continue                 # a figure: shown in the notebook, not here
             text = ''.join(o.get('text', '') or o.get('data', {}).get('text/plain', ''))
             if text.strip(): parts.append(f"```\n{text.rstrip()}\n```")
 readme = "<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n"
