@@ -4,7 +4,8 @@
 
 # %% auto 0
 __all__ = ['CONTROLS', 'MEMORIZATION', 'SCHEMA', 'CHEAP', 'SHUFFLE', 'PRIMARY', 'GAIN', 'LATE_HIGH', 'LATE_LOW', 'LEAK_LABEL',
-           'NEAR_CHANCE', 'LATE', 'GRIDS', 'experiment', 'primary', 'verdicts', 'section', 'finding', 'figures']
+           'NEAR_CHANCE', 'LATE', 'GRIDS', 'experiment', 'primary', 'verdicts', 'secondary', 'section', 'finding',
+           'figures']
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 import numpy as np
@@ -123,19 +124,30 @@ def _row(key: tuple, g: dict) -> str:
             f"{notebook_links(list(g.values()))} |")
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+_SECONDARY = [('image', 'FMCE-Net minus LR on mean+std', _ACC('image'), _CTRL('image', 'mean_std')),
+              ('image', 'FMCE-Net minus the linear probe', _ACC('image'), _CTRL('image', 'flat')),
+              ('image', 'FMCE-Net minus the nearest map', _ACC('image'), _CTRL('image', 'nearest_map')),
+              ('paper', 'image labels minus chance', _CTRL('paper', 'image_label'), lambda r: 1 / r['K']),
+              ('image', 'image labels minus chance', _CTRL('image', 'image_label'), lambda r: 1 / r['K'])]
+
+def secondary(recs: list) -> list:
+    """[(point key, split, what, paired difference)] at every point with two seeds or more: FMCE-Net against
+    the controls, and the image-label control against chance (reported with intervals, not in the family)."""
+    return [(k, split, what, _paired(g, g, a, b)) for k, g in _points(recs).items() if len(g) > 1
+            for split, what, a, b in _SECONDARY]
+
+# %% ../../nbs/experiments/fmcs_scale.ipynb
+_HEAD = ('Mean ± std over seeds. Memorization at E_K: test top-1, train minus test top-1 (the FMCS images, no '
+         'augmentation), raw training loss, E_K minus the earliest E_K the smoothing allows (E_K is the last '
+         'epoch where the run did not converge), the relative change of the weights from E_{K-1}, CKA of phases '
+         'K-1 and K. FMCE-Net and the controls: test accuracy; the late-phase recall is the mean over the last '
+         '40% of the phases (7-10 of 10) on the image split; two-split columns read image / paper.')
+
 def section(recs: list) -> list:
-    "The report's scale study: one row per backbone and size, the pre-registered family, the verdicts."
-    L = ['## FMCE at scale: Table II over the training-set size, with leak controls', '',
-         "Mean ± std over seeds. Memorization at E_K: test top-1, train minus test top-1 (the FMCS images, "
-         "no "
-         "augmentation), raw training loss, E_K minus the earliest E_K the smoothing allows, the weights' "
-         "relative "
-         "change from E_{K-1}, CKA of phases K-1 and K. FMCE-Net and the controls: test accuracy; the "
-         "late-phase "
-         "recall is the mean over the last 40% of the phases (7-10 of 10) on the image split; two-split columns "
-         "read image / paper.", '',
-         '| backbone | n_train | FMCE images | seeds | test top-1 | train - test | train loss | E_K - '
-         'floor | '
+    "The report's scale study: a row per backbone and size, the pre-registered family, the verdicts, the rest."
+    fmt = lambda x: f"{x:.3f}" if np.isfinite(x) else '-'
+    L = ['## FMCE at scale: Table II over the training-set size, with leak controls', '', _HEAD, '',
+         '| backbone | n_train | FMCE images | seeds | test top-1 | train - test | train loss | E_K - floor | '
          'weight change | CKA K-1,K | FMCE-Net image | FMCE-Net paper | late recall | LR mean+std image | '
          'nearest map | image labels | chance | notebooks (by seed) |', '|---' * 18 + '|']
     L += [_row(k, g) for k, g in _points(recs).items()]
@@ -144,22 +156,46 @@ def section(recs: list) -> list:
           '|---|---|---|---|---|---|']
     for (arch, n, other), d, p in primary(recs):
         what = f"image split, {n:,} minus {other:,}" if other else f"{n:,}: paper split minus image split"
-        fmt = lambda x: f"{x:.3f}" if np.isfinite(x) else '-'
         L.append(f"| {arch} | {what} | {diff_cell(d)} | {fmt(d['p'])} | {fmt(p)} | "
                  f"{interval_reading(d, p, 'the first', 'the second')} |")
-    return L + ['', *verdicts(recs), '', *[f"- {r['protocol']} (seed {r['run']['config']['seed']})"
-                                           for g in _points(recs).values() for r in g.values()], '']
+    L += ['', *verdicts(recs), '', 'Secondary comparisons (paired by seed, 95% t-intervals, not adjusted):',
+          '',
+          '| backbone | n_train | test set | comparison | difference [95% CI] |', '|---|---|---|---|---|']
+    L += [f"| {k[1]} | {k[2]:,} | {split} | {what} | {diff_cell(d)} |"
+          for k, split, what, d in secondary(recs)]
+    runs = [f"- {r['protocol']} (seed {r['run']['config']['seed']}): markers {r['markers']['markers']}, "
+            f"{'converged' if r['markers']['converged'] else 'not converged (E_K the last epoch)'}"
+            for g in _points(recs).values() for r in g.values()]
+    return L + [''] + runs + ['']
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+def _headline(pts: dict, arch: str) -> str:
+    keys = [k for k in pts if k[1] == arch and len(pts[k]) > 1]
+    keys = [k for k in keys if k[3] == min(x[3] for x in keys if x[2] == k[2])]
+    lo, hi = pts[keys[0]], pts[keys[-1]]
+    f = lambda g, get: fmt_mean_std([get(r) for r in g.values()])
+    gap = lambda r: r['memorization']['train_minus_test']
+    n_lo, n_hi, chance = keys[0][2], keys[-1][2], 1 / next(iter(lo.values()))['K']
+    return (f"- {arch} on {keys[0][0]}, augmented, {n_lo:,} to {n_hi:,} training images: FMCE-Net names the "
+            f"phase of maps of images it never saw with accuracy {f(lo, _ACC('image'))} at {n_lo:,} and "
+            f"{f(hi, _ACC('image'))} at {n_hi:,} (chance {chance:.2f}; late-phase recall {f(hi, _LATE)}), while "
+            f"train minus test top-1 falls from {f(lo, gap)} to {f(hi, gap)}; a logistic regression on channel "
+            f"means and stds reaches {f(lo, _CTRL('image', 'mean_std'))} and "
+            f"{f(hi, _CTRL('image', 'mean_std'))}.")
+
 def finding(recs: list) -> list:
-    "What the scale study found, as Markdown: the verdicts first (the headline), then FMCE-Net per size."
+    """What the scale study found, as Markdown: per backbone with two sizes or more the levels (the headline),
+    then the pre-registered verdicts, then FMCE-Net at every point."""
+    pts = _points(recs)
+    sizes = lambda a: {k[2] for k in pts if k[1] == a and len(pts[k]) > 1}
+    archs = [a for a in dict.fromkeys(k[1] for k in pts) if len(sizes(a)) > 1]
     lines = [f"- {k[1]} at {k[2]:,} training images ({len(g)} seeds, {k[3]:,} images of maps): FMCE-Net "
              f"{fmt_mean_std([_ACC('image')(r) for r in g.values()])} on the image split, "
              f"{fmt_mean_std([_ACC('paper')(r) for r in g.values()])} on the paper split; late-phase recall "
              f"{fmt_mean_std([_LATE(r) for r in g.values()])}; train minus test top-1 "
              f"{fmt_mean_std([r['memorization']['train_minus_test'] for r in g.values()])}."
-             for k, g in _points(recs).items()]
-    return [*verdicts(recs), *lines]
+             for k, g in pts.items()]
+    return [*(_headline(pts, a) for a in archs), *verdicts(recs), *lines]
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 def figures(recs: list, figures_dir) -> list:
