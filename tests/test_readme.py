@@ -49,5 +49,5 @@ def test_what_we_found_is_what_the_committed_records_say():
     text = (ROOT/'README.md').read_text()
     start = text.index('## What we found\n')
     lines = [l for l in text[start:text.index('\n## ', start + 3)].splitlines() if l.startswith('- **')]
-    assert 3 <= len(lines) <= 5
+    assert 3 <= len(lines) <= 6                    # a line per experiment the README leads with
     assert '\n'.join(lines) == findings(names)
