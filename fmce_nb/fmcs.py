@@ -173,6 +173,13 @@ def _image_source(images, device) -> tuple:
     return (lambda n: x[n]), len(x)
 
 # %% ../nbs/05_fmcs.ipynb
+def _phase_models(model: nn.Module, checkpoints: list, epochs, device, key: str | None, what: str = 'phase'):
+    "Each phase's model, one at a time: a copy of `model` on `device` holding its checkpoint's weights."
+    for e, ck in zip(epochs, checkpoints):
+        name = None if isinstance(ck, (str, Path)) else f"the checkpoint of {what} {e}"
+        yield load_weights(copy.deepcopy(model).to(device), ck, key, name=name)
+
+# %% ../nbs/05_fmcs.ipynb
 def _map_fn(model: nn.Module, module: str | None):
     "The map of `model` that FMCE reads: the output of submodule `module`, or `model.features(x)`."
     if module is not None: return feature_extractor(model, module)
@@ -205,9 +212,8 @@ class CheckpointFMCS:
         self.device, self.amp, self.module, self.arch = resolve_device(device), amp, module, type(model).__name__
         self._inputs, self.N = _image_source(images, self.device)
         self.backbones = []
-        for e, ck in zip(self.markers or range(1, self.K + 1), cks):
-            m = copy.deepcopy(model).to(self.device)
-            load_weights(m, ck, key, name=None if isinstance(ck, (str, Path)) else f"the checkpoint of marker {e}")
+        epochs = self.markers or range(1, self.K + 1)
+        for m in _phase_models(model, cks, epochs, self.device, key, what='marker'):
             m.eval().requires_grad_(False)
             self.backbones.append(m.to(memory_format=torch.channels_last) if channels_last else m)
         self._map_fns = [_map_fn(m, module) for m in self.backbones]

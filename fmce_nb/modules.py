@@ -7,15 +7,12 @@ __all__ = ['gram', 'cka', 'probe_split', 'module_report', 'plot_module_report']
 
 # %% ../nbs/05a_modules.ipynb
 from contextlib import ExitStack
-import copy
-from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .checkpoints import load_weights
 from .models import FeatureTap
 from .runs import resolve_device
-from .fmcs import _phase_checkpoints, _image_source
+from .fmcs import _phase_checkpoints, _phase_models, _image_source
 
 # %% ../nbs/05a_modules.ipynb
 def gram(X: torch.Tensor,  # representations of n inputs, one row each (any trailing shape is flattened)
@@ -122,9 +119,7 @@ def module_report(model: nn.Module,       # the architecture (its weights are re
         labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
         if len(labels) != n: raise ValueError(f"{len(labels)} labels for {n} images: pass one label per image")
     epochs, grams, pooled, params = list(markers or range(1, len(cks) + 1)), [], [], []
-    for e, ck in zip(epochs, cks):
-        m = copy.deepcopy(model).to(dev)
-        load_weights(m, ck, key, name=None if isinstance(ck, (str, Path)) else f"the checkpoint of phase {e}")
+    for m in _phase_models(model, cks, epochs, dev, key):
         g, p = _tap(m.eval(), fetch, n, modules, batch_size)
         grams.append(g); pooled.append(p); params.append({mod: _params(m, mod) for mod in modules})
     rows = [r for mod in modules for r in _rows(mod, epochs, grams, params, pooled, labels, threshold, seed)]

@@ -15,9 +15,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-import copy
 from .data import DeviceLoader, ImageData
-from .checkpoints import load_weights
 from .runs import resolve_device
 
 # %% auto 0
@@ -162,7 +160,7 @@ def checkpoint_cams(model: nn.Module,       # the architecture (its weights are 
     """{'epochs', 'normalized': per phase (N, H, W), 'raw': per phase (N, h, w), 'localization': a DataFrame
     per phase}: Grad-CAM of `images` at `layer` under each checkpoint."""
     import pandas as pd
-    from fmce_nb.fmcs import _phase_checkpoints, _image_source
+    from fmce_nb.fmcs import _phase_checkpoints, _phase_models, _image_source
     from fmce_nb.models import _check_name
     cks, markers = _phase_checkpoints(checkpoints, markers)
     _check_name(model, layer)
@@ -171,9 +169,8 @@ def checkpoint_cams(model: nn.Module,       # the architecture (its weights are 
     labels = torch.as_tensor(labels).cpu()
     if len(labels) != n: raise ValueError(f"{len(labels)} labels for {n} images: pass one class per image")
     epochs, norms, raws = list(markers or range(1, len(cks) + 1)), [], []
-    for e, ck in zip(epochs, cks):
-        m = load_weights(copy.deepcopy(model).to(dev), ck, key,
-                         name=None if isinstance(ck, (str, Path)) else f"the checkpoint of phase {e}").eval()
+    for m in _phase_models(model, cks, epochs, dev, key):
+        m.eval()
         parts = [gradcams(m, fetch(i), labels[i], m.get_submodule(layer)) for i in torch.arange(n).split(batch_size)]
         norms.append(np.concatenate([p[0] for p in parts]))
         raws.append(np.concatenate([p[1] for p in parts]))
