@@ -16,6 +16,7 @@ from safetensors.torch import save_file, load_file
 from .models import bf16_pays
 from .runs import atomic_write, write_json, read_json, read_weights
 from .fmcs import _batches
+from .modules import gram, cka
 
 # %% auto 0
 __all__ = ['HalvingMaxPool', 'FMCENet', 'fit', 'predict', 'metrics', 'evaluate', 'plot_confusion', 'fit_best', 'save_fmce_net',
@@ -341,12 +342,9 @@ def linear_cka(X: torch.Tensor,  # representations of n inputs, one row each (fl
                Y: torch.Tensor,  # representations of the same n inputs
               ) -> float:
     "Linear CKA between two sets of representations of the same n inputs (rows), via n x n Gram matrices."
-    X = X.flatten(1).double(); Y = Y.flatten(1).double()
     if len(X) != len(Y): raise ValueError(
         f"CKA needs the same inputs on both sides, got {len(X)} and {len(Y)} rows")
-    X = X - X.mean(0); Y = Y - Y.mean(0)
-    Kx, Ky = X @ X.T, Y @ Y.T
-    return float((Kx * Ky).sum() / (Kx.norm() * Ky.norm()))
+    return cka(gram(X), gram(Y))
 
 # %% ../nbs/06_fmce_net.ipynb
 class ShuffledPhases:
