@@ -12,7 +12,7 @@ from typing import Callable
 from .runs import checkout_path, find_repo, run_id, temporary_folder
 
 # %% auto 0
-__all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEEDS', 'REGISTRY', 'Experiment', 'grid',
+__all__ = ['PROFILES', 'PAPER_EPOCHS', 'BACKBONES', 'CPU', 'CPU_DATA', 'CPU_SEEDS', 'SCALE_RUN', 'REGISTRY', 'Experiment', 'grid',
            'experiments', 'profile_grid', 'output_folder', 'where', 'run_folder']
 
 # %% ../nbs/10_experiment.ipynb
@@ -32,6 +32,9 @@ class Experiment:
     figures: Callable | None = None
     # [records] -> Markdown: a sentence per finding with its number (the first is the headline), its key table
     finding: Callable | None = None
+    # parameters added to the notebook after records were committed -> the value that keeps the old behaviour:
+    # at that value they are left out of the cell id, so the committed cells keep their folders
+    added: dict = field(default_factory=dict)
 
     def cells(self,
               profile: str,  # smoke, cpu, reduced or paper
@@ -67,6 +70,10 @@ CPU = dict(arch='shufflenet_v2_x1_0_smallstem', epochs=100, size=32, batch_size=
 
 # %% ../nbs/10_experiment.ipynb
 CPU_DATA, CPU_SEEDS = ['mnist5k', 'fashion_mnist'], [0, 1, 2]
+
+# %% ../nbs/10_experiment.ipynb
+SCALE_RUN = dict(dataset='fashion_mnist', epochs=100, size=32, batch_size=64, augment=True, n_test=2000, K=10,
+                 on_no_convergence='last')
 
 # %% ../nbs/10_experiment.ipynb
 REGISTRY = (

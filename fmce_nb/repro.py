@@ -113,10 +113,13 @@ class Plan:
         return [t for t in self.trainings if t.dir in dirs]
 
 # %% ../nbs/11_repro.ipynb
-def cell_id(full: dict,  # a cell's full parameter set
+def cell_id(full: dict,                 # a cell's full parameter set
+            added: dict | None = None,  # parameters newer than the records -> the value left out of the id
            ) -> str:
     "`<dataset>-<arch>-<size>px-seed<seed>-<hash of the full parameter set>`."
-    ident = {k: v for k, v in full.items() if k not in _PLACES and k not in ('run_dir', 'run_dir2')}
+    added = added or {}
+    ident = {k: v for k, v in full.items() if k not in _PLACES and k not in ('run_dir', 'run_dir2')
+             and not (k in added and v == added[k])}
     return (f"{full.get('dataset', 'x')}-{full.get('arch', 'x')}-{full.get('size', 'x')}px-seed{full.get('seed', 0)}-"
             f"{short_hash(ident, 8)}").replace('/', '_')
 
@@ -154,7 +157,7 @@ def plan(profile: str,                       # smoke, cpu, reduced or paper
         for params in cell_params:
             validate(params, defaults, f'{profile}/{exp}')
             full = {**defaults, **params}
-            d = root/'results'/profile/exp/cell_id(full)
+            d = root/'results'/profile/exp/cell_id(full, registry[exp].added)
             if d in seen:
                 raise ValueError(f"{profile}/{exp}: two cells have the same parameters and would share "
                                  f"{d.name}: "

@@ -200,10 +200,12 @@ def test_the_committed_cpu_records_are_the_cells_of_the_cpu_plan():
     committed = {p.parent for p in (repo/'results'/'cpu').glob('*/*/status.json')}
     pl = plan('cpu', repo)
     assert committed and committed <= {c.dir for c in pl.cells}
-    # grids completed in pieces (a seed's records committed as they finish): the scale study, FR-PT on FashionMNIST
+    # grids completed in pieces (a seed's records committed as they finish): the scale study (with the module map
+    # and Grad-CAM on its largest ShuffleNet run), FR-PT on FashionMNIST
     waiting = [c for c in pl.cells if c.status != 'done']
-    assert {c.experiment for c in waiting} <= {'scale', 'frpt'}
+    assert {c.experiment for c in waiting} <= {'scale', 'frpt', 'module_map', 'gradcam'}
     assert all(c.full['dataset'] == 'fashion_mnist' for c in waiting if c.experiment == 'frpt')
+    assert all(c.full['n_train'] == 16000 for c in waiting if c.experiment in ('module_map', 'gradcam'))
     assert {c.dir for c in pl.cells if c.status == 'done'} == committed
 
 

@@ -7,7 +7,7 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding']
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 from collections import defaultdict
-from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, grid
+from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, hierarchical_ci,
                             fmt_mean_std,
                             dagger, notebook_links, group_by_config)
@@ -29,7 +29,7 @@ def _pooled_row(g: list) -> str:
     c = g[0]['run']['config']
     cells = [f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
              for est, (lo, hi) in (_trend(g, key) for key in ('top10_mass', 'entropy'))]
-    return (f"| {c['dataset']} | {c['arch']} | {c['size']} | {g[0]['layer']} "
+    return (f"| {c['dataset']} | {g[0]['run']['n_train']:,} | {c['arch']} | {c['size']} | {g[0]['layer']} "
             f"({'x'.join(map(str, g[0]['cam_resolution']))}) | "
             f"{len(g)} | {g[0]['measure_images']} | {fmt_mean_std([r['run']['top1'] for r in g])} | "
             f"{fmt_mean_std([r['per_phase'][0]['empty_share'] for r in g], 2)} -> "
@@ -65,23 +65,27 @@ def section(recs: list) -> list:
          "scored as flat "
          "maps), averaged over images and seeds; the 95% interval resamples seeds, then images "
          "(`hierarchical_ci`).", '',
-         '| dataset | backbone | size | layer (CAM) | seeds | images per seed | top-1 | empty CAMs, phase '
-         '1 -> K | '
-         'trend of top-10% mass [95% CI] | trend of entropy [95% CI] | notebooks (by seed) |',
-         '|---|---|---|---|---|---|---|---|---|---|---|']
+         '| dataset | training images | backbone | size | layer (CAM) | seeds | images per seed | top-1 | '
+         'empty CAMs, phase 1 -> K | trend of top-10% mass [95% CI] | trend of entropy [95% CI] | '
+         'notebooks (by seed) |',
+         '|---|---|---|---|---|---|---|---|---|---|---|---|']
     L += [_pooled_row(g) for g in _by_layer(recs)]
     L += ['', "Each run alone. Its interval resamples that run's images only, so it is narrower than the "
               "row's above, which "
           "also resamples seeds; a run's trend is not the configuration's.", '']
-    key = lambda r: (r['run']['config']['dataset'], r['layer'], r['run']['config']['seed'])
+    key = lambda r: (r['run']['config']['dataset'], r['run']['n_train'], r['layer'], r['run']['config']['seed'])
     for r in sorted(recs, key=key):
-        L.append(f"- {r['run']['config']['dataset']}, {r['layer']}, seed "
+        L.append(f"- {_data(r)}, {r['layer']}, seed "
                  f"{r['run']['config']['seed']}{dagger(r)} (top-1 {r['run']['top1']:.4f}, "
                  f"{notebook_links(r, 'notebook')}): {r['finding']} Empty CAMs per phase: "
                  f"{[round(p['empty_share'], 2) for p in r['per_phase']]}.")
     return L + ['']
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
+def _data(r: dict) -> str:
+    "A record's dataset and its number of training images."
+    return f"{r['run']['config']['dataset']} ({r['run']['n_train']:,} training images)"
+
 def _reading(lo: float, hi: float) -> str:
     if hi < 0: return 'less localized as the FMCS rises'
     return 'more localized as the FMCS rises' if lo > 0 else 'no trend the interval can tell from zero'
@@ -90,13 +94,13 @@ def finding(recs: list) -> list:
     """What the Grad-CAM records found, as Markdown: the headline at the module output, then a sentence per
     configuration and layer."""
     rows = [(g, *_trend(g)) for g in _by_layer(recs)]
-    L = [f"- {g[0]['run']['config']['dataset']}, {g[0]['run']['config']['arch']}, Grad-CAM at "
+    L = [f"- {_data(g[0])}, {g[0]['run']['config']['arch']}, Grad-CAM at "
          f"{g[0]['layer']} "
          f"({'x'.join(map(str, g[0]['cam_resolution']))}): the per-image trend of the top-10% mass with the "
          f"phase is {est:+.3f} "
          f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seeds of {g[0]['measure_images']} images): "
          f"{_reading(lo, hi)}." for g, est, (lo, hi) in rows]
-    out = [(g[0]['run']['config']['dataset'], est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
+    out = [(_data(g[0]), est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
     head = ("- The paper's Figure 4 has the CAMs localize as the FMCS rises; at the module output ours "
             "localize in "
             f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in "
@@ -109,7 +113,10 @@ def finding(recs: list) -> list:
 GRIDS = {
     'smoke': [{}],
     'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, layer=['output', 'net.stage2'],
-                grid_images=6, measure_images=1000),
+                grid_images=6, measure_images=1000)
+           # the scale study's largest ShuffleNet run, which does not memorize: at the module output
+           + [dict(SCALE_RUN, arch='shufflenet_v2_x1_0_smallstem', n_train=16000, seed=0, layer='output',
+                   grid_images=6, measure_images=1000)],
     'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, epochs=80, size=112, batch_size=256,
                     n_train=None, n_test=None,
                     K=10, on_no_convergence='last', layer='output', grid_images=6, measure_images=500),

@@ -42,7 +42,7 @@ def plot_module_map(rows: list, title: str = '', axes=None):
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 import numpy as np
 import matplotlib.pyplot as plt
-from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS, grid
+from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, group_by_config,
                             fmt_mean_std,
                             dagger, notebook_links)
@@ -82,7 +82,7 @@ def _orders(g: list) -> str:
                     f"the modules mature bottom-up (none before the one below it) in "
                     f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} "
                     "seeds")
-    return (f"- {c['dataset']}, {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at "
+    return (f"- {c['dataset']} ({_n_train(g)} training images), {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at "
             "phase 1 falls (or "
             f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: "
             f"{mean(lambda m: m['cka_to_final'][0])}). FMCE-Net's "
@@ -90,16 +90,20 @@ def _orders(g: list) -> str:
             f"(mean: {mean(lambda m: m['accuracy'])}).")
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
+def _n_train(g: list) -> str:
+    "The training images of a configuration's runs, with a thousands separator."
+    return f"{g[0]['run']['n_train']:,}"
+
 def _module_table(recs: list) -> list:
     "FMCE-Net accuracy and maturity per module, over seeds, one row per configuration and module."
-    L = ['| dataset | backbone | module | maps | seeds | FMCE-Net accuracy | matured at (per seed) | CKA to '
-         'final at phase 1 | notebooks (by seed) |',
-         '|---|---|---|---|---|---|---|---|---|']
+    L = ['| dataset | training images | backbone | module | maps | seeds | FMCE-Net accuracy | matured at (per '
+         'seed) | CKA to final at phase 1 | notebooks (by seed) |',
+         '|---|---|---|---|---|---|---|---|---|---|']
     for g in group_by_config(recs).values():
         c = g[0]['run']['config']
         for i, m in enumerate(g[0]['modules']):
             ms = [r['modules'][i] for r in g]
-            L.append(f"| {c['dataset']} | {c['arch']} | {m['module'].removeprefix('net.')} | "
+            L.append(f"| {c['dataset']} | {_n_train(g)} | {c['arch']} | {m['module'].removeprefix('net.')} | "
                      f"{'x'.join(map(str, m['feature_shape']))} | "
                      f"{len(g)} | {fmt_mean_std([x['accuracy'] for x in ms])} | "
                      f"{', '.join(str(x['mature_phase'] or 'never') for x in ms)} | "
@@ -144,7 +148,10 @@ def figures(recs: list, figures_dir) -> list:
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 GRIDS = {
     'smoke': [{}],
-    'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, net_max_epochs=40, patience=4),
+    'cpu': grid(dataset=CPU_DATA, seed=CPU_SEEDS, **CPU, net_max_epochs=40, patience=4)
+           # the scale study's largest ShuffleNet run (no memorization), FMCE-Nets on 1,000 images as there
+           + [dict(SCALE_RUN, arch='shufflenet_v2_x1_0_smallstem', n_train=16000, seed=0, fmcs_images=1000,
+                   net_max_epochs=40, patience=4)],
     'paper': [dict(dataset=d, arch=a, epochs=e, size=224, batch_size=256, n_train=None, n_test=None, K=10,
                    net_max_epochs=50,
                    patience=5, on_no_convergence='raise') for (d, a), e in PAPER_EPOCHS.items()],
@@ -153,4 +160,4 @@ GRIDS = {
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 experiment = Experiment('module_map', 'fmcs_module_map.ipynb', 'FMCE beyond the paper: the module map',
                         SCHEMA, section, GRIDS,
-                        figures=figures, finding=finding)
+                        figures=figures, finding=finding, added={'fmcs_images': None})

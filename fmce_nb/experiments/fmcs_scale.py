@@ -9,7 +9,7 @@ __all__ = ['CONTROLS', 'MEMORIZATION', 'SCHEMA', 'CHEAP', 'SHUFFLE', 'PRIMARY', 
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 import numpy as np
-from ..experiment import Experiment, grid
+from ..experiment import Experiment, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER,
                             group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, interval_reading,
                             notebook_links, dagger, paper_table)
@@ -253,8 +253,7 @@ def _recall_figure(pts: dict, ds: str, figures_dir):
     return path
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
-_SCALE = dict(dataset='fashion_mnist', epochs=100, size=32, batch_size=64, augment=True, n_test=2000, K=10,
-              on_no_convergence='last', fmcs_images=1000, net_max_epochs=40, patience=4, control_max_iter=100)
+_SCALE = dict(SCALE_RUN, fmcs_images=1000, net_max_epochs=40, patience=4, control_max_iter=100)
 GRIDS = {
     'smoke': [{}],
     'cpu': grid(arch=CHEAP, n_train=[1000, 4000, 16000], seed=[0, 1, 2], **_SCALE)
