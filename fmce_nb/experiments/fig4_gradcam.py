@@ -73,7 +73,8 @@ def section(recs: list) -> list:
     L += ['', "Each run alone. Its interval resamples that run's images only, so it is narrower than the "
               "row's above, which "
           "also resamples seeds; a run's trend is not the configuration's.", '']
-    key = lambda r: (r['run']['config']['dataset'], r['run']['n_train'], r['layer'], r['run']['config']['seed'])
+    key = lambda r: (r['run']['config']['dataset'], r['run']['n_train'], r['layer'],
+                     r['run']['config']['seed'])
     for r in sorted(recs, key=key):
         L.append(f"- {_data(r)}, {r['layer']}, seed "
                  f"{r['run']['config']['seed']}{dagger(r)} (top-1 {r['run']['top1']:.4f}, "

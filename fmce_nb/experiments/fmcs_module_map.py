@@ -82,7 +82,8 @@ def _orders(g: list) -> str:
                     f"the modules mature bottom-up (none before the one below it) in "
                     f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} "
                     "seeds")
-    return (f"- {c['dataset']} ({_n_train(g)} training images), {c['arch']}{dagger(g)}: {by_threshold}. The CKA to the final checkpoint at "
+    return (f"- {c['dataset']} ({_n_train(g)} training images), {c['arch']}{dagger(g)}: {by_threshold}. "
+            "The CKA to the final checkpoint at "
             "phase 1 falls (or "
             f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: "
             f"{mean(lambda m: m['cka_to_final'][0])}). FMCE-Net's "
