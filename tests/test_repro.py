@@ -201,10 +201,10 @@ def test_the_committed_cpu_records_are_the_cells_of_the_cpu_plan():
     pl = plan('cpu', repo)
     assert committed and committed <= {c.dir for c in pl.cells}
     # grids completed in pieces (a seed's records committed as they finish): the scale study (with the module map
-    # and Grad-CAM on its largest ShuffleNet run), FR-PT on FashionMNIST
+    # and Grad-CAM on its largest ShuffleNet run), FR-PT and FMCE-Net++ on FashionMNIST
     waiting = [c for c in pl.cells if c.status != 'done']
-    assert {c.experiment for c in waiting} <= {'scale', 'frpt', 'module_map', 'gradcam'}
-    assert all(c.full['dataset'] == 'fashion_mnist' for c in waiting if c.experiment == 'frpt')
+    assert {c.experiment for c in waiting} <= {'scale', 'frpt', 'module_map', 'gradcam', 'ral'}
+    assert all(c.full['dataset'] == 'fashion_mnist' for c in waiting if c.experiment in ('frpt', 'ral'))
     assert all(c.full['n_train'] == 16000 for c in waiting if c.experiment in ('module_map', 'gradcam'))
     assert {c.dir for c in pl.cells if c.status == 'done'} == committed
 

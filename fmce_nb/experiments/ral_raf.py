@@ -6,7 +6,7 @@
 from __future__ import annotations
 from collections import defaultdict
 import numpy as np
-from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, grid
+from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std,
                             fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
@@ -276,6 +276,11 @@ _CPU_RAL = dict(CPU, dataset='mnist5k', fmce_seed=0, net_max_epochs=40, patience
                 layer='output',
                 grid_images=4, measure_images=500)
 _TUNE = dict(_CPU_RAL, reading='finetune', finetune_epochs=10, finetune_lr=1e-4)
+# runs that do not memorize: the scale study's ShuffleNet at 4,000 images (FMCE runs of seeds 0 and 1) and its
+# image-split FMCE-Nets on 1,000 images, read back; 3 epochs of fine-tuning = 189 steps (the 1,000-image sweep: 160)
+_SCALE_TUNE = dict(SCALE_RUN, arch='shufflenet_v2_x1_0_smallstem', n_train=4000, fmcs_images=1000,
+                   net_max_epochs=40, patience=4, n_val=1000, layer='output', grid_images=4, measure_images=500,
+                   reading='finetune', finetune_epochs=3, finetune_lr=1e-4)
 _REDUCED = dict(epochs=80, size=64, batch_size=256, n_train=50000, n_test=None, K=10,
                 on_no_convergence='last', fmce_seed=0,
                 net_max_epochs=40, patience=5, n_val=10000, layer='output', grid_images=6, measure_images=500,
@@ -293,7 +298,14 @@ GRIDS = {
            # ... and label smoothing: 5
            + grid(label_smoothing=0.1, raf=1.0, seed=list(range(5)), **_TUNE)
            + grid(raf=[0.8, 0.7, 0.0], seed=[0, 1, 2], **_TUNE)                               # secondary: 9
-           + grid(raf=[1.0, 0.9], seed=[0, 1, 2], reading='retrain', **_CPU_RAL),             # reading (a): 6
+           + grid(raf=[1.0, 0.9], seed=[0, 1, 2], reading='retrain', **_CPU_RAL)              # reading (a): 6
+           # runs that do not memorize, FMCE run by FMCE run: the primary arms (30 a run), then the secondary (12)
+           + [c for f in (0, 1) for c in
+              grid(fmce_seed=f, raf=[1.0, 0.9], seed=list(range(10)), **_SCALE_TUNE)
+              + grid(fmce_seed=f, raf=0.9, control='random_net', seed=list(range(10)), **_SCALE_TUNE)
+              + grid(fmce_seed=f, raf=0.9, control=['shuffled_net', 'fmcs1'], seed=[0, 1, 2], **_SCALE_TUNE)
+              + grid(fmce_seed=f, label_smoothing=0.1, raf=1.0, seed=[0, 1, 2], **_SCALE_TUNE)
+              + grid(fmce_seed=f, raf=0.95, seed=[0, 1, 2], **_SCALE_TUNE)],
     'reduced': grid(dataset='fashion_mnist', arch=BACKBONES, raf=RAF_PAPER, seed=[0, 1, 2, 3, 4], **_REDUCED)
                + grid(dataset='fashion_mnist', arch=BACKBONES, label_smoothing=0.1, raf=1.0,
                       seed=[0, 1, 2, 3, 4], **_REDUCED),
@@ -307,4 +319,5 @@ GRIDS = {
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 experiment = Experiment('ral', 'ral_raf.ipynb', 'FMCE-Net++ Table I: the RAF sweep', SCHEMA, section, GRIDS,
-                        runs={'fmce_run_dir': 'fmce_seed'}, figures=figures, finding=finding)
+                        runs={'fmce_run_dir': 'fmce_seed'}, figures=figures, finding=finding,
+                        added={'fmcs_images': None})
