@@ -18,9 +18,9 @@ from .experiment import experiments, where
 __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'paper_values',
            'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record', 'write_record',
            'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci',
-           'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'holm', 'interval_reading',
-           'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results', 'render_report',
-           'Markdown', 'Measured', 'measured', 'findings']
+           'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm',
+           'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results',
+           'render_report', 'Markdown', 'Measured', 'measured', 'findings']
 
 # %% ../nbs/10_report.ipynb
 def paper_values() -> dict:
@@ -246,6 +246,29 @@ def paired_by_seed(by: dict,  # {method: {seed: record}}
     record}}), on their common seeds."""
     seeds = sorted(set(by[label]) & set(by.get(base, {})))
     return paired_diff_ci([key(by[label][s]) for s in seeds], [key(by[base][s]) for s in seeds])
+
+# %% ../nbs/10_report.ipynb
+def blocked_diff_ci(a: dict,              # the values of A by (block, seed)
+                    b: dict,              # the values of B by (block, seed), paired with `a` by key
+                    level: float = 0.95,  # the confidence level
+                   ) -> dict:
+    """{'mean', 'ci', 'p', 'n', 'df', 'sd', 'blocks'}: mu of d = mu + block + noise over the keys `a` and `b`
+    share, with each block's own `paired_diff_ci`."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+    keys = sorted(set(a) & set(b))
+    blocks = sorted({k[0] for k in keys})
+    per = {blk: paired_diff_ci([a[k] for k in keys if k[0] == blk], [b[k] for k in keys if k[0] == blk])
+           for blk in blocks}
+    d = np.array([a[k] - b[k] for k in keys], float)
+    if len(blocks) < 2 or len(keys) <= len(blocks):        # one block (or no spread left): the plain paired test
+        one = paired_diff_ci([a[k] for k in keys], [b[k] for k in keys], level)
+        return {**one, 'df': len(keys) - 1, 'sd': float(d.std(ddof=1)) if len(d) > 1 else math.nan, 'blocks': per}
+    fit = smf.ols('d ~ C(block, Sum)', pd.DataFrame({'d': d, 'block': [str(k[0]) for k in keys]})).fit()
+    mu, sd = float(fit.params['Intercept']), float(np.sqrt(fit.scale))
+    lo, hi = (mu, mu) if sd == 0 else map(float, fit.conf_int(1 - level).loc['Intercept'])
+    return {'mean': mu, 'ci': (lo, hi), 'p': float(fit.pvalues['Intercept']) if sd > 0 else math.nan,
+            'n': len(keys), 'df': int(fit.df_resid), 'sd': sd, 'blocks': per}
 
 # %% ../nbs/10_report.ipynb
 def holm(pvalues,  # the family's p-values (NaN: no test)
