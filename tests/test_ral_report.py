@@ -82,3 +82,72 @@ def test_the_primary_findings_give_the_detectable_effect_from_the_paired_spread(
     mde = TTestPower().solve_power(nobs=5, alpha=0.05, power=0.8) * d.std(ddof=1)
     line = next(l for l in rr._findings(by, 'finetune') if l.startswith('- RAF 0.9 against RAF 1'))
     assert f"paired spread of {100 * d.std(ddof=1):.2f} pp" in line and f"at 80% power is {100 * mde:.2f} pp" in line
+
+
+# --- the pooled design: two FMCE runs (starts) of runs that do not memorize, blocked by start ---------------------
+POOLED_KEY = ('fashion_mnist', 'shufflenet_v2_x1_0_smallstem', 4000)
+POOLED_VALS = {(1.0, None): {0: [0.90, 0.91, 0.92], 1: [0.88, 0.89, 0.90]},
+               (0.9, None): {0: [0.91, 0.93, 0.92], 1: [0.90, 0.90, 0.92]},
+               (0.9, 'random_net'): {0: [0.90, 0.92, 0.91], 1: [0.89, 0.91, 0.90]}}
+STARTS = {0: 0.90, 1: 0.91}       # test top-1 of each FMCE run's E_K weights
+
+
+def pooled_records():
+    out = []
+    for (raf, control), by_run in POOLED_VALS.items():
+        for f, vals in by_run.items():
+            for s, v in enumerate(vals):
+                r = rec(s, v, raf, control)
+                r['run']['config'].update(dataset=POOLED_KEY[0], arch=POOLED_KEY[1], n_train=POOLED_KEY[2])
+                r['fmce_run'] = {'id': f'f{f}', 'config': {'seed': f}, 'top1': STARTS[f], 'epochs_done': 100}
+                r['markers'] = {'ek': 100, 'converged': False}
+                r['fmce_net'] = {'best_val_accuracy': 0.9, 'best_epoch': 5, 'feature_shape': [1024, 4, 4]}
+                out.append(r)
+    return out
+
+
+def blocked_by_hand(d):
+    "d: {start: differences}, equal sizes: mu = mean of the start means, s^2 pooled within starts, df = n - B."
+    means = {f: np.mean(v) for f, v in d.items()}
+    n, B = sum(map(len, d.values())), len(d)
+    s2 = sum(((np.asarray(v) - means[f]) ** 2).sum() for f, v in d.items()) / (n - B)
+    mu, se = np.mean(list(means.values())), math.sqrt(s2 / n)
+    return mu, 2 * stats.t.sf(abs(mu / se), n - B)
+
+
+def test_the_pooled_family_is_blocked_by_start_and_holm_adjusted():
+    (key, by), = rr._by_start(pooled_records()).items()
+    assert key == POOLED_KEY and set(by['RAF 1']) == {(f, s) for f in (0, 1) for s in range(3)}
+    fam = rr._pooled_family(by, rr.POOLED[key])
+    diff = lambda a, b: {f: np.subtract(POOLED_VALS[a][f], POOLED_VALS[b][f]) for f in (0, 1)}
+    expect = [blocked_by_hand(diff((0.9, None), (0.9, 'random_net'))), blocked_by_hand(diff((0.9, None), (1.0, None)))]
+    assert [(a, b) for a, b, _, _ in fam] == [('RAF 0.9', 'RAF 0.9, untrained FMCE-Net'), ('RAF 0.9', 'RAF 1')]
+    for (_, _, d, p), (mu, p_raw), p_holm in zip(fam, expect, holm_by_hand([p for _, p in expect])):
+        assert d['n'] == 6 and d['df'] == 4
+        assert math.isclose(d['mean'], mu, rel_tol=1e-9) and math.isclose(d['p'], p_raw, rel_tol=1e-9)
+        assert math.isclose(p, p_holm, rel_tol=1e-9)
+
+
+def test_a_pooled_design_has_no_primary_family_per_start():
+    for (*_, reading), by in rr._groups(pooled_records()).items():
+        assert {fam for _, fam, _, _ in rr._compared(by, reading).values()} <= {'controls', 'secondary'}
+
+
+def test_every_arm_against_its_start():
+    (_, by), = rr._by_start(pooled_records()).items()
+    vs = rr._against_start(by)
+    mu, _ = blocked_by_hand({f: np.subtract(POOLED_VALS[(1.0, None)][f], STARTS[f]) for f in (0, 1)})
+    assert math.isclose(vs['RAF 1']['mean'], mu, rel_tol=1e-9, abs_tol=1e-12)
+    assert set(vs) == {'RAF 1', 'RAF 0.9', 'RAF 0.9, untrained FMCE-Net'}
+
+
+def test_the_pooled_headline_places_the_paper_row_against_our_interval():
+    (key, by), = rr._by_start(pooled_records()).items()
+    head = rr._pooled_head(key, by)
+    g = rr._paper_diff(POOLED_KEY[1], POOLED_KEY[0], 'RAF 0.9')      # the paper's FashionMNIST row
+    (_, _, d, _), = [x for x in rr._pooled_family(by, rr.POOLED[key]) if x[1] == 'RAF 1']
+    where = 'inside' if d['ci'][0] <= g <= d['ci'][1] else 'outside'
+    assert f"lies {where} our interval" in head and '2 FMCE runs x 3 seeds' in head
+    section = '\n'.join(rr._pooled_section(key, by))
+    assert section.count('| RAF 0.9 (oracle) minus RAF 1 |') == 1
+    assert section.count('| RAF 0.9 (oracle) minus RAF 0.9 (untrained FMCE-Net) |') == 1 and 'run 0:' in section and 'run 1:' in section

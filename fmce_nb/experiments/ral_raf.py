@@ -10,10 +10,10 @@ from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, SCALE_RUN, gr
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std,
                             fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
-                            holm, interval_reading, detectable_effect, closest_paper_row)
+                            holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp)
 
 # %% auto 0
-__all__ = ['SCHEMA', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding', 'figures']
+__all__ = ['SCHEMA', 'POOLED', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding', 'figures']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 SCHEMA = record_schema('ral',
@@ -54,6 +54,103 @@ def _groups(recs: list) -> dict:
     return {k: dict(sorted(v.items(), key=lambda kv: _order(kv[0]))) for k, v in groups.items()}
 
 # %% ../../nbs/experiments/ral_raf.ipynb
+# pre-registered on runs that do not memorize: per (dataset, backbone, training images), the primary family,
+# pooled over the configuration's FMCE runs, as (method, compared with) pairs of test top-1
+POOLED = {('fashion_mnist', 'shufflenet_v2_x1_0_smallstem', 4000):
+          (('RAF 0.9', 'RAF 0.9, untrained FMCE-Net'), ('RAF 0.9', 'RAF 1'))}
+
+def _config(r: dict) -> tuple:
+    "(dataset, backbone, training images) of a record's run."
+    c = r['run']['config']
+    return c['dataset'], c['arch'], c['n_train']
+
+def _by_start(recs: list) -> dict:
+    """{POOLED configuration: {method label: {(FMCE run seed, seed): record}}}: the fine-tuned records of the
+    pooled designs."""
+    out = defaultdict(lambda: defaultdict(dict))
+    for r in recs:
+        if _config(r) in POOLED and r.get('reading') == 'finetune':
+            out[_config(r)][_label(r)][(r['fmce_run']['config']['seed'], r['run']['config']['seed'])] = r
+    return {k: dict(sorted(v.items(), key=lambda kv: _order(kv[0]))) for k, v in out.items()}
+
+# %% ../../nbs/experiments/ral_raf.ipynb
+def _named(lab: str) -> str:
+    "A method's label with its FMCE-Net named: 'RAF 0.9 (oracle)', 'RAF 0.9 (untrained FMCE-Net)', 'RAF 1'."
+    raf, _, net = lab.partition(', ')
+    return lab if lab.startswith('label') or raf == 'RAF 1' and not net else f"{raf} ({net or 'oracle'})"
+
+def _start_top1(r: dict) -> float:
+    "Test top-1 of the E_K weights the fine-tuning started from (the FMCE run's last epoch when E_K is it)."
+    if 'start_top1' in r: return r['start_top1']
+    if r['markers']['ek'] != r['fmce_run']['epochs_done']: return float('nan')
+    return r['fmce_run']['top1']
+
+def _pooled_family(by: dict, pairs: tuple) -> list:
+    "[(method, compared with, `blocked_diff_ci` of test top-1, Holm p)] over the pairs of `by` they share."
+    top1 = lambda lab: {k: _TOP1(r) for k, r in by.get(lab, {}).items()}
+    ds = [blocked_diff_ci(top1(lab), top1(base)) for lab, base in pairs]
+    return [(lab, base, d, p) for (lab, base), d, p in zip(pairs, ds, holm([d['p'] for d in ds]))]
+
+def _against_start(by: dict) -> dict:
+    "{method: `blocked_diff_ci` of its test top-1 minus its start's}, per method of `by`."
+    return {lab: blocked_diff_ci({k: _TOP1(r) for k, r in rs.items()},
+                                 {k: _start_top1(r) for k, r in rs.items()}) for lab, rs in by.items()}
+
+# %% ../../nbs/experiments/ral_raf.ipynb
+def _starts(by: dict) -> list:
+    "Markdown rows: each FMCE run of a pooled design, its top-1 at E_K and its oracle."
+    first = {}
+    for rs in by.values():
+        for (f, _), r in rs.items(): first.setdefault(f, r)
+    return ['| FMCE run (seed) | E_K | test top-1 at E_K | oracle: validation accuracy (epoch) | maps |',
+            '|---|---|---|---|---|'] + [
+        f"| {f} | {r['markers']['ek']}{'' if r['markers']['converged'] else ' (not converged)'} | "
+        f"{_start_top1(r):.4f} | {r['fmce_net']['best_val_accuracy']:.4f} ({r['fmce_net']['best_epoch']}) | "
+        f"{'x'.join(map(str, r['fmce_net']['feature_shape']))} |" for f, r in sorted(first.items())]
+
+def _pooled_section(key: tuple, by: dict) -> list:
+    "The report's table of a pooled design: its starts, its primary family, every arm against its start."
+    ds, arch, n = key
+    fam, vs = _pooled_family(by, POOLED[key]), _against_start(by)
+    each = lambda d: '; '.join(f"run {f}: {diff_cell(b)}" for f, b in d['blocks'].items())
+    dd = lambda d: f"{100 * detectable_effect(d['sd'], d['n']):.2f}" if d['n'] > 2 and d['sd'] > 0 else '-'
+    L = [f"### Ours, pooled over FMCE runs: {arch} on {ds}, {n:,} training images; {_READING['finetune']}", '',
+         "Runs that do not memorize (the scale study's). Primary comparison, fixed before these runs: "
+         + ' and '.join(f"{_named(a)} minus {_named(b)}" for a, b in POOLED[key])
+         + ", test top-1 paired by (FMCE run, "
+         "seed), blocked by FMCE run (`blocked_diff_ci`: the interval holds the seeds' spread within these "
+         f"starts, not the spread between starts), Holm over the {len(fam)}.", '', *_starts(by), '',
+         '| comparison | difference, pp [95% CI] | p | Holm p | per FMCE run, pp [95% CI] | detectable at 80% '
+         'power, pp | reading |', '|---|---|---|---|---|---|---|']
+    L += [f"| {_named(a)} minus {_named(b)} | {diff_cell(d)} | {d['p']:.3f} | {p:.3f} | {each(d)} | {dd(d)} | "
+          f"{interval_reading(d, p, _named(a), _named(b))} |" for a, b, d, p in fam]
+    L += ['', 'Each arm against the E_K weights it started from (test top-1, blocked by FMCE run):', '',
+          '| method | change from the start, pp [95% CI] | per FMCE run, pp [95% CI] |', '|---|---|---|']
+    L += [f"| {lab} | {diff_cell(d)} | {each(d)} |" for lab, d in vs.items()]
+    return L + ['']
+
+# %% ../../nbs/experiments/ral_raf.ipynb
+def _pooled_head(key: tuple, by: dict) -> str:
+    """The headline of a pooled design: each primary comparison with its interval and Holm p, and whether the
+    paper's row for this dataset lies inside our interval."""
+    ds, arch, n = key
+    fam, starts = _pooled_family(by, POOLED[key]), {f for rs in by.values() for f, _ in rs}
+    seeds = max((len(rs) for rs in by.values()), default=0) // max(len(starts), 1)
+    words = []
+    for a, b, d, p in fam:
+        w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {p:.3f}"
+        if b == 'RAF 1' and (g := _paper_diff(arch, ds, a)) is not None:
+            inside = d['ci'][0] <= g <= d['ci'][1]
+            w += (f"; the paper's row for {ds} ({100 * g:+.2f} pp) lies {'inside' if inside else 'outside'} "
+                  "our interval")
+        if d['n'] > 1 and d['ci'][0] <= 0 <= d['ci'][1]:
+            w += f"; for these starts, gains above {pp(d['ci'][1])} pp are excluded"
+        words.append(w)
+    return (f"- Fine-tuned with RAL from runs that do not memorize ({arch} on {ds}, {n:,} training images, "
+            f"pre-registered, {len(starts)} FMCE runs x {seeds} seeds, blocked by FMCE run): "
+            + '; '.join(words) + '.')
+
+# %% ../../nbs/experiments/ral_raf.ipynb
 _TOP1 = lambda r: r['run']['top1']
 # the pre-registered comparisons, each against RAF 1, under fine-tuning
 PRIMARY = ('RAF 0.95', 'RAF 0.9')
@@ -67,7 +164,8 @@ def _families(by: dict, reading: str) -> dict:
     plain = [lab for lab in by if lab.startswith('RAF') and ',' not in lab and lab != 'RAF 1']
     ctrl = [lab for lab in by if ',' in lab]
     base = ctrl[0].split(',')[0] if ctrl else None                 # the RAF the controls ran at
-    fam = {'primary': [(lab, 'RAF 1') for lab in PRIMARY if lab in plain and reading == 'finetune'],
+    fam = {'primary': [(lab, 'RAF 1') for lab in PRIMARY if lab in plain and reading == 'finetune'
+                       and _config(any_record(by)) not in POOLED],
            'controls': [(lab, base) for lab in ctrl + [l for l in by if l.startswith('label')] if ctrl and base in by]}
     done = {lab for pairs in fam.values() for lab, _ in pairs}
     fam['secondary'] = [(l, 'RAF 1') for l in by if l not in done | {'RAF 1'} and 'RAF 1' in by and ',' not in l]
@@ -171,6 +269,7 @@ def section(recs: list) -> list:
     """The report's FMCE-Net++ RAF sweep: the paper's rows as printed, then per FMCE run and reading every
     method over seeds, with its comparison."""
     L = _paper_rows()
+    for key, by in _by_start(recs).items(): L += _pooled_section(key, by)
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         r0 = any_record(by)
         L += [f"### Ours: {arch} on {ds}, {size}px, {n_train} training images; {_READING[reading]}", '',
@@ -182,7 +281,7 @@ def section(recs: list) -> list:
               f"{r0['fmce_net']['best_epoch']}, maps "
               f"{'x'.join(map(str, r0['fmce_net']['feature_shape']))}). Protocol of one run: "
               f"{r0['protocol']}.", '']
-        if reading == 'finetune' and any(lab in by for lab in PRIMARY):
+        if reading == 'finetune' and any(lab in by for lab in PRIMARY) and _config(r0) not in POOLED:
             L += ["Primary comparison, fixed before these runs: " + ' and '.join(lab for lab in PRIMARY if lab in by) +
                   " each against RAF 1, paired by seed, two-sided paired t-test on test top-1, Holm over "
                   "the two.", '']
@@ -193,15 +292,20 @@ def section(recs: list) -> list:
 def _paper_gain(arch: str, dataset: str, lab: str) -> str:
     """The paper's printed gain of `lab` over RAF 1 in its row for this backbone and dataset (as the text
     assigns the rows), or ''."""
+    g = _paper_diff(arch, dataset, lab)
+    return '' if g is None else f"{100 * g:+.2f} pp"
+
+def _paper_diff(arch: str, dataset: str, lab: str) -> float | None:
+    "The paper's printed accuracy of `lab` minus RAF 1's in its row for this backbone and dataset, or None."
     row = closest_paper_row('fmcepp_table1', dataset, arch,
                             dataset_key='dataset_in_text', arch_key='arch_as_printed')
-    acc, raf = (row or {}).get('acc_mean_std', {}), lab.split()[-1]
-    return f"{100 * (acc[raf][0] - acc['1'][0]):+.2f} pp" if acc.get(raf) and acc.get('1') else ''
+    acc, raf = (row or {}).get('acc_mean_std', {}), lab.split(',')[0].split()[-1]
+    return acc[raf][0] - acc['1'][0] if acc.get(raf) and acc.get('1') else None
 
 def finding(recs: list) -> list:
     """What the RAF sweep found, as Markdown: the pre-registered comparisons (the headline), then per FMCE
     run and reading its table and findings."""
-    head, L = [], []
+    head, L = [_pooled_head(key, by) for key, by in _by_start(recs).items()], []
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
         gain = lambda lab: f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else ''
@@ -246,7 +350,9 @@ def figures(recs: list, figures_dir) -> list:
     out = []
     def save(fig, name): out.append(figures_dir/name); fig.tight_layout(); fig.savefig(out[-1], dpi=100); plt.close(fig)
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
-        stem = f"ral-{ds}-{arch}-{size}px-{n_train}-{reading}"
+        # a pooled design's FMCE runs each get their own figures
+        fs = any_record(by)['fmce_run']['config']['seed'] if (ds, arch, n_train) in POOLED else None
+        stem = f"ral-{ds}-{arch}-{size}px-{n_train}-{reading}" + ('' if fs is None else f"-fmce{fs}")
         best = _best(by, [lab for lab in by if lab.startswith('RAF') and ',' not in lab])
         fig, ax = plt.subplots(figsize=(6, 3.6))
         _fig_accuracy(ax, by, best, f'{arch} on {ds}, {reading}\nmean ± std over seeds')
