@@ -233,3 +233,17 @@ def test_a_notebook_run_alone_refuses_a_misspelt_parameter(tmp_path):
         pm.execute_notebook(str(nb), str(tmp_path/'out.ipynb'), parameters={'epoch': 3, 'out_dir': str(tmp_path)},
                             cwd=str(nb.parent), progress_bar=False, log_output=False)
     assert not (tmp_path/'run').exists()                       # stopped before any training
+
+
+def test_cells_that_read_the_scale_studys_runs_share_them():
+    # FMCE-Net++ on runs that do not memorize starts from the scale study's 4,000-image ShuffleNet runs, and the module
+    # map and Grad-CAM read its 16,000-image run: the plan trains each of those runs once, for all of them
+    from fmce_nb.repro import plan
+    from fmce_nb.report import find_repo
+    pl = plan('cpu', find_repo(), only=['scale', 'ral', 'module_map', 'gradcam'])
+    shuffle = lambda n: {c.runs['run_dir'] for c in pl.cells if c.experiment == 'scale'
+                         and c.full['arch'] == 'shufflenet_v2_x1_0_smallstem' and c.full['n_train'] == n}
+    ral = {c.runs['fmce_run_dir'] for c in pl.cells if c.experiment == 'ral' and c.full['dataset'] == 'fashion_mnist'}
+    assert len(ral) == 2 and ral < shuffle(4000)
+    big = {c.runs['run_dir'] for c in pl.cells if c.experiment in ('module_map', 'gradcam') and c.full.get('n_train') == 16000}
+    assert len(big) == 1 and big == shuffle(16000)
