@@ -146,8 +146,9 @@ def _pooled_head(key: tuple, by: dict) -> str:
         if d['n'] > 1 and d['ci'][0] <= 0 <= d['ci'][1]:
             w += f"; for these starts, gains above {pp(d['ci'][1])} pp are excluded"
         words.append(w)
+    so_far = '' if (len(starts), seeds) == (2, 10) else f"; an interim reading, {len(starts)} of 2 x {seeds} of 10"
     return (f"- Fine-tuned with RAL from runs that do not memorize ({arch} on {ds}, {n:,} training images, "
-            f"pre-registered, {len(starts)} FMCE runs x {seeds} seeds, blocked by FMCE run): "
+            f"pre-registered for 2 FMCE runs x 10 seeds, blocked by FMCE run{so_far}): "
             + '; '.join(words) + '.')
 
 # %% ../../nbs/experiments/ral_raf.ipynb
