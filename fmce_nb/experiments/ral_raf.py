@@ -13,7 +13,8 @@ from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER
                             holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp)
 
 # %% auto 0
-__all__ = ['SCHEMA', 'POOLED', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding', 'figures']
+__all__ = ['SCHEMA', 'POOLED', 'POOLED_RUNS', 'POOLED_SEEDS', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding',
+           'figures']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 SCHEMA = record_schema('ral',
@@ -58,6 +59,7 @@ def _groups(recs: list) -> dict:
 # pooled over the configuration's FMCE runs, as (method, compared with) pairs of test top-1
 POOLED = {('fashion_mnist', 'shufflenet_v2_x1_0_smallstem', 4000):
           (('RAF 0.9', 'RAF 0.9, untrained FMCE-Net'), ('RAF 0.9', 'RAF 1'))}
+POOLED_RUNS, POOLED_SEEDS = 2, 10     # its FMCE runs and the seeds of each primary arm per run (the cpu grid's)
 
 def _config(r: dict) -> tuple:
     "(dataset, backbone, training images) of a record's run."
@@ -146,9 +148,10 @@ def _pooled_head(key: tuple, by: dict) -> str:
         if d['n'] > 1 and d['ci'][0] <= 0 <= d['ci'][1]:
             w += f"; for these starts, gains above {pp(d['ci'][1])} pp are excluded"
         words.append(w)
-    so_far = '' if (len(starts), seeds) == (2, 10) else f"; an interim reading, {len(starts)} of 2 x {seeds} of 10"
+    R, S = POOLED_RUNS, POOLED_SEEDS
+    so_far = '' if (len(starts), seeds) == (R, S) else f"; an interim reading, {len(starts)} of {R} x {seeds} of {S}"
     return (f"- Fine-tuned with RAL from runs that do not memorize ({arch} on {ds}, {n:,} training images, "
-            f"pre-registered for 2 FMCE runs x 10 seeds, blocked by FMCE run{so_far}): "
+            f"pre-registered for {R} FMCE runs x {S} seeds, blocked by FMCE run{so_far}): "
             + '; '.join(words) + '.')
 
 # %% ../../nbs/experiments/ral_raf.ipynb
@@ -407,9 +410,9 @@ GRIDS = {
            + grid(raf=[0.8, 0.7, 0.0], seed=[0, 1, 2], **_TUNE)                               # secondary: 9
            + grid(raf=[1.0, 0.9], seed=[0, 1, 2], reading='retrain', **_CPU_RAL)              # reading (a): 6
            # runs that do not memorize, FMCE run by FMCE run: the primary arms (30 a run), then the secondary (12)
-           + [c for f in (0, 1) for c in
-              grid(fmce_seed=f, raf=[1.0, 0.9], seed=list(range(10)), **_SCALE_TUNE)
-              + grid(fmce_seed=f, raf=0.9, control='random_net', seed=list(range(10)), **_SCALE_TUNE)
+           + [c for f in range(POOLED_RUNS) for c in
+              grid(fmce_seed=f, raf=[1.0, 0.9], seed=list(range(POOLED_SEEDS)), **_SCALE_TUNE)
+              + grid(fmce_seed=f, raf=0.9, control='random_net', seed=list(range(POOLED_SEEDS)), **_SCALE_TUNE)
               + grid(fmce_seed=f, raf=0.9, control=['shuffled_net', 'fmcs1'], seed=[0, 1, 2], **_SCALE_TUNE)
               + grid(fmce_seed=f, label_smoothing=0.1, raf=1.0, seed=[0, 1, 2], **_SCALE_TUNE)
               + grid(fmce_seed=f, raf=0.95, seed=[0, 1, 2], **_SCALE_TUNE)],
