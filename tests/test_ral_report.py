@@ -147,7 +147,7 @@ def test_the_pooled_headline_places_the_paper_row_against_our_interval():
     g = rr._paper_diff(POOLED_KEY[1], POOLED_KEY[0], 'RAF 0.9')      # the paper's FashionMNIST row
     (_, _, d, _), = [x for x in rr._pooled_family(by, rr.POOLED[key]) if x[1] == 'RAF 1']
     where = 'inside' if d['ci'][0] <= g <= d['ci'][1] else 'outside'
-    assert f"lies {where} our interval" in head and 'an interim reading, 2 of 2 x 3 of 10' in head
+    assert f"lies {where} our interval" in head and 'an interim reading on 2 of the 2 FMCE runs and 3 of the 10 seeds' in head
     section = '\n'.join(rr._pooled_section(key, by))
     assert section.count('| RAF 0.9 (oracle) minus RAF 1 |') == 1
     assert section.count('| RAF 0.9 (oracle) minus RAF 0.9 (untrained FMCE-Net) |') == 1 and 'run 0:' in section and 'run 1:' in section

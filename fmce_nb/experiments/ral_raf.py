@@ -149,7 +149,8 @@ def _pooled_head(key: tuple, by: dict) -> str:
             w += f"; for these starts, gains above {pp(d['ci'][1])} pp are excluded"
         words.append(w)
     R, S = POOLED_RUNS, POOLED_SEEDS
-    so_far = '' if (len(starts), seeds) == (R, S) else f"; an interim reading, {len(starts)} of {R} x {seeds} of {S}"
+    so_far = ('' if (len(starts), seeds) == (R, S) else
+              f"; an interim reading on {len(starts)} of the {R} FMCE runs and {seeds} of the {S} seeds")
     return (f"- Fine-tuned with RAL from runs that do not memorize ({arch} on {ds}, {n:,} training images, "
             f"pre-registered for {R} FMCE runs x {S} seeds, blocked by FMCE run{so_far}): "
             + '; '.join(words) + '.')
