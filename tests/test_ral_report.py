@@ -147,7 +147,17 @@ def test_the_pooled_headline_places_the_paper_row_against_our_interval():
     g = rr._paper_diff(POOLED_KEY[1], POOLED_KEY[0], 'RAF 0.9')      # the paper's FashionMNIST row
     (_, _, d, _), = [x for x in rr._pooled_family(by, rr.POOLED[key]) if x[1] == 'RAF 1']
     where = 'inside' if d['ci'][0] <= g <= d['ci'][1] else 'outside'
-    assert f"lies {where} our interval" in head and 'an interim reading on 2 of the 2 FMCE runs and 3 of the 10 seeds' in head
+    assert f"lies {where} our interval" in head and 'an interim reading: 3 and 3 of the 10 seeds on 2 of the 2 FMCE runs' in head
     section = '\n'.join(rr._pooled_section(key, by))
     assert section.count('| RAF 0.9 (oracle) minus RAF 1 |') == 1
     assert section.count('| RAF 0.9 (oracle) minus RAF 0.9 (untrained FMCE-Net) |') == 1 and 'run 0:' in section and 'run 1:' in section
+
+
+def test_the_interim_headline_counts_the_seeds_of_each_fmce_run_in_every_primary_arm():
+    "FMCE run 1 lacks its last seed of RAF 1, and a secondary arm has one seed: the primary pairs are 3 and 2."
+    recs = [r for r in pooled_records()
+            if not (r['fmce_run']['config']['seed'] == 1 and r['run']['config']['seed'] == 2 and r['raf'] == 1.0
+                    and r['control'] is None)]
+    extra = dict(recs[0], control='shuffled_net', raf=0.9)
+    (key, by), = rr._by_start(recs + [extra]).items()
+    assert 'an interim reading: 3 and 2 of the 10 seeds on 2 of the 2 FMCE runs' in rr._pooled_head(key, by)

@@ -137,7 +137,9 @@ def _pooled_head(key: tuple, by: dict) -> str:
     paper's row for this dataset lies inside our interval."""
     ds, arch, n = key
     fam, starts = _pooled_family(by, POOLED[key]), {f for rs in by.values() for f, _ in rs}
-    seeds = max((len(rs) for rs in by.values()), default=0) // max(len(starts), 1)
+    # per FMCE run, the seeds with a record in every primary arm: what its paired comparisons use so far
+    primary = {lab for pair in POOLED[key] for lab in pair}
+    seeds = [min(sum(g == f for g, _ in by.get(lab, {})) for lab in primary) for f in sorted(starts)]
     words = []
     for a, b, d, p in fam:
         w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {p:.3f}"
@@ -149,8 +151,9 @@ def _pooled_head(key: tuple, by: dict) -> str:
             w += f"; for these starts, gains above {pp(d['ci'][1])} pp are excluded"
         words.append(w)
     R, S = POOLED_RUNS, POOLED_SEEDS
-    so_far = ('' if (len(starts), seeds) == (R, S) else
-              f"; an interim reading on {len(starts)} of the {R} FMCE runs and {seeds} of the {S} seeds")
+    so_far = ('' if len(starts) == R and set(seeds) == {S} else
+              f"; an interim reading: {' and '.join(map(str, seeds))} of the {S} seeds "
+              f"on {len(starts)} of the {R} FMCE runs")
     return (f"- Fine-tuned with RAL from runs that do not memorize ({arch} on {ds}, {n:,} training images, "
             f"pre-registered for {R} FMCE runs x {S} seeds, blocked by FMCE run{so_far}): "
             + '; '.join(words) + '.')
