@@ -137,9 +137,8 @@ def _pooled_head(key: tuple, by: dict) -> str:
     paper's row for this dataset lies inside our interval."""
     ds, arch, n = key
     fam, starts = _pooled_family(by, POOLED[key]), {f for rs in by.values() for f, _ in rs}
-    # per FMCE run, the seeds with a record in every primary arm: what its paired comparisons use so far
-    primary = {lab for pair in POOLED[key] for lab in pair}
-    seeds = [min(sum(g == f for g, _ in by.get(lab, {})) for lab in primary) for f in sorted(starts)]
+    # per FMCE run, the pairs its primary comparisons use so far (the fewest over the family)
+    seeds = [min(d['blocks'].get(f, {'n': 0})['n'] for *_, d, _ in fam) for f in sorted(starts)]
     words = []
     for a, b, d, p in fam:
         w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {p:.3f}"
