@@ -161,3 +161,31 @@ def test_the_interim_headline_counts_the_seeds_of_each_fmce_run_in_every_primary
     extra = dict(recs[0], control='shuffled_net', raf=0.9)
     (key, by), = rr._by_start(recs + [extra]).items()
     assert 'an interim reading: 3 and 2 of the 10 seeds on 2 of the 2 FMCE runs' in rr._pooled_head(key, by)
+
+
+def test_the_pooled_secondary_arms_are_blocked_and_holm_adjusted_on_their_own():
+    "Two secondary arms with 2 seeds per FMCE run: Holm over those two only, the primary family unchanged."
+    sec_vals = {(0.9, 'shuffled_net'): {0: [0.90, 0.90], 1: [0.88, 0.91]}, (0.95, None): {0: [0.92, 0.91], 1: [0.90, 0.89]}}
+    extra = []
+    for (raf, control), by_run in sec_vals.items():
+        for f, vals in by_run.items():
+            for s, v in enumerate(vals):
+                r = dict(pooled_records()[0], raf=raf, control=control)
+                r['run'] = {'config': dict(r['run']['config'], seed=s), 'top1': v}
+                r['fmce_run'] = dict(r['fmce_run'], config={'seed': f}, top1=STARTS[f])
+                extra.append(r)
+    (key, by), = rr._by_start(pooled_records() + extra).items()
+    sec = rr._pooled_secondary(key, by)
+    assert [(a, b) for a, b, _, _ in sec] == [('RAF 0.9, shuffled-label FMCE-Net', 'RAF 0.9'), ('RAF 0.95', 'RAF 1')]
+    diff = lambda a, b: {f: np.subtract(sec_vals[a][f], POOLED_VALS[b][f][:2]) for f in (0, 1)}
+    expect = [blocked_by_hand(diff((0.9, 'shuffled_net'), (0.9, None))), blocked_by_hand(diff((0.95, None), (1.0, None)))]
+    for (_, _, d, p), (mu, p_raw), p_holm in zip(sec, expect, holm_by_hand([p for _, p in expect])):
+        assert d['n'] == 4 and d['df'] == 2
+        assert math.isclose(d['mean'], mu, rel_tol=1e-9) and math.isclose(d['p'], p_raw, rel_tol=1e-9)
+        assert math.isclose(p, p_holm, rel_tol=1e-9)
+    alone = rr._pooled_family(rr._by_start(pooled_records())[key], rr.POOLED[key])
+    assert [x[3] for x in rr._pooled_family(by, rr.POOLED[key])] == [x[3] for x in alone]
+    section = '\n'.join(rr._pooled_section(key, by))
+    assert 'Holm over these 2' in section and section.count('| RAF 0.95 (oracle) minus RAF 1 |') == 1
+    assert section.count('| RAF 0.9 (shuffled-label FMCE-Net) minus RAF 0.9 (oracle) |') == 1
+    assert 'Secondary' not in '\n'.join(rr._pooled_section(key, rr._by_start(pooled_records())[key]))

@@ -13,8 +13,8 @@ from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER
                             holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp)
 
 # %% auto 0
-__all__ = ['SCHEMA', 'POOLED', 'POOLED_RUNS', 'POOLED_SEEDS', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment', 'section', 'finding',
-           'figures']
+__all__ = ['SCHEMA', 'POOLED', 'POOLED_RUNS', 'POOLED_SEEDS', 'POOLED_SECONDARY', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment',
+           'section', 'finding', 'figures']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 SCHEMA = record_schema('ral',
@@ -60,6 +60,11 @@ def _groups(recs: list) -> dict:
 POOLED = {('fashion_mnist', 'shufflenet_v2_x1_0_smallstem', 4000):
           (('RAF 0.9', 'RAF 0.9, untrained FMCE-Net'), ('RAF 0.9', 'RAF 1'))}
 POOLED_RUNS, POOLED_SEEDS = 2, 10     # its FMCE runs and the seeds of each primary arm per run (the cpu grid's)
+# ... and its secondary arms (3 seeds per FMCE run, outside the primary family): each control against the RAF it ran
+# at, RAF 0.95 against RAF 1; Holm over the ones with records
+POOLED_SECONDARY = {('fashion_mnist', 'shufflenet_v2_x1_0_smallstem', 4000):
+                    (('RAF 0.9, shuffled-label FMCE-Net', 'RAF 0.9'), ('RAF 0.9, toward FMCS 1', 'RAF 0.9'),
+                     ('label smoothing 0.1', 'RAF 0.9'), ('RAF 0.95', 'RAF 1'))}
 
 def _config(r: dict) -> tuple:
     "(dataset, backbone, training images) of a record's run."
@@ -93,6 +98,10 @@ def _pooled_family(by: dict, pairs: tuple) -> list:
     ds = [blocked_diff_ci(top1(lab), top1(base)) for lab, base in pairs]
     return [(lab, base, d, p) for (lab, base), d, p in zip(pairs, ds, holm([d['p'] for d in ds]))]
 
+def _pooled_secondary(key: tuple, by: dict) -> list:
+    "`_pooled_family` of the design's secondary comparisons whose two arms have records, Holm over those."
+    return _pooled_family(by, [(a, b) for a, b in POOLED_SECONDARY.get(key, ()) if a in by and b in by])
+
 def _against_start(by: dict) -> dict:
     "{method: `blocked_diff_ci` of its test top-1 minus its start's}, per method of `by`."
     return {lab: blocked_diff_ci({k: _TOP1(r) for k, r in rs.items()},
@@ -110,25 +119,38 @@ def _starts(by: dict) -> list:
         f"{_start_top1(r):.4f} | {r['fmce_net']['best_val_accuracy']:.4f} ({r['fmce_net']['best_epoch']}) | "
         f"{'x'.join(map(str, r['fmce_net']['feature_shape']))} |" for f, r in sorted(first.items())]
 
+# %% ../../nbs/experiments/ral_raf.ipynb
+def _each(d: dict) -> str:
+    "A `blocked_diff_ci` result's per-FMCE-run intervals: 'run 0: ...; run 1: ...'."
+    return '; '.join(f"run {f}: {diff_cell(b)}" for f, b in d['blocks'].items())
+
+def _family_rows(fam: list) -> list:
+    "Markdown rows of a `_pooled_family`: each comparison, pooled and per FMCE run, its power and its reading."
+    dd = lambda d: f"{100 * detectable_effect(d['sd'], d['n']):.2f}" if d['n'] > 2 and d['sd'] > 0 else '-'
+    return (['| comparison | difference, pp [95% CI] | p | Holm p | per FMCE run, pp [95% CI] | detectable at 80% '
+             'power, pp | reading |', '|---|---|---|---|---|---|---|']
+            + [f"| {_named(a)} minus {_named(b)} | {diff_cell(d)} | {d['p']:.3f} | {p:.3f} | {_each(d)} | {dd(d)} | "
+               f"{interval_reading(d, p, _named(a), _named(b))} |" for a, b, d, p in fam])
+
+# %% ../../nbs/experiments/ral_raf.ipynb
 def _pooled_section(key: tuple, by: dict) -> list:
-    "The report's table of a pooled design: its starts, its primary family, every arm against its start."
+    """The report's table of a pooled design: its starts, its primary family, its secondary comparisons (those with
+    records), every arm against its start."""
     ds, arch, n = key
     fam, vs = _pooled_family(by, POOLED[key]), _against_start(by)
-    each = lambda d: '; '.join(f"run {f}: {diff_cell(b)}" for f, b in d['blocks'].items())
-    dd = lambda d: f"{100 * detectable_effect(d['sd'], d['n']):.2f}" if d['n'] > 2 and d['sd'] > 0 else '-'
+    sec = _pooled_secondary(key, by)
     L = [f"### Ours, pooled over FMCE runs: {arch} on {ds}, {n:,} training images; {_READING['finetune']}", '',
          "Runs that do not memorize (the scale study's). Primary comparison, fixed before these runs: "
          + ' and '.join(f"{_named(a)} minus {_named(b)}" for a, b in POOLED[key])
          + ", test top-1 paired by (FMCE run, "
          "seed), blocked by FMCE run (`blocked_diff_ci`: the interval holds the seeds' spread within these "
          f"starts, not the spread between starts), Holm over the {len(fam)}.", '', *_starts(by), '',
-         '| comparison | difference, pp [95% CI] | p | Holm p | per FMCE run, pp [95% CI] | detectable at 80% '
-         'power, pp | reading |', '|---|---|---|---|---|---|---|']
-    L += [f"| {_named(a)} minus {_named(b)} | {diff_cell(d)} | {d['p']:.3f} | {p:.3f} | {each(d)} | {dd(d)} | "
-          f"{interval_reading(d, p, _named(a), _named(b))} |" for a, b, d, p in fam]
+         *_family_rows(fam)]
+    if sec: L += ['', f"Secondary, outside the primary family (fewer seeds; Holm over these {len(sec)}):", '',
+                  *_family_rows(sec)]
     L += ['', 'Each arm against the E_K weights it started from (test top-1, blocked by FMCE run):', '',
           '| method | change from the start, pp [95% CI] | per FMCE run, pp [95% CI] |', '|---|---|---|']
-    L += [f"| {lab} | {diff_cell(d)} | {each(d)} |" for lab, d in vs.items()]
+    L += [f"| {lab} | {diff_cell(d)} | {_each(d)} |" for lab, d in vs.items()]
     return L + ['']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
