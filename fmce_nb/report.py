@@ -393,6 +393,15 @@ def _report_figures(records: dict, figures_dir: Path, registry: dict) -> list:
     return figs
 
 # %% ../nbs/10_report.ipynb
+def _linked(cells: list,  # [(cell folder, record)], as `load_results` gives them
+            notebook: str,  # the experiment notebook's file name in each cell folder
+            base,           # the folder the links start from
+           ) -> list:
+    "The records of `cells`, each with 'notebook': the relative link from `base` to its executed notebook, if any."
+    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), Path(base).resolve())).as_posix()
+    return [{**r, 'notebook': rel(cell/notebook)} if (cell/notebook).exists() else r for cell, r in cells]
+
+# %% ../nbs/10_report.ipynb
 def render_report(results_dir,       # results/<profile>
                   out,               # the Markdown file to write
                   figures_dir=None,  # where the figures are copied (None: none copied)
@@ -403,8 +412,7 @@ def render_report(results_dir,       # results/<profile>
     results_dir, out = Path(results_dir), Path(out)
     registry, (records, failed) = experiments(), load_results(results_dir)
     rel = lambda p: Path(os.path.relpath(Path(p).resolve(), out.parent.resolve())).as_posix()
-    linked = {exp: [{**r, 'notebook': rel(cell/registry[exp].notebook)} if (cell/registry[exp].notebook).exists() else r
-                    for cell, r in rs] for exp, rs in records.items() if exp in registry}
+    linked = {exp: _linked(rs, registry[exp].notebook, out.parent) for exp, rs in records.items() if exp in registry}
     L = _report_head(title, where(results_dir), [r for rs in linked.values() for r in rs])
     for name, ex in registry.items():
         if name in linked: L += ex.section(linked[name])
@@ -461,7 +469,8 @@ def measured(name: str,                  # the experiment's name
     ex, where_ = experiments()[name], root/'results'/profile
     if ex.finding is None: raise ValueError(
         f"experiment {name!r} has no finding: pass finding= to its Experiment")
-    recs = [r for _, r in load_results(where_, only=name)[0].get(name, [])]
+    # the executed notebooks linked from the book's notebooks (in nbs/), as the report links them from reports/
+    recs = _linked(load_results(where_, only=name)[0].get(name, []), ex.notebook, root/'nbs')
     if not recs: raise FileNotFoundError(f"no {profile} records of {name!r} in {where_/name}: run "
                                          f"`fmce-repro --profile {profile} --only {name}`")
     figs = sorted((root/'figures'/profile).glob(figure)) if figure else []

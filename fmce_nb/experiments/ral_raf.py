@@ -348,6 +348,7 @@ def finding(recs: list) -> list:
 def _fig_accuracy(ax, by: dict, best: str, title: str):
     """Figure 1: test accuracy per epoch, mean ± std over seeds, for RAF 1 and the best RAF; the y-axis fits
     every epoch of both."""
+    from matplotlib.ticker import MaxNLocator
     for lab, color in (('RAF 1', 'crimson'), (best, 'indigo'))[:1 if best == 'RAF 1' else 2]:
         # no RAF 1 run, or no RAF run at all (best is None); RAF 1 once when it is the best
         if lab not in by: continue
@@ -357,6 +358,7 @@ def _fig_accuracy(ax, by: dict, best: str, title: str):
         ax.plot(ep, m, color=color, label=f"{lab} (n={len(acc)})")
         ax.fill_between(ep, m - s, m + s, color=color, alpha=.2)
     ax.set(xlabel='epoch', ylabel='test accuracy'); ax.set_title(title, fontsize=9); ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))          # whole epochs: 3 epochs get no 0.5 ticks
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _fig_cams(by: dict, size: int, title: str):
