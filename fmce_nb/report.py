@@ -18,7 +18,7 @@ from .experiment import experiments, where
 __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'paper_values',
            'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record', 'write_record',
            'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci',
-           'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm',
+           'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p',
            'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results',
            'render_report', 'Markdown', 'Measured', 'measured', 'findings']
 
@@ -281,6 +281,13 @@ def holm(pvalues,  # the family's p-values (NaN: no test)
     return out.tolist()
 
 # %% ../nbs/10_report.ipynb
+def fmt_p(p: float,  # a p-value (NaN: no test)
+         ) -> str:
+    "`p` to three decimals, '< 0.001' below that, '-' for no test."
+    if not np.isfinite(p): return '-'
+    return '< 0.001' if p < 0.001 else f"{p:.3f}"
+
+# %% ../nbs/10_report.ipynb
 def interval_reading(d: dict,                          # a `paired_diff_ci` result of a - b
                      p_adjusted: float | None = None,  # its family-adjusted p (None: the unadjusted one)
                      a: str = 'A',                     # the name of A
@@ -293,8 +300,8 @@ def interval_reading(d: dict,                          # a `paired_diff_ci` resu
     if lo <= 0 <= hi: return f"no detectable difference; differences above {100 * max(-lo, hi):.2f} pp excluded"
     side = a if lo > 0 else b
     if p_adjusted is None or not np.isfinite(p_adjusted): return f"{side} better"
-    if p_adjusted < 0.05: return f"{side} better (Holm p {p_adjusted:.3f})"
-    return f"{side} better before, not after, the Holm adjustment (p {p_adjusted:.3f})"
+    if p_adjusted < 0.05: return f"{side} better (Holm p {fmt_p(p_adjusted)})"
+    return f"{side} better before, not after, the Holm adjustment (p {fmt_p(p_adjusted)})"
 
 # %% ../nbs/10_report.ipynb
 def detectable_effect(sd: float,            # the standard deviation of the paired differences

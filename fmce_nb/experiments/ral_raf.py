@@ -10,7 +10,8 @@ from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, SCALE_RUN, gr
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std,
                             fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
-                            holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp)
+                            holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp,
+                            fmt_p)
 
 # %% auto 0
 __all__ = ['SCHEMA', 'POOLED', 'POOLED_RUNS', 'POOLED_SEEDS', 'POOLED_SECONDARY', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment',
@@ -129,7 +130,7 @@ def _family_rows(fam: list) -> list:
     dd = lambda d: f"{100 * detectable_effect(d['sd'], d['n']):.2f}" if d['n'] > 2 and d['sd'] > 0 else '-'
     return (['| comparison | difference, pp [95% CI] | p | Holm p | per FMCE run, pp [95% CI] | detectable at 80% '
              'power, pp | reading |', '|---|---|---|---|---|---|---|']
-            + [f"| {_named(a)} minus {_named(b)} | {diff_cell(d)} | {d['p']:.3f} | {p:.3f} | {_each(d)} | {dd(d)} | "
+            + [f"| {_named(a)} minus {_named(b)} | {diff_cell(d)} | {fmt_p(d['p'])} | {fmt_p(p)} | {_each(d)} | {dd(d)} | "
                f"{interval_reading(d, p, _named(a), _named(b))} |" for a, b, d, p in fam])
 
 # %% ../../nbs/experiments/ral_raf.ipynb
@@ -163,7 +164,7 @@ def _pooled_head(key: tuple, by: dict) -> str:
     seeds = [min(d['blocks'].get(f, {'n': 0})['n'] for *_, d, _ in fam) for f in sorted(starts)]
     words = []
     for a, b, d, p in fam:
-        w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {p:.3f}"
+        w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {fmt_p(p)}"
         if b == 'RAF 1' and (g := _paper_diff(arch, ds, a)) is not None:
             inside = d['ci'][0] <= g <= d['ci'][1]
             w += (f"; the paper's row for {ds} ({100 * g:+.2f} pp) lies {'inside' if inside else 'outside'} "
@@ -250,7 +251,7 @@ def _table(by: dict, reading: str) -> list:
         mark = (' **best on test**' if lab == best else '') + (' *chosen on validation*' if lab == chosen else '')
         L.append(f"| {lab}{mark}{dagger(rs)} | {len(rs)} | {fmt_mean_std([_TOP1(r) for r in rs])} | {base} | "
                  f"{diff_cell(d) if d else '(baseline)' if lab == 'RAF 1' else '-'} | {fam} | "
-                 f"{f'{p:.3f}' if np.isfinite(p) else '-'} | "
+                 f"{fmt_p(p)} | "
                  f"{fmt_mean_std([r['val_acc'] for r in rs])} | "
                  f"{_per_seed(rs, lambda r: r['fmcs']['expected'])} | "
                  f"{fmt_mean_std([r['localization']['top10_mass'] for r in rs], 3)} | "
@@ -334,13 +335,15 @@ def _paper_diff(arch: str, dataset: str, lab: str) -> float | None:
 def finding(recs: list) -> list:
     """What the RAF sweep found, as Markdown: the pre-registered comparisons (the headline), then per FMCE
     run and reading its table and findings."""
-    head, L = [_pooled_head(key, by) for key, by in _by_start(recs).items()], []
+    pooled = _by_start(recs)
+    head, L = [_pooled_head(key, by) for key, by in pooled.items()], []
+    for key, by in pooled.items(): L += _pooled_section(key, by)[2:]          # its tables, under the headline
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
         gain = lambda lab: f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else ''
         if prim: head.append(f"- Fine-tuned with RAL ({arch} on {ds}, pre-registered, {prim[0][1][2]['n']} "
                              "paired seeds): " + '; '.join(
-            f"{lab} against RAF 1, {diff_words(d)}, Holm p {p:.3f}{gain(lab)}" for lab, (b, fam, d, p) in prim) + '.')
+            f"{lab} against RAF 1, {diff_words(d)}, Holm p {fmt_p(p)}{gain(lab)}" for lab, (b, fam, d, p) in prim) + '.')
         L += [f"**{arch} on {ds}, {_READING[reading]}**", ''] + _table(by, reading) + _findings(by, reading)
     return head + [''] * bool(head) + L
 
