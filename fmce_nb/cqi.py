@@ -308,8 +308,7 @@ def plot_convergence(losses,           # the mean training loss of each epoch, e
                      path=None,        # where to save the figure (not saved if None)
                     ):
     "Figure 3 of the FMCE paper for `losses` and its markers `mk`; saved to `path` if given. Returns the figure."
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    import matplotlib.pyplot as plt, matplotlib.ticker as mt
     L = _as_losses(losses); M = len(L); ep = np.arange(1, M + 1); S = mk.smoothed
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     a, b, c, d = ax.ravel()
@@ -335,7 +334,7 @@ def plot_convergence(losses,           # the mean training loss of each epoch, e
     d.plot(list(mk.markers), logS[np.array(mk.markers) - 1], 'o', color='C3', ms=5)
     d.set(title=f'(d) {mk.K} equal phases of the log-smoothed loss',
           xlabel='epoch', ylabel='log smoothed loss')
-    for x in (a, b, c, d, ins): x.xaxis.set_major_locator(MaxNLocator(integer=True))     # whole epochs
+    for x in (a, b, c, d, ins): x.xaxis.set_major_locator(mt.MaxNLocator(integer=True))     # whole epochs
     if title: fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
