@@ -400,13 +400,16 @@ def _report_figures(records: dict, figures_dir: Path, registry: dict) -> list:
     return figs
 
 # %% ../nbs/10_report.ipynb
+def _rel(p, base) -> str:
+    "The relative link from the folder `base` to the path `p`, with forward slashes."
+    return Path(os.path.relpath(Path(p).resolve(), Path(base).resolve())).as_posix()
+
 def _linked(cells: list,  # [(cell folder, record)], as `load_results` gives them
             notebook: str,  # the experiment notebook's file name in each cell folder
             base,           # the folder the links start from
            ) -> list:
     "The records of `cells`, each with 'notebook': the relative link from `base` to its executed notebook, if any."
-    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), Path(base).resolve())).as_posix()
-    return [{**r, 'notebook': rel(cell/notebook)} if (cell/notebook).exists() else r for cell, r in cells]
+    return [{**r, 'notebook': _rel(cell/notebook, base)} if (cell/notebook).exists() else r for cell, r in cells]
 
 # %% ../nbs/10_report.ipynb
 def render_report(results_dir,       # results/<profile>
@@ -418,14 +421,13 @@ def render_report(results_dir,       # results/<profile>
     `figures_dir`."""
     results_dir, out = Path(results_dir), Path(out)
     registry, (records, failed) = experiments(), load_results(results_dir)
-    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), out.parent.resolve())).as_posix()
     linked = {exp: _linked(rs, registry[exp].notebook, out.parent) for exp, rs in records.items() if exp in registry}
     L = _report_head(title, where(results_dir), [r for rs in linked.values() for r in rs])
     for name, ex in registry.items():
         if name in linked: L += ex.section(linked[name])
     if failed: L += ['## Failed cells', ''] + [f"- {e}/{c.name}: {err[:400]}" for e, c, err in failed] + ['']
     figs = _report_figures(records, Path(figures_dir), registry) if figures_dir is not None else []
-    if figs: L += ['## Figures', ''] + [f"![{f.stem}]({rel(f)})" for f in figs]
+    if figs: L += ['## Figures', ''] + [f"![{f.stem}]({_rel(f, out.parent)})" for f in figs]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda p: Path(p).write_text('\n'.join(L) + '\n'))
     return out

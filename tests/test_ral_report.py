@@ -166,11 +166,11 @@ def test_the_interim_headline_counts_the_seeds_of_each_fmce_run_in_every_primary
 def test_the_pooled_secondary_arms_are_blocked_and_holm_adjusted_on_their_own():
     "Two secondary arms with 2 seeds per FMCE run: Holm over those two only, the primary family unchanged."
     sec_vals = {(0.9, 'shuffled_net'): {0: [0.90, 0.90], 1: [0.88, 0.91]}, (0.95, None): {0: [0.92, 0.91], 1: [0.90, 0.89]}}
-    extra = []
+    extra, base = [], pooled_records()[0]
     for (raf, control), by_run in sec_vals.items():
         for f, vals in by_run.items():
             for s, v in enumerate(vals):
-                r = dict(pooled_records()[0], raf=raf, control=control)
+                r = dict(base, raf=raf, control=control)
                 r['run'] = {'config': dict(r['run']['config'], seed=s), 'top1': v}
                 r['fmce_run'] = dict(r['fmce_run'], config={'seed': f}, top1=STARTS[f])
                 extra.append(r)
