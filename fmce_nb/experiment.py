@@ -32,6 +32,10 @@ class Experiment:
     figures: Callable | None = None
     # [records] -> Markdown: a sentence per finding with its number (the first is the headline), its key table
     finding: Callable | None = None
+    # [records] -> the papers' claims this experiment tests, as `report.claim` rows for results/CLAIMS.md
+    claims: Callable | None = None
+    # what the seeds of its cells change (training subset, initialization, splits), for the ledger
+    variability: str = ''
     # parameters added to the notebook after records were committed -> the value that keeps the old behaviour:
     # at that value they are left out of the cell id, so the committed cells keep their folders
     added: dict = field(default_factory=dict)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_report.ipynb 2
 from __future__ import annotations
-import json, math, os, shutil, time
+import json, math, os, shutil, textwrap, time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +15,14 @@ from .runs import write_json, atomic_write, provenance, find_repo
 from .experiment import experiments, where
 
 # %% auto 0
-__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'paper_values',
-           'paper_table', 'closest_paper_row', 'record_schema', 'RecordError', 'check_record', 'write_record',
-           'read_record', 'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci',
-           'hierarchical_ci', 'pp', 'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p',
-           'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'load_results',
-           'render_report', 'Markdown', 'Measured', 'measured', 'findings']
+__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'READABLE',
+           'VERDICT_RULE', 'CLAIM_KINDS', 'VERDICTS', 'paper_values', 'paper_table', 'closest_paper_row',
+           'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record', 'markers_entry', 'mean_std',
+           'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp', 'diff_cell', 'diff_words',
+           'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p', 'readable', 'interval_reading', 'detectable_effect',
+           'any_record', 'dagger', 'notebook_links', 'bars', 'forest', 'forest_figure', 'load_results', 'render_report',
+           'Markdown', 'Measured', 'measured', 'findings', 'mean_ci', 'claim', 'run_protocol', 'verdict', 'ledger',
+           'fmt_ours', 'compute_table', 'render_claims', 'claims_summary']
 
 # %% ../nbs/10_report.ipynb
 def paper_values() -> dict:
@@ -158,10 +160,13 @@ def mean_std(values,  # numbers; None and non-finite ones are left out
 def fmt_mean_std(values,       # numbers; None and non-finite ones are left out
                  nd: int = 4,  # decimals
                 ) -> str:
-    "'mean ± std (n=N)' of the finite values with `nd` decimals; the mean alone for one value, '-' for none."
+    """'mean ± sd (n=N)' of the finite values: the sample sd to two significant figures below ten values and the
+    mean to the same decimal (at most `nd`), `nd` decimals from ten values; the mean alone for one, '-' for none."""
     m, s, n = mean_std(values)
     if n == 0: return '-'
-    return f"{m:.{nd}f}" if n == 1 else f"{m:.{nd}f} ± {s:.{nd}f} (n={n})"
+    if n == 1: return f"{m:.{nd}f}"
+    d = min(nd, max(0, 1 - math.floor(math.log10(s)))) if n < 10 and s > 0 else nd
+    return f"{m:.{d}f} ± {s:.{d}f} (n={n})"
 
 # %% ../nbs/10_report.ipynb
 def _group_key(record: dict, role: str = 'run') -> tuple:
@@ -288,6 +293,18 @@ def fmt_p(p: float,  # a p-value (NaN: no test)
     return '< 0.001' if p < 0.001 else f"{p:.3f}"
 
 # %% ../nbs/10_report.ipynb
+READABLE = {'fashion_mnist': 'FashionMNIST', 'mnist': 'MNIST', 'mnist5k': 'MNIST-5k', 'cifar10': 'CIFAR-10',
+         'cifar100': 'CIFAR-100', 'mini_imagenet': 'mini-ImageNet', 'shufflenet_v2_x1_0': 'ShuffleNet v2',
+         'shufflenet_v2_x1_0_smallstem': 'ShuffleNet v2 (small stem)', 'resnet18': 'ResNet-18',
+         'resnet18_smallstem': 'ResNet-18 (small stem)', 'resnet50': 'ResNet-50',
+         'resnet50_smallstem': 'ResNet-50 (small stem)', 'small_cnn': 'small CNN', 'simple_cnn': 'SimpleCNN'}
+
+def readable(name: str,  # a dataset's or backbone's identifier
+         ) -> str:
+    "The name a reader knows for a dataset or backbone ('fashion_mnist' -> 'FashionMNIST'); others as given."
+    return READABLE.get(name, name)
+
+# %% ../nbs/10_report.ipynb
 def interval_reading(d: dict,                          # a `paired_diff_ci` result of a - b
                      p_adjusted: float | None = None,  # its family-adjusted p (None: the unadjusted one)
                      a: str = 'A',                     # the name of A
@@ -357,6 +374,48 @@ def bars(ax,            # the matplotlib axes
     ax.set_ylim(bottom=min(0, *(min(v) for v in values.values())))
 
 # %% ../nbs/10_report.ipynb
+def forest(ax,                     # the matplotlib axes
+           rows: list,             # [(label, `paired_diff_ci` result, adjusted p or None, the paper's value or None)]
+           title: str = '',        # the panel's title
+           p_label: str = 'Holm p', # what the p at the right is
+          ):
+    """A forest plot of `rows`, first row on top: each difference and its 95% interval in pp, a zero line, the
+    paper's difference (a fraction, like the `paired_diff_ci` result) as an open diamond, n and p (if any) at the
+    right."""
+    y = np.arange(len(rows))[::-1]
+    for yi, (lab, d, p, paper) in zip(y, rows):
+        lo, hi = d['ci']
+        if np.isfinite(lo) and np.isfinite(hi): ax.hlines(yi, 100 * lo, 100 * hi, color='C0', lw=2)
+        ax.plot([100 * d['mean']], [yi], 'o', color='C0', ms=4)
+        if paper is not None: ax.plot([100 * paper], [yi], 'D', mec='C3', mfc='none', ms=6)
+        ax.annotate(f"n={d['n']}" + ('' if p is None else f", {p_label} {fmt_p(p)}"), xy=(1.02, yi),
+                    xycoords=('axes fraction', 'data'), va='center', fontsize=7)
+    ax.axvline(0, color='grey', lw=1, ls='--')
+    ax.set_yticks(y, [lab for lab, *_ in rows], fontsize=8)
+    ax.set(ylim=(-0.6, len(rows) - 0.4), xlabel='difference, pp (95% CI)')
+    ax.set_title(title, fontsize=9, loc='left')
+
+# %% ../nbs/10_report.ipynb
+def forest_figure(panels: dict,  # {panel title: rows, as `forest` takes them}; empty panels are left out
+                  path,          # the PNG to write
+                  title: str = '', # the figure's title
+                  p_label: str = 'Holm p', # what the p at the right is, in every panel
+                 ) -> Path:
+    "One `forest` panel per family of `panels`, each as tall as its rows, saved to `path`; returns `path`."
+    import matplotlib.pyplot as plt
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels: raise ValueError("forest_figure needs at least one panel with rows")
+    h = [0.28 * len(v) + 1.2 for v in panels.values()]         # inches: the rows, the panel's title and x label
+    title = textwrap.fill(title, 110)
+    top = 0.25 * (title.count('\n') + 1) * bool(title)                # inches for the figure's title
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(h) + top), gridspec_kw={'height_ratios': h},
+                             squeeze=False)
+    for ax, (name, rows) in zip(axes[:, 0], panels.items()): forest(ax, rows, name, p_label)
+    if title: fig.suptitle(title, fontsize=9)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    return Path(path)
+
+# %% ../nbs/10_report.ipynb
 def load_results(results_dir,              # results/<profile>
                  only: str | None = None,  # one experiment (None: all)
                 ) -> tuple:
@@ -377,8 +436,9 @@ def _report_head(title: str, source: str, records: list) -> list:
     L = [f"# {title or 'fmce_nb results'}", '',
          f"Rendered by `fmce-repro` on {time.strftime('%Y-%m-%d %H:%M')} from the records under `{source}/`; "
          "the papers' "
-         "numbers come from `data/paper_values.json`. Each row links the executed notebooks that made it.",
-         '']
+         "numbers come from `data/paper_values.json`. Each row links the executed notebooks that made it. "
+         "`a ± b (n=N)` is the mean and the sample standard deviation over N seeds (b to two significant figures "
+         "below ten); `[low, high]` is a 95% interval.", '']
     envs = sorted({json.dumps({**r[k]['env'], 'git_commit': r['provenance'].get('git_commit')})
                    for r in records for k in ('run', 'run2') if k in r})
     L += ['## Hardware, software and code', ''] + [f"- `{e}`" for e in envs]
@@ -447,6 +507,7 @@ class Measured:
     records: list  # its records
     lines: list  # its Markdown, from `finding`, headline first
     figure: Path | None = None  # its key figure, if any
+    figures_dir: Path | None = None  # the folder of the profile's figures
 
     @property
     def headline(self) -> str: return self.lines[0].removeprefix('- ')
@@ -455,15 +516,21 @@ class Measured:
                                        f"figure {self.figure and self.figure.name})")
 
     def image(self,
-              colors: int = 256,  # how many colours the PNG keeps
+              figure: str | None = None,  # a glob in the profile's figures folder (None: the key figure)
+              colors: int = 256,          # how many colours the PNG keeps
              ):
-        """The key figure for a notebook, in `colors` colours: a third of the PNG's bytes, so the committed
-        notebook stays small."""
+        """The key figure (or the first matching `figure`) for a notebook, in `colors` colours: a third of the
+        PNG's bytes, so the committed notebook stays small."""
         import io
         from PIL import Image as PILImage
         from IPython.display import Image
+        path = self.figure
+        if figure is not None:
+            path = min((self.figures_dir or Path('.')).glob(figure), default=None)
+            if path is None: raise FileNotFoundError(f"no figure {figure!r} in {self.figures_dir}: `fmce-repro "
+                                                     f"--profile {self.profile} --report-only` draws them")
         buf = io.BytesIO()
-        PILImage.open(self.figure).convert('RGB').quantize(colors).save(buf, 'PNG', optimize=True)
+        PILImage.open(path).convert('RGB').quantize(colors).save(buf, 'PNG', optimize=True)
         return Image(data=buf.getvalue())
 
 # %% ../nbs/10_report.ipynb
@@ -486,7 +553,7 @@ def measured(name: str,                  # the experiment's name
     if figure and not figs:
         raise FileNotFoundError(f"no figure {figure!r} in {root/'figures'/profile}: `fmce-repro --profile "
                                 f"{profile} --report-only` draws them")
-    return Measured(name, profile, recs, ex.finding(recs), figs[0] if figs else None)
+    return Measured(name, profile, recs, ex.finding(recs), figs[0] if figs else None, root/'figures'/profile)
 
 # %% ../nbs/10_report.ipynb
 def findings(names: list,           # the experiments, in order
@@ -497,3 +564,167 @@ def findings(names: list,           # the experiments, in order
     titles = {n: ex.title for n, ex in experiments().items()}
     return Markdown(
         '\n'.join(f"- **{titles[n]}.** {measured(n, profile, root=root).headline}" for n in names))
+
+# %% ../nbs/10_report.ipynb
+VERDICT_RULE = [
+    "One rule decides every row. Ours is a mean over seeds with its 95% t-interval (for a comparison, the paired "
+    "difference's); p is Holm-adjusted within the comparison's family where it has one, and the words follow it.",
+    "- **A value** the paper reports: *reproduced* if it lies inside our interval and, for a difference, our "
+    "interval excludes zero on its side (with Holm p < 0.05 where adjusted); *not reproduced* if our interval "
+    "excludes it; *inconclusive* if both it and zero lie inside. A reported difference of zero is reproduced if our "
+    "interval holds zero.",
+    "- **At least a value** (an accuracy the paper reached): *reproduced* if our whole interval lies at or above "
+    "it, *not reproduced* if our whole interval lies below it, *inconclusive* if it straddles it.",
+    "- **A direction** without a number (a figure's caption): *reproduced* if our interval lies on the claimed "
+    "side of zero (with Holm p < 0.05 where adjusted), *not reproduced* if it lies on the other side, "
+    "*inconclusive* if it contains zero.",
+    "- **An event in every run** (convergence under the paper's rule): *reproduced* if every run shows it, *not "
+    "reproduced* if none does, *inconclusive* otherwise.",
+    "- One seed gives no interval: *inconclusive*."]
+
+# %% ../nbs/10_report.ipynb
+def mean_ci(values,               # one value per seed
+            level: float = 0.95,  # the confidence level
+           ) -> dict:
+    "{'mean', 'ci', 'n'}: the mean of `values` and its t-interval (NaN below two values; the point without spread)."
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if len(v) < 2: return {'mean': float(v.mean()) if len(v) else math.nan, 'ci': (math.nan, math.nan), 'n': len(v)}
+    if np.all(v == v[0]): return {'mean': float(v[0]), 'ci': (float(v[0]),) * 2, 'n': len(v)}
+    from scipy.stats import t
+    half = t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return {'mean': float(v.mean()), 'ci': (float(v.mean() - half), float(v.mean() + half)), 'n': len(v)}
+
+# %% ../nbs/10_report.ipynb
+CLAIM_KINDS = ('value', 'at_least', 'direction', 'every')
+VERDICTS = ('reproduced', 'not reproduced', 'inconclusive')
+
+def claim(paper: str,        # 'FMCE', 'FMCE-Net++' or 'FR-PT'
+          what: str,         # the claim, in a few words
+          where: str,        # where the paper states it
+          kind: str,         # one of CLAIM_KINDS
+          paper_value,       # the paper's number (a fraction), the claimed sign (+1 or -1), or None for 'every'
+          paper_text: str,   # the paper's number as the ledger shows it
+          ours: dict,        # `paired_diff_ci` / `mean_ci` result, or {'k', 'n'} for 'every'
+          protocol: str,     # our protocol in a few words, with its departures from the paper's
+          command: str,      # the command that makes the row's records again
+          p: float | None = None,  # Holm-adjusted p of the comparison, if it has a family
+          unit: str = 'pp',        # 'pp' (a difference), 'acc' (a level) or 'rho' (a rank trend)
+         ) -> dict:
+    "One row of the claim ledger; `verdict` decides it."
+    if kind not in CLAIM_KINDS: raise ValueError(f"claim kind {kind!r} is not one of {CLAIM_KINDS}")
+    if kind == 'direction' and paper_value not in (1, -1): raise ValueError(
+        f"a direction claim needs paper_value +1 or -1, got {paper_value!r}")
+    return dict(paper=paper, what=what, where=where, kind=kind, paper_value=paper_value, paper_text=paper_text,
+                ours=ours, protocol=protocol, command=command, p=p, unit=unit)
+
+# %% ../nbs/10_report.ipynb
+def run_protocol(recs: list,  # the records of one configuration (one per seed)
+                ) -> str:
+    "'ShuffleNet v2 (small stem) on MNIST-5k, 1,000 training images at 32 px, 100 epochs, 3 seeds'."
+    r = recs[0]['run']
+    c, n = r['config'], r.get('n_train', r['config'].get('n_train'))
+    seeds, images = len({x['run']['config']['seed'] for x in recs}), 'all' if n is None else f'{n:,}'
+    return (f"{readable(c['arch'])} on {readable(c['dataset'])}, {images} training images at {c['size']} px, "
+            f"{c['epochs']} epochs, {seeds} seeds")
+
+# %% ../nbs/10_report.ipynb
+def verdict(c: dict,  # a `claim` row
+           ) -> tuple:
+    "(verdict, reason) of a `claim` row under `VERDICT_RULE`."
+    o, v, kind = c['ours'], c['paper_value'], c['kind']
+    if kind == 'every':
+        k, n = o['k'], o['n']
+        return ('reproduced' if k == n else 'not reproduced' if k == 0 else 'inconclusive', f"{k} of {n} runs")
+    lo, hi = o['ci']
+    if not (np.isfinite(lo) and np.isfinite(hi)): return 'inconclusive', f"n={o['n']}: no interval"
+    held = c['p'] is None or c['p'] < 0.05
+    if kind == 'at_least':
+        if lo >= v: return 'reproduced', 'our whole interval lies at or above it'
+        if hi < v: return 'not reproduced', 'our whole interval lies below it'
+        return 'inconclusive', 'our interval straddles it'
+    side = np.sign(v)                                    # a reported difference of 0 has no side
+    if kind == 'value' and not lo <= v <= hi: return 'not reproduced', 'our interval excludes it'
+    if side and (lo > 0 if side > 0 else hi < 0):
+        if held: return 'reproduced', ('our interval holds it and excludes zero' if kind == 'value'
+                                       else 'our interval lies on its side of zero')
+        return 'inconclusive', f"the interval excludes zero, but not after Holm (p {fmt_p(c['p'])})"
+    if kind == 'direction':
+        if hi < 0 if side > 0 else lo > 0: return 'not reproduced', 'our interval lies on the other side of zero'
+        return 'inconclusive', 'our interval contains zero'
+    return ('reproduced', 'our interval holds it') if v == 0 else ('inconclusive', 'our interval holds it and zero')
+
+# %% ../nbs/10_report.ipynb
+def ledger(results_dir,  # results/<profile>
+          ) -> list:
+    "The claim rows of every registered experiment that has records under `results_dir`, each with its verdict."
+    registry, records = experiments(), load_results(results_dir)[0]
+    rows = [c for name, ex in registry.items() if ex.claims and name in records
+            for c in ex.claims([r for _, r in records[name]])]
+    return [{**c, 'verdict': v, 'reason': why} for c in rows for v, why in [verdict(c)]]
+
+# %% ../nbs/10_report.ipynb
+def fmt_ours(c: dict,  # a `claim` row
+            ) -> str:
+    "Our estimate of a `claim` row in its unit: the mean, the 95% interval, n and the Holm p where it has one."
+    o = c['ours']
+    if c['kind'] == 'every': return f"{o['k']} of {o['n']} runs"
+    fmt = {'pp': lambda x: f"{pp(x)} pp", 'acc': lambda x: f"{x:.4f}", 'rho': lambda x: f"{x:+.3f}"}[c['unit']]
+    f = lambda x: fmt(x) if np.isfinite(x) else '-'
+    p = '' if c['p'] is None else f", Holm p {fmt_p(c['p'])}"
+    return f"{f(o['mean'])} [{f(o['ci'][0])}, {f(o['ci'][1])}], n={o['n']}{p}"
+
+# %% ../nbs/10_report.ipynb
+def _shared_runs(r: dict) -> dict:
+    "{run id: training seconds} of the shared training runs (under runs/<profile>/train/) a record names."
+    runs = [r[k] for k in ('run', 'fmce_run', 'pretrained') if isinstance(r.get(k), dict)] + list(r.get('runs', []))
+    return {x['id']: x['train_seconds'] for x in runs if '/train/' in str(x.get('dir', ''))}
+
+def compute_table(results_dir,  # results/<profile>
+                 ) -> list:
+    "Markdown rows: per experiment its cells and hours, the shared training runs it reads and theirs; the total."
+    records, L, every = load_results(results_dir)[0], [], {}
+    hours = lambda s: f"{s / 3600:.1f}"
+    for name, rs in records.items():
+        cell_s = sum(float(json.loads((cell/'status.json').read_text()).get('seconds', 0)) for cell, _ in rs)
+        runs = {k: v for _, r in rs for k, v in _shared_runs(r).items()}
+        every.update(runs); every.setdefault(('cells',), 0); every[('cells',)] += cell_s
+        L.append(f"| {name} | {len(rs)} | {hours(cell_s)} | {len(runs)} | {hours(sum(runs.values()))} |")
+    cells = every.pop(('cells',), 0)
+    head = ['| experiment | cells | cell hours | shared training runs | their hours |', '|---|---|---|---|---|']
+    return head + L + [f"| all, each run once | {sum(map(len, records.values()))} | {hours(cells)} | {len(every)} | "
+                       f"{hours(sum(every.values()))} |"]
+
+# %% ../nbs/10_report.ipynb
+def render_claims(results_dir,  # results/<profile>
+                  out,          # the Markdown file to write (results/CLAIMS.md for the cpu profile)
+                 ) -> Path:
+    "Write the claim ledger of the records under `results_dir` to `out`."
+    results_dir, rows = Path(results_dir), ledger(results_dir)
+    count = lambda rs: ', '.join(f"{sum(r['verdict'] == v for r in rs)} {v}" for v in VERDICTS)
+    L = ['# The papers\' claims, and what we measured', '',
+         f"Generated by `fmce-repro --report-only` from the records under `results/{results_dir.name}/` and the papers' "
+         "numbers in `data/paper_values.json`; `reports/` holds every table behind it. "
+         f"{len(rows)} claims: {count(rows)}.", '', '## The rule', '', *VERDICT_RULE, '', '## The claims', '',
+         '| paper | claim | where | the paper | ours [95% CI] | verdict | why | protocol | command |',
+         '|---|---|---|---|---|---|---|---|---|']
+    L += [f"| {c['paper']} | {c['what']} | {c['where']} | {c['paper_text']} | {fmt_ours(c)} | **{c['verdict']}** | "
+          f"{c['reason']} | {c['protocol']} | `{c['command']}` |" for c in rows]
+    L += ['', '## What the seeds change', ''] + [f"- **{ex.title}**: {ex.variability}" for name, ex in
+                                                 experiments().items() if ex.claims and ex.variability]
+    L += ['', '## Compute', '', 'On the machine the records name (two CPU cores unless one says otherwise):', '',
+          *compute_table(results_dir)]
+    text, out = '\n'.join(L) + '\n', Path(out)
+    # unchanged records leave the file untouched: a second batch rewrites nothing under results/
+    if not (out.exists() and out.read_text() == text): atomic_write(out, lambda p: Path(p).write_text(text))
+    return out
+
+# %% ../nbs/10_report.ipynb
+def claims_summary(profile: str = 'cpu',  # whose records
+                   root=None,             # the checkout (None: `find_repo()`)
+                  ) -> Markdown:
+    "A line per paper: how many of its claims the ledger finds reproduced, not reproduced and inconclusive."
+    root = find_repo() if root is None else Path(root)
+    rows = ledger(root/'results'/profile)
+    papers = list(dict.fromkeys(r['paper'] for r in rows))
+    count = lambda p, v: sum(r['verdict'] == v for r in rows if r['paper'] == p)
+    return Markdown('\n'.join(f"- **{p}**: " + ', '.join(f"{count(p, v)} {v}" for v in VERDICTS) for p in papers))

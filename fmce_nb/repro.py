@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 
 from .runs import (TrainConfig, MarkerSettings, Run, run_id, run_markers, short_hash, write_json)
-from .report import find_repo, render_report
+from .report import find_repo, render_report, render_claims
 from .experiment import PROFILES, experiments, profile_grid
 from .data import STAND_IN
 
@@ -341,8 +341,10 @@ def _print_plan(pl: Plan, root: Path, out=print):
 def report(profile: str,  # the profile whose records are read
            root,          # where results/, reports/ and figures/ are
           ) -> Path:
-    "Render `reports/<profile>.md` and `figures/<profile>/` from the records under `results/<profile>/`."
+    """Render `reports/<profile>.md`, `figures/<profile>/` and the claim ledger (`results/CLAIMS.md` for the cpu
+    profile, `results/CLAIMS-<profile>.md` for another) from the records under `results/<profile>/`."""
     root = Path(root)
+    render_claims(root/'results'/profile, root/'results'/('CLAIMS.md' if profile == 'cpu' else f'CLAIMS-{profile}.md'))
     return render_report(root/'results'/profile, root/'reports'/f'{profile}.md', root/'figures'/profile,
                          title=f'fmce_nb results: {profile} profile')
 

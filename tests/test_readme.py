@@ -51,3 +51,24 @@ def test_what_we_found_is_what_the_committed_records_say():
     lines = [l for l in text[start:text.index('\n## ', start + 3)].splitlines() if l.startswith('- **')]
     assert 3 <= len(lines) <= 6                    # a line per experiment the README leads with
     assert '\n'.join(lines) == findings(names)
+
+
+def test_the_claim_ledger_is_what_the_committed_records_say(tmp_path):
+    "results/CLAIMS.md is `render_claims` of the records in results/cpu/, regenerated here; every row has a verdict and a reason."
+    from fmce_nb.report import render_claims, VERDICTS
+    fresh = render_claims(ROOT/'results'/'cpu', tmp_path/'CLAIMS.md').read_text()
+    assert (ROOT/'results'/'CLAIMS.md').read_text() == fresh, "rerun `fmce-repro --profile cpu --report-only`"
+    rows = [l for l in fresh.splitlines() if l.startswith('| FMCE') or l.startswith('| FR-PT')]
+    assert len(rows) >= 10
+    for row in rows:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        assert cells[5].strip('*') in VERDICTS and cells[6], row            # the verdict, then its reason
+
+
+def test_the_readme_leads_with_the_ledgers_counts():
+    "The README's first findings are the ledger's counts per paper, as `claims_summary` gives them from the records."
+    from fmce_nb.report import claims_summary
+    text = (ROOT/'README.md').read_text()
+    summary = str(claims_summary())
+    assert summary and summary in text and 'results/CLAIMS.md' in text
+    assert text.index(summary) < text.index('## What we found\n')

@@ -125,6 +125,8 @@ def test_smoke_trains_each_distinct_config_once_and_a_second_call_trains_nothing
     report = (tmp_path/'reports'/'smoke.md').read_text()
     assert '## FMCE Table I' in report and '## FMCE Table II' in report and '## FMCE at scale' in report and 'transfer to another run' in report
     assert '## FMCE beyond the paper: the module map' in report and '## Grad-CAM' in report and '## FMCE-Net++' in report and '## FR-PT' in report
+    ledger = (tmp_path/'results'/'CLAIMS-smoke.md').read_text()         # the smoke records' claim ledger
+    assert '## The claims' in ledger and '| FMCE | training converges' in ledger and '--profile smoke --only' in ledger
     dry = repro_here(*smoke.args, '--dry-run').stdout
     assert 'training runs (under' in dry and 'analysis cells (under' in dry
     assert dry.count('[done]') == 3 and dry.count('[done  ]') == 20

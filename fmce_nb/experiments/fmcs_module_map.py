@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, group_by_config,
                             fmt_mean_std,
-                            dagger, notebook_links)
+                            dagger, notebook_links, readable)
 
 # %% ../../nbs/experiments/fmcs_module_map.ipynb
 _MODULE = {'type': 'object',
@@ -82,7 +82,8 @@ def _orders(g: list) -> str:
                     f"the modules mature bottom-up (none before the one below it) in "
                     f"{sum(_bottom_up([m['mature_phase'] for m in r['modules']]) for r in g)} of {len(g)} "
                     "seeds")
-    return (f"- {c['dataset']} ({_n_train(g)} training images), {c['arch']}{dagger(g)}: {by_threshold}. "
+    return (f"- {readable(c['dataset'])} ({_n_train(g)} training images), {readable(c['arch'])}{dagger(g)}: "
+            f"{by_threshold}. "
             "The CKA to the final checkpoint at "
             "phase 1 falls (or "
             f"stays) from each module to the one above in {cka_up} of {len(g)} seeds (mean: "
@@ -140,7 +141,7 @@ def figures(recs: list, figures_dir) -> list:
                                            for k in ('recall_per_phase', 'cka_to_final')}}
                 for i, m in enumerate(g[0]['modules'])]
         fig, ax = plt.subplots(1, 2, figsize=(13, 0.8 * len(rows) + 2.2))
-        plot_module_map(rows, f"{c['arch']} on {c['dataset']}, mean of {len(g)} seeds", ax)
+        plot_module_map(rows, f"{readable(c['arch'])} on {readable(c['dataset'])}, mean of {len(g)} seeds", ax)
         fig.tight_layout()
         out.append(figures_dir/f"module_map-{c['dataset']}-{c['arch']}.png"); fig.savefig(out[-1], dpi=90)
         plt.close(fig)

@@ -5,14 +5,17 @@
 # %% auto 0
 __all__ = ['CONTROLS', 'MEMORIZATION', 'SCHEMA', 'CHEAP', 'SHUFFLE', 'PRIMARY', 'GAIN', 'LATE_HIGH', 'LATE_LOW', 'LEAK_LABEL',
            'NEAR_CHANCE', 'LATE', 'GRIDS', 'experiment', 'primary', 'verdicts', 'secondary', 'section', 'finding',
-           'figures']
+           'claims', 'figures']
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+from pathlib import Path
 import numpy as np
 from ..experiment import Experiment, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER,
                             group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, interval_reading,
-                            notebook_links, dagger, paper_table)
+                            notebook_links, dagger, paper_table, fmt_p, forest_figure, readable, claim,
+                            run_protocol, mean_ci)
+from .table2_fmcs import paper_floor
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 _LIST = {'type': 'array', 'items': NUMBER}
@@ -90,18 +93,18 @@ def verdicts(recs: list) -> list:
         (_, hi, lo), d, p = next(x for x in fam if x[0][0] == arch and x[0][2] is not None)
         (_, n_leak, _), dl, pl = next(x for x in fam if x[0][0] == arch and x[0][2] is None)
         if d['n'] < 2 or dl['n'] < 2:
-            L.append(f"- {arch}: not measured yet ({d['n']} paired seeds across sizes, {dl['n']} at "
+            L.append(f"- {readable(arch)}: not measured yet ({d['n']} paired seeds across sizes, {dl['n']} at "
                      f"{n_leak:,}).")
             continue
         late, g = _MEAN(_LATE, _at(pts, arch, hi)), _at(pts, arch, n_leak)
-        L.append(f"- {arch}, FMCE-Net image-split accuracy at {hi:,} minus at {lo:,} images: {diff_cell(d)}, "
-                 f"Holm p {p:.3f}; late-phase recall at {hi:,}: {late:.2f}. "
+        L.append(f"- {readable(arch)}, FMCE-Net image-split accuracy at {hi:,} minus at {lo:,} images: {diff_cell(d)}, "
+                 f"Holm p {fmt_p(p)}; late-phase recall at {hi:,}: {late:.2f}. "
                  f"Verdict: **{_scale_verdict(d, p, late)}**.")
         chance = 1 / next(iter(g.values()))['K']
         lab_p, lab_i = _MEAN(_CTRL('paper', 'image_label'), g), _MEAN(_CTRL('image', 'image_label'), g)
         leak = (pl < 0.05 and dl['mean'] >= GAIN and lab_p - chance >= LEAK_LABEL
                 and abs(lab_i - chance) <= NEAR_CHANCE)
-        L.append(f"- {arch} at {n_leak:,}: paper split minus image split {diff_cell(dl)}, Holm p {pl:.3f}; "
+        L.append(f"- {readable(arch)} at {n_leak:,}: paper split minus image split {diff_cell(dl)}, Holm p {fmt_p(pl)}; "
                  f"image labels {lab_p:.3f} on the paper split, {lab_i:.3f} on the image split "
                  f"(chance {chance:.2f}). "
                  f"Verdict: **{'the paper split leaks image identity' if leak else 'no leak by the rule'}**.")
@@ -145,7 +148,6 @@ _HEAD = ('Mean ± std over seeds. Memorization at E_K: test top-1, train minus t
 
 def section(recs: list) -> list:
     "The report's scale study: a row per backbone and size, the pre-registered family, the verdicts, the rest."
-    fmt = lambda x: f"{x:.3f}" if np.isfinite(x) else '-'
     L = ['## FMCE at scale: Table II over the training-set size, with leak controls', '', _HEAD, '',
          '| backbone | n_train | FMCE images | seeds | test top-1 | train - test | train loss | E_K - floor | '
          'weight change | CKA K-1,K | FMCE-Net image | FMCE-Net paper | late recall | LR mean+std image | '
@@ -156,7 +158,7 @@ def section(recs: list) -> list:
           '|---|---|---|---|---|---|']
     for (arch, n, other), d, p in primary(recs):
         what = f"image split, {n:,} minus {other:,}" if other else f"{n:,}: paper split minus image split"
-        L.append(f"| {arch} | {what} | {diff_cell(d)} | {fmt(d['p'])} | {fmt(p)} | "
+        L.append(f"| {arch} | {what} | {diff_cell(d)} | {fmt_p(d['p'])} | {fmt_p(p)} | "
                  f"{interval_reading(d, p, 'the first', 'the second')} |")
     L += ['', *verdicts(recs), '', 'Secondary comparisons (paired by seed, 95% t-intervals, not adjusted):',
           '',
@@ -176,7 +178,8 @@ def _headline(pts: dict, arch: str) -> str:
     f = lambda g, get: fmt_mean_std([get(r) for r in g.values()])
     gap = lambda r: r['memorization']['train_minus_test']
     n_lo, n_hi, chance = keys[0][2], keys[-1][2], 1 / next(iter(lo.values()))['K']
-    return (f"- {arch} on {keys[0][0]}, augmented, {n_lo:,} to {n_hi:,} training images: FMCE-Net names the "
+    return (f"- {readable(arch)} on {readable(keys[0][0])}, augmented, {n_lo:,} to {n_hi:,} training images: FMCE-Net "
+            "names the "
             f"phase of maps of images it never saw with accuracy {f(lo, _ACC('image'))} at {n_lo:,} and "
             f"{f(hi, _ACC('image'))} at {n_hi:,} (chance {chance:.2f}; late-phase recall {f(hi, _LATE)}), while "
             f"train minus test top-1 falls from {f(lo, gap)} to {f(hi, gap)}; a logistic regression on channel "
@@ -189,7 +192,7 @@ def finding(recs: list) -> list:
     pts = _points(recs)
     sizes = lambda a: {k[2] for k in pts if k[1] == a and len(pts[k]) > 1}
     archs = [a for a in dict.fromkeys(k[1] for k in pts) if len(sizes(a)) > 1]
-    lines = [f"- {k[1]} at {k[2]:,} training images ({len(g)} seeds, {k[3]:,} images of maps): FMCE-Net "
+    lines = [f"- {readable(k[1])} at {k[2]:,} training images ({len(g)} seeds, {k[3]:,} images of maps): FMCE-Net "
              f"{fmt_mean_std([_ACC('image')(r) for r in g.values()])} on the image split, "
              f"{fmt_mean_std([_ACC('paper')(r) for r in g.values()])} on the paper split; late-phase recall "
              f"{fmt_mean_std([_LATE(r) for r in g.values()])}; train minus test top-1 "
@@ -198,9 +201,29 @@ def finding(recs: list) -> list:
     return [*(_headline(pts, a) for a in archs), *verdicts(recs), *lines]
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+def claims(recs: list) -> list:
+    "The ledger's rows at each backbone's largest size with two seeds: convergence and FMCE-Net on both splits."
+    pts, out, cmd = _points(recs), [], f"fmce-repro --profile {recs[0]['profile']} --only scale"
+    t1 = paper_table('fmce_table1')
+    for ds, arch in dict.fromkeys(k[:2] for k in pts):
+        keys = [k for k in _curve(pts, ds, arch) if len(pts[k]) > 1]
+        if not keys: continue
+        key = max(keys, key=lambda k: k[2]); g = list(pts[key].values())
+        proto = f"{run_protocol(g)}, augmented"
+        out.append(claim('FMCE', "training converges under the CQI rule within the epochs run",
+                         t1['where'].split(' (')[0], 'every', None, f"all {len(t1['rows'])} rows",
+                         {'k': sum(r['markers']['converged'] for r in g), 'n': len(g)},
+                         f"{proto}; CQI <= {g[0]['markers']['mu']:g}", cmd))
+        for split, what in (('paper', "on the paper's 3:1 split"), ('image', 'on images it never saw (our reading)')):
+            out.append(claim('FMCE', f"FMCE-Net reads a map's phase (its FMCS) {what}", 'Table II', 'at_least',
+                             *paper_floor(ds, arch), mean_ci([_ACC(split)(r) for r in g]),
+                             f"{proto}; {key[3]:,} images' maps", cmd, unit='acc'))
+    return out
+
+# %% ../../nbs/experiments/fmcs_scale.ipynb
 def figures(recs: list, figures_dir) -> list:
     """Accuracy against n_train per split (FMCE-Net, three controls, chance, the paper's range), and
-    FMCE-Net's recall per phase against n_train; one pair of figures per dataset."""
+    FMCE-Net's recall per phase against n_train, one pair per dataset; the forest plot of every comparison."""
     import matplotlib.pyplot as plt
     pts, out, t2 = _points(recs), [], paper_table('fmce_table2')
     for ds in dict.fromkeys(k[0] for k in pts):
@@ -226,7 +249,7 @@ def figures(recs: list, figures_dir) -> list:
         axes[1].legend(fontsize=6, loc='lower right')
         out.append(figures_dir/f"scale-{ds}-accuracy.png"); fig.tight_layout(); fig.savefig(out[-1], dpi=100)
         plt.close(fig); out.append(_recall_figure(pts, ds, figures_dir))
-    return out
+    return out + [_forest(recs, figures_dir/'scale-forest.png')]
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 def _curve(pts: dict, ds: str, arch: str) -> list:
@@ -253,6 +276,22 @@ def _recall_figure(pts: dict, ds: str, figures_dir):
     return path
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+def _what(arch: str, n: int, other: int | None) -> str:
+    "A primary comparison in words: 'small CNN, image split: 16,000 minus 1,000 images'."
+    return (f"{readable(arch)}, image split: {n:,} minus {other:,} images" if other else
+            f"{readable(arch)} at {n:,}: paper split minus image split")
+
+def _forest(recs: list, path) -> Path:
+    """The forest plot of the pre-registered family (Holm p) and, per backbone, of the secondary comparisons at
+    every point with two seeds or more (intervals only, no family)."""
+    panels = {f"primary, fixed before the runs (Holm over {len(PRIMARY)})":
+              [(_what(*e), d, p, None) for e, d, p in primary(recs)]}
+    for k, split, what, d in secondary(recs):
+        panels.setdefault(f"{readable(k[1])} on {readable(k[0])}, secondary (no family)", []).append(
+            (f"{k[2]:,}, {split} split: {what}", d, None, None))
+    return forest_figure(panels, path, "FMCE at scale: paired differences of test accuracy by seed")
+
+# %% ../../nbs/experiments/fmcs_scale.ipynb
 _SCALE = dict(SCALE_RUN, fmcs_images=1000, net_max_epochs=40, patience=4, control_max_iter=100)
 GRIDS = {
     'smoke': [{}],
@@ -267,4 +306,7 @@ GRIDS = {
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 experiment = Experiment('scale', 'fmcs_scale.ipynb', 'FMCE at scale: Table II over the training-set size',
-                        SCHEMA, section, GRIDS, figures=figures, finding=finding)
+                        SCHEMA, section, GRIDS, figures=figures, finding=finding, claims=claims,
+                        variability="a seed draws the run's training and test subsets and sets its initial "
+                                    "weights, batch order and augmentation, and seeds FMCE-Net's initialization and "
+                                    "the maps' splits")

@@ -9,7 +9,7 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding']
 from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, PAPER_EPOCHS
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER,
                             mean_std,
-                            fmt_mean_std, dagger, notebook_links, paired_diff_ci, diff_words)
+                            fmt_mean_std, dagger, notebook_links, paired_diff_ci, diff_words, readable)
 
 # %% ../../nbs/experiments/fmcs_transfer.ipynb
 _TEST = {'type': 'object',
@@ -79,7 +79,7 @@ def section(recs: list) -> list:
 def finding(recs: list) -> list:
     """What the transfer test found, as Markdown: leave-one-run-out accuracy against chance (the headline),
     one run to another, the largest predicted share."""
-    ds = lambda r: r['run']['config']['dataset']
+    ds = lambda r: readable(r['run']['config']['dataset'])
     acc = lambda tests: fmt_mean_std([t['accuracy'] for t in tests])
     loo_vs_chance = lambda r: paired_diff_ci([t['accuracy'] for t in r['leave_one_out']],
                                              [1 / r['K']] * len(r['leave_one_out']))
@@ -96,7 +96,7 @@ def finding(recs: list) -> list:
          "predictor takes 1.00).",
          '', '| dataset | backbone | maps | leave one run out | one run to another | chance | paper |',
          '|---|---|---|---|---|---|---|']
-    L += [f"| {ds(r)} | {r['run']['config']['arch']} | {'x'.join(map(str, r['feature_shape']))} | "
+    L += [f"| {ds(r)} | {readable(r['run']['config']['arch'])} | {'x'.join(map(str, r['feature_shape']))} | "
           f"{acc(r['leave_one_out'])} | "
           f"{acc(_by_train_run(r['single_run']))} | {1 / r['K']:.2f} | no such test |" for r in recs]
     return L

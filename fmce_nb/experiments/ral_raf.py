@@ -5,17 +5,20 @@
 # %% ../../nbs/experiments/ral_raf.ipynb 19
 from __future__ import annotations
 from collections import defaultdict
+from pathlib import Path
 import numpy as np
 from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, SCALE_RUN, grid
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std,
                             fmt_mean_std,
                             paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
+                            forest_figure, readable,
+                            claim,
                             holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp,
                             fmt_p)
 
 # %% auto 0
 __all__ = ['SCHEMA', 'POOLED', 'POOLED_RUNS', 'POOLED_SEEDS', 'POOLED_SECONDARY', 'PRIMARY', 'RAF_PAPER', 'GRIDS', 'experiment',
-           'section', 'finding', 'figures']
+           'section', 'finding', 'claims', 'figures']
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 SCHEMA = record_schema('ral',
@@ -167,7 +170,7 @@ def _pooled_head(key: tuple, by: dict) -> str:
         w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {fmt_p(p)}"
         if b == 'RAF 1' and (g := _paper_diff(arch, ds, a)) is not None:
             inside = d['ci'][0] <= g <= d['ci'][1]
-            w += (f"; the paper's row for {ds} ({100 * g:+.2f} pp) lies {'inside' if inside else 'outside'} "
+            w += (f"; the paper's row for {readable(ds)} ({100 * g:+.2f} pp) lies {'inside' if inside else 'outside'} "
                   "our interval")
         if d['n'] > 1 and d['ci'][0] <= 0 <= d['ci'][1]:
             w += f"; for these starts, gains above {pp(d['ci'][1])} pp are excluded"
@@ -176,7 +179,8 @@ def _pooled_head(key: tuple, by: dict) -> str:
     so_far = ('' if len(starts) == R and set(seeds) == {S} else
               f"; an interim reading: {' and '.join(map(str, seeds))} of the {S} seeds "
               f"on {len(starts)} of the {R} FMCE runs")
-    return (f"- Fine-tuned with RAL from runs that do not memorize ({arch} on {ds}, {n:,} training images, "
+    return (f"- Fine-tuned with RAL from runs that do not memorize ({readable(arch)} on {readable(ds)}, {n:,} "
+            "training images, "
             f"pre-registered for {R} FMCE runs x {S} seeds, blocked by FMCE run{so_far}): "
             + '; '.join(words) + '.')
 
@@ -341,11 +345,41 @@ def finding(recs: list) -> list:
     for (ds, arch, size, n_train, fmce, reading), by in _groups(recs).items():
         prim = [(lab, v) for lab, v in _compared(by, reading).items() if v[1] == 'primary']
         gain = lambda lab: f" (the paper's row: {g})" if (g := _paper_gain(arch, ds, lab)) else ''
-        if prim: head.append(f"- Fine-tuned with RAL ({arch} on {ds}, pre-registered, {prim[0][1][2]['n']} "
+        if prim: head.append(f"- Fine-tuned with RAL ({readable(arch)} on {readable(ds)}, pre-registered, {prim[0][1][2]['n']} "
                              "paired seeds): " + '; '.join(
             f"{lab} against RAF 1, {diff_words(d)}, Holm p {fmt_p(p)}{gain(lab)}" for lab, (b, fam, d, p) in prim) + '.')
-        L += [f"**{arch} on {ds}, {_READING[reading]}**", ''] + _table(by, reading) + _findings(by, reading)
+        L += [f"**{readable(arch)} on {readable(ds)}, {_READING[reading]}**", ''] + _table(by, reading) + _findings(by, reading)
     return head + [''] * bool(head) + L
+
+# %% ../../nbs/experiments/ral_raf.ipynb
+def _ral_protocol(rs: list) -> str:
+    "The fine-tuning protocol in a few words: the FMCE runs it starts from, its epochs and seeds."
+    c, f = rs[0]['run']['config'], rs[0]['fmce_run']
+    starts = len({r['fmce_run']['id'] for r in rs})
+    return (f"{readable(c['arch'])} on {readable(c['dataset'])}, {f['n_train']:,} training images at "
+            f"{c['size']} px: {starts} FMCE run{'s' * (starts > 1)} of {f['config']['epochs']} epochs, each fine-tuned "
+            f"{c['epochs']} epochs from E_K, up to {len({r['run']['config']['seed'] for r in rs})} seeds")
+
+def claims(recs: list) -> list:
+    "The ledger's rows: RAF 0.95 and 0.9 against RAF 1, RAF 0's collapse, the oracle against an untrained head."
+    where, out = paper_table('fmcepp_table1')['where'].split(' (')[0], []
+    cmd = f"fmce-repro --profile {recs[0]['profile']} --only ral"
+    def row(a, b, d, p, arch, ds, proto):
+        g = _paper_diff(arch, ds, a) if b == 'RAF 1' else None
+        what = 'RAF 0 (RAL alone) collapses' if a == 'RAF 0' else f"{_named(a)} minus RAF 1 (the RAF sweep's gain)"
+        if g is not None: return claim('FMCE-Net++', what, where, 'value', g, f"{100 * g:+.2f} pp", d, proto, cmd, p=p)
+        if 'untrained' in b: return claim('FMCE-Net++', "the trained FMCE-Net's signal helps: the oracle beats an "
+                                          'untrained head', "the method's premise", 'direction', 1,
+                                          'better (no number)', d, proto, cmd, p=p)
+    for (ds, arch, _), by in _by_start(recs).items():
+        proto = _ral_protocol([r for rs in by.values() for r in rs.values()])
+        out += [row(a, b, d, p, arch, ds, proto) for a, b, d, p in _pooled_family(by, POOLED[(ds, arch, _)])]
+    for (ds, arch, size, n, fmce, reading), by in _groups(recs).items():
+        if reading != 'finetune' or (ds, arch, n) in POOLED: continue
+        proto = _ral_protocol([r for rs in by.values() for r in rs.values()])
+        out += [row(lab, b, d, p, arch, ds, proto) for lab, (b, fam, d, p) in _compared(by, reading).items()
+                if fam == 'primary' or lab == 'RAF 0']
+    return [c for c in out if c]
 
 # %% ../../nbs/experiments/ral_raf.ipynb
 def _fig_accuracy(ax, by: dict, best: str, title: str):
@@ -377,9 +411,32 @@ def _fig_cams(by: dict, size: int, title: str):
                     [lab.replace('label smoothing', 'LS').replace(', ', ',\n') for lab in seed0], title=title)
 
 # %% ../../nbs/experiments/ral_raf.ipynb
+def _forest_panels(by: dict, reading: str) -> dict:
+    "{family (Holm over n): forest rows} of one FMCE run and reading, each RAF against RAF 1 beside the paper's."
+    c = any_record(by)['run']['config']
+    fams = defaultdict(list)
+    for lab, (b, fam, d, p) in _compared(by, reading).items():
+        fams[fam].append((f"{_named(lab)} minus {_named(b)}", d, p,
+                          _paper_diff(c['arch'], c['dataset'], lab) if b == 'RAF 1' else None))
+    return {f"{fam} (Holm over {len(rows)})": rows for fam, rows in fams.items()}
+
+def _pooled_forest(key: tuple, by: dict, path) -> Path:
+    "The forest plot of a pooled design: its primary family, its secondary one, each arm against its start."
+    ds, arch, n = key
+    fam = lambda f: [(f"{_named(a)} minus {_named(b)}", d, p, _paper_diff(arch, ds, a) if b == 'RAF 1' else None)
+                     for a, b, d, p in f]
+    prim, sec = fam(_pooled_family(by, POOLED[key])), fam(_pooled_secondary(key, by))
+    panels = {f"primary, fixed before the runs (Holm over {len(prim)})": prim,
+              f"secondary (Holm over {len(sec)})": sec,
+              "each arm minus its start (no family)": [(_named(lab), d, None, None)
+                                                      for lab, d in _against_start(by).items()]}
+    return forest_figure(panels, path, f"FMCE-Net++ fine-tuned: {readable(arch)} on {readable(ds)}, {n:,} images, "
+                                       "blocked by FMCE run (red diamond: the paper's difference)")
+
+# %% ../../nbs/experiments/ral_raf.ipynb
 def figures(recs: list, figures_dir) -> list:
-    """Figures 1, 3, 5-6 of FMCE-Net++ and the localization per method, for each FMCE run and reading;
-    returns their paths."""
+    """Figures 1, 5-6 of FMCE-Net++, the forest plot of its comparisons and the localization per method, for each
+    FMCE run and reading, and a forest plot per pooled design; returns their paths."""
     import matplotlib.pyplot as plt
     out = []
     def save(fig, name): out.append(figures_dir/name); fig.tight_layout(); fig.savefig(out[-1], dpi=100); plt.close(fig)
@@ -391,12 +448,10 @@ def figures(recs: list, figures_dir) -> list:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         _fig_accuracy(ax, by, best, f'{arch} on {ds}, {reading}\nmean ± std over seeds')
         save(fig, f"{stem}-fig1_accuracy.png")
-        fig, ax = plt.subplots(figsize=(9, 3.8))
-        bars(ax, {lab: [r['run']['top1'] for r in rs.values()] for lab, rs in by.items()},
-             color=['tab:blue' if lab == 'RAF 1' else 'tab:orange' if lab == best else 'tab:gray' for lab in by])
-        ax.set(ylabel='test top-1', ylim=(0, 1), title=f'{arch} on {ds}, {reading}: mean ± std over seeds '
-                                                       '(blue: RAF 1)')
-        save(fig, f"{stem}-fig3_raf_bars.png")
+        if panels := _forest_panels(by, reading):
+            out.append(forest_figure(panels, figures_dir/f"{stem}-forest.png", f"FMCE-Net++: {readable(arch)} on "
+                                     f"{readable(ds)}, {reading}, test top-1 paired by seed (red diamond: the "
+                                     "paper)"))
         layer = any_record(by)['params']['layer']
         save(
             _fig_cams(by, size, f"Grad-CAM ({layer}) of {arch} on {ds}, {reading}, per method, lowest seed"),
@@ -406,6 +461,8 @@ def figures(recs: list, figures_dir) -> list:
         ax.set(ylabel='top-10% CAM mass', ylim=(0, 1),
                title=f'{arch} on {ds}: final weights, mean ± std over seeds')
         save(fig, f"{stem}-localization.png")
+    for key, by in _by_start(recs).items():
+        out.append(_pooled_forest(key, by, figures_dir/f"ral-{key[0]}-{key[1]}-{key[2]}-pooled-forest.png"))
     return out
 
 # %% ../../nbs/experiments/ral_raf.ipynb
@@ -460,4 +517,6 @@ GRIDS = {
 # %% ../../nbs/experiments/ral_raf.ipynb
 experiment = Experiment('ral', 'ral_raf.ipynb', 'FMCE-Net++ Table I: the RAF sweep', SCHEMA, section, GRIDS,
                         runs={'fmce_run_dir': 'fmce_seed'}, figures=figures, finding=finding,
-                        added={'fmcs_images': None})
+                        added={'fmcs_images': None}, claims=claims,
+                        variability="a seed sets the fine-tuning's batch order, augmentation and validation split; "
+                                    "the FMCE run's seed sets its start and its oracle (blocked in the pooled design)")
