@@ -1,4 +1,4 @@
-"""The committed notebooks as a reader sees them: outputs without temporary paths, commit hashes, timings or
+"""The committed notebooks as a reader sees them: outputs without temporary paths, commit or weights hashes, timings or
 17-digit floats; code cells of at most 40 lines, export cells of one public definition; each experiment in one notebook that
 the registry names."""
 import ast, json, re
@@ -11,7 +11,8 @@ NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not i
 BAD_OUTPUT = {'a temporary path': re.compile(r'/tmp/|/var/folders/'),
               'a commit hash': re.compile(r'\b[0-9a-f]{40}\b'),
               'a float with 12 or more decimals': re.compile(r'\d\.\d{12,}'),
-              'a timing': re.compile(r'\(\d+(\.\d+)?s\)|\b\d+\.\d+s\b')}
+              'a timing': re.compile(r'\(\d+(\.\d+)?s\)|\b\d+\.\d+s\b|\b\d+(\.\d+)? s\b'),
+              'a weights hash': re.compile(r'\b[0-9a-f]{12}\b')}
 
 
 def cells(path, kind='code'):

@@ -129,7 +129,6 @@ def _about(by: dict) -> list:
     # one store per pretrained run
     tg = list({r['pretrained']['id']: r['targets'] for rs in by.values() for r in rs.values()
                if 'targets' in r and not _label(r).startswith('own')}.values())
-    post = [r['run']['train_seconds'] for rs in by.values() for r in rs.values()]
     L = [f"Pretrained runs ({len(pre)}, each seed's own where the grid pairs them): top-1 "
          f"{fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
          f"{len(ek)} of {len(pre)} converged (CQI of the training loss <= "
@@ -139,9 +138,8 @@ def _about(by: dict) -> list:
         L.append(f"Targets: reversed {', '.join(tg[0]['reversed']) or 'nothing (the logits)'}; they differ "
                  "from the pretrained "
                  f"feature for {fmt_mean_std([t['moved'] for t in tg], 3)} of the training images, by "
-                 f"{fmt_mean_std([t['distance_moved'] for t in tg], 3)} of its norm where they do; built in "
-                 f"{fmt_mean_std([t['seconds'] for t in tg], 1)} s per store.")
-    L.append(f"Post-training: {r0.get('steps', '?')} steps, {fmt_mean_std(post, 1)} s of training per cell. "
+                 f"{fmt_mean_std([t['distance_moved'] for t in tg], 3)} of its norm where they do.")
+    L.append(f"Post-training: {r0.get('steps', '?')} steps (the compute is in results/CLAIMS.md). "
              f"Protocol of one cell: {r0['protocol']}.")
     return [' '.join(L), '']
 
