@@ -683,7 +683,7 @@ def compute_table(results_dir,  # results/<profile>
                  ) -> list:
     "Markdown rows: per experiment its cells and hours, the shared training runs it reads and theirs; the total."
     records, L, every = load_results(results_dir)[0], [], {}
-    hours = lambda s: f"{s / 3600:.1f}"
+    hours = lambda s: f"{s / 3600:.2f}"
     for name, rs in records.items():
         cell_s = sum(float(json.loads((cell/'status.json').read_text()).get('seconds', 0)) for cell, _ in rs)
         runs = {k: v for _, r in rs for k, v in _shared_runs(r).items()}
@@ -709,8 +709,13 @@ def render_claims(results_dir,  # results/<profile>
          '|---|---|---|---|---|---|---|---|---|']
     L += [f"| {c['paper']} | {c['what']} | {c['where']} | {c['paper_text']} | {fmt_ours(c)} | **{c['verdict']}** | "
           f"{c['reason']} | {c['protocol']} | `{c['command']}` |" for c in rows]
-    L += ['', '## What the seeds change', ''] + [f"- **{ex.title}**: {ex.variability}" for name, ex in
-                                                 experiments().items() if ex.claims and ex.variability]
+    exs = [ex for name, ex in experiments().items() if ex.claims and any((results_dir/name).glob('*/results.json'))]
+    L += ['', '## What the seeds change', ''] + [f"- **{ex.title}**: {ex.variability}" for ex in exs if ex.variability]
+    dep = {}
+    for ex in exs:
+        for d in ex.departures: dep.setdefault(d, []).append(ex.title)
+    L += ['', "## Departures from the papers' protocols, and why", ''] + [f"- {d} ({'; '.join(t)})."
+                                                                         for d, t in dep.items()]
     L += ['', '## Compute', '', 'On the machine the records name (two CPU cores unless one says otherwise):', '',
           *compute_table(results_dir)]
     text, out = '\n'.join(L) + '\n', Path(out)

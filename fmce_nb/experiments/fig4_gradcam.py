@@ -7,7 +7,8 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding', 'claims']
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 from collections import defaultdict
-from ..experiment import Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, SCALE_RUN, grid
+from ..experiment import (Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, SCALE_RUN, grid,
+                                CPU_DEPARTURES)
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, hierarchical_ci,
                             fmt_mean_std,
                             dagger, notebook_links, group_by_config, claim, run_protocol, readable)
@@ -146,6 +147,9 @@ GRIDS = {
 experiment = Experiment('gradcam', 'fig4_gradcam.ipynb', 'FMCE Figures 4-6: Grad-CAM across the phases',
                         SCHEMA, section, GRIDS,
                         finding=finding, claims=claims,
+                        departures=CPU_DEPARTURES + (
+                            "Figure 4's 'localize' measured as each image's Spearman trend of the top-10% CAM mass over "
+                            "the phases, where the paper shows CAMs without a measure",),
                         variability="a seed draws the run's training and test subsets and sets its initial "
                                     "weights, batch order and augmentation; the images measured are the run's test "
                                     "images")

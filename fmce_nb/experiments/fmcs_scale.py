@@ -10,7 +10,7 @@ __all__ = ['CONTROLS', 'MEMORIZATION', 'SCHEMA', 'CHEAP', 'SHUFFLE', 'PRIMARY', 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 from pathlib import Path
 import numpy as np
-from ..experiment import Experiment, SCALE_RUN, grid
+from ..experiment import Experiment, SCALE_RUN, grid, CPU_DEPARTURES
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, NUMBER, INTEGER,
                             group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, interval_reading,
                             notebook_links, dagger, paper_table, fmt_p, forest_figure, readable, claim,
@@ -307,6 +307,13 @@ GRIDS = {
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 experiment = Experiment('scale', 'fmcs_scale.ipynb', 'FMCE at scale: Table II over the training-set size',
                         SCHEMA, section, GRIDS, figures=figures, finding=finding, claims=claims,
+                        departures=CPU_DEPARTURES[:1] + CPU_DEPARTURES[3:4] + (
+                            "FashionMNIST with the papers' augmentation (crop after padding, flip) at 1,000 to 60,000 "
+                            "training images: the training-set size is the factor studied",
+                            "a small CNN (4 x 4 maps) beside ShuffleNet v2: the cheapest backbone whose runs reach the "
+                            "full 60,000 images on two cores; ShuffleNet stops at 16,000 (one seed there)",
+                            "FMCE-Net trained on the maps of 1,000 images at every size, so that only the backbone's "
+                            "training changes"),
                         variability="a seed draws the run's training and test subsets and sets its initial "
                                     "weights, batch order and augmentation, and seeds FMCE-Net's initialization and "
                                     "the maps' splits")

@@ -6,7 +6,7 @@
 __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding', 'claims']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
-from ..experiment import Experiment, grid, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS
+from ..experiment import Experiment, grid, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, CPU_DEPARTURES
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, paper_table, group_by_config,
                             fmt_mean_std,
                             dagger, notebook_links, closest_paper_row, claim, run_protocol, readable)
@@ -142,6 +142,6 @@ GRIDS = {
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 experiment = Experiment('table1', 'table1_markers.ipynb', 'FMCE Table I: epoch markers', SCHEMA,
-                        section, GRIDS, finding=finding, claims=claims,
+                        section, GRIDS, finding=finding, claims=claims, departures=CPU_DEPARTURES,
                         variability="a seed draws the run's training and test subsets and sets its initial "
                                     "weights, batch order and augmentation")
