@@ -90,7 +90,8 @@ def _data(r: dict) -> str:
 
 def _reading(lo: float, hi: float) -> str:
     if hi < 0: return 'less localized as the FMCS rises'
-    return 'more localized as the FMCS rises' if lo > 0 else 'no trend the interval can tell from zero'
+    if lo > 0: return 'more localized as the FMCS rises'
+    return f"no detectable trend; trends beyond {max(-lo, hi):.3f} either way are excluded"
 
 def finding(recs: list) -> list:
     """What the Grad-CAM records found, as Markdown: the headline at the module output, then a sentence per
