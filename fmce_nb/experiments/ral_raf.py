@@ -168,7 +168,7 @@ def _pooled_head(key: tuple, by: dict) -> str:
     words = []
     for a, b, d, p in fam:
         w = f"{_named(a)} minus {_named(b)}: {diff_words(d)}, Holm p {fmt_p(p)}"
-        if b == 'RAF 1' and (g := _paper_diff(arch, ds, a)) is not None:
+        if (g := _paper_diff(arch, ds, a, b)) is not None:
             inside = d['ci'][0] <= g <= d['ci'][1]
             w += (f"; the paper's row for {readable(ds)} ({100 * g:+.2f} pp) lies {'inside' if inside else 'outside'} "
                   "our interval")
@@ -329,8 +329,10 @@ def _paper_gain(arch: str, dataset: str, lab: str) -> str:
     g = _paper_diff(arch, dataset, lab)
     return '' if g is None else f"{100 * g:+.2f} pp"
 
-def _paper_diff(arch: str, dataset: str, lab: str) -> float | None:
-    "The paper's printed accuracy of `lab` minus RAF 1's in its row for this backbone and dataset, or None."
+def _paper_diff(arch: str, dataset: str, lab: str, base: str = 'RAF 1') -> float | None:
+    """The paper's printed accuracy of `lab` minus RAF 1's in its row for this backbone and dataset; None where it
+    has none, or where `lab` is compared with anything but RAF 1 (the paper's table compares only that)."""
+    if base != 'RAF 1': return None
     row = closest_paper_row('fmcepp_table1', dataset, arch,
                             dataset_key='dataset_in_text', arch_key='arch_as_printed')
     acc, raf = (row or {}).get('acc_mean_std', {}), lab.split(',')[0].split()[-1]
@@ -365,7 +367,7 @@ def claims(recs: list) -> list:
     where, out = paper_table('fmcepp_table1')['where'].split(' (')[0], []
     cmd = f"fmce-repro --profile {recs[0]['profile']} --only ral"
     def row(a, b, d, p, arch, ds, proto):
-        g = _paper_diff(arch, ds, a) if b == 'RAF 1' else None
+        g = _paper_diff(arch, ds, a, b)
         what = 'RAF 0 (RAL alone) collapses' if a == 'RAF 0' else f"{_named(a)} minus RAF 1 (the RAF sweep's gain)"
         if g is not None: return claim('FMCE-Net++', what, where, 'value', g, f"{100 * g:+.2f} pp", d, proto, cmd, p=p)
         if 'untrained' in b: return claim('FMCE-Net++', "the trained FMCE-Net's signal helps: the oracle beats an "
@@ -417,14 +419,13 @@ def _forest_panels(by: dict, reading: str) -> dict:
     fams = defaultdict(list)
     for lab, (b, fam, d, p) in _compared(by, reading).items():
         fams[fam].append((f"{_named(lab)} minus {_named(b)}", d, p,
-                          _paper_diff(c['arch'], c['dataset'], lab) if b == 'RAF 1' else None))
+                          _paper_diff(c['arch'], c['dataset'], lab, b)))
     return {f"{fam} (Holm over {len(rows)})": rows for fam, rows in fams.items()}
 
 def _pooled_forest(key: tuple, by: dict, path) -> Path:
     "The forest plot of a pooled design: its primary family, its secondary one, each arm against its start."
     ds, arch, n = key
-    fam = lambda f: [(f"{_named(a)} minus {_named(b)}", d, p, _paper_diff(arch, ds, a) if b == 'RAF 1' else None)
-                     for a, b, d, p in f]
+    fam = lambda f: [(f"{_named(a)} minus {_named(b)}", d, p, _paper_diff(arch, ds, a, b)) for a, b, d, p in f]
     prim, sec = fam(_pooled_family(by, POOLED[key])), fam(_pooled_secondary(key, by))
     panels = {f"primary, fixed before the runs (Holm over {len(prim)})": prim,
               f"secondary (Holm over {len(sec)})": sec,
