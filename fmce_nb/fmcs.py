@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 from torch import nn
 from fastcore.basics import patch
@@ -21,7 +22,7 @@ from .checkpoints import Checkpoints, load_weights   # and Run.checkpoints()
 from .cqi import Markers
 
 # %% auto 0
-__all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images', 'plan_epoch', 'CheckpointFMCS',
+__all__ = ['Split', 'all_pairs', 'paper_split', 'image_split', 'hold_out_images', 'plan_epoch', 'free_memory', 'CheckpointFMCS',
            'check_checkpoints', 'FMCSData', 'FMCSStore', 'PooledFMCS']
 
 # %% ../nbs/05_fmcs.ipynb
@@ -190,6 +191,13 @@ def _map_fn(model: nn.Module, module: str | None):
                      "model.named_modules()])")
 
 # %% ../nbs/05_fmcs.ipynb
+def free_memory(device) -> int:
+    "Bytes free on `device` now: the GPU's free memory on CUDA, the host's available memory otherwise."
+    device = torch.device(device)
+    if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
+    return psutil.virtual_memory().available
+
+# %% ../nbs/05_fmcs.ipynb
 class CheckpointFMCS:
     "The FMCS-Dataset of any model: the maps of `images` at `module` under each of its K marker checkpoints."
     def __init__(self,
@@ -203,7 +211,7 @@ class CheckpointFMCS:
                  channels_last: bool = False,   # run the backbones in channels-last memory format
                  batch_size: int = 512,         # images per forward pass when the cache is filled
                  cache: bool | str = False,     # keep all maps in memory: True, False or 'auto' (within `cache_limit`)
-                 cache_limit: float = 2 ** 31,  # the most bytes that `cache='auto'` keeps
+                 cache_limit: float | None = None,  # bytes `cache='auto'` may keep (None: half the free memory)
                  key: str | None = None,        # the weights' key inside each file (None: the file is the state dict)
                 ):
         cks, self.markers = _phase_checkpoints(checkpoints, markers)
@@ -219,8 +227,9 @@ class CheckpointFMCS:
         self._map_fns = [_map_fn(m, module) for m in self.backbones]
         self._cache, self._caches, self._cache_batch = None, False, batch_size
         with torch.no_grad(): self.feature_shape = tuple(self.maps([0], [0])[0].shape)
-        if cache == 'auto': cache = self.store_bytes(torch.float32) <= cache_limit
-        self._caches = bool(cache)      # materialized at the first read that needs it: naming a source costs nothing
+        # materialized at the first read, and 'auto' decided then, against the memory free at that time: naming a
+        # source costs nothing, and sources read one after another each see what the earlier ones took
+        self._caches, self._cache_limit = cache, cache_limit
 
     batches = _batches
 
@@ -263,6 +272,9 @@ def maps(self: CheckpointFMCS,
     """Feature maps C_{E_k}(x_n) (float32, on the device) for image indices `n` and phase indices `k` (sorted
     by k)."""
     n = torch.as_tensor(np.asarray(n), device=self.device)
+    if self._cache is None and self._caches == 'auto':
+        limit = free_memory(self.device) / 2 if self._cache_limit is None else self._cache_limit
+        self._caches = self.store_bytes(torch.float32) <= limit
     if self._cache is None and self._caches: self._cache = self._materialize(self._cache_batch)
     if self._cache is not None: return self._cache[torch.as_tensor(np.asarray(k), device=self.device), n]
     if bounds is None:
@@ -302,7 +314,7 @@ class FMCSData(CheckpointFMCS):
                  amp: bool | None = None,       # bf16 autocast (None: where it pays for this backbone)
                  batch_size: int = 512,         # images per forward pass
                  cache: bool | str = False,     # keep every map in memory: True, False or 'auto'
-                 cache_limit: float = 2 ** 31,  # the most bytes that `cache='auto'` keeps
+                 cache_limit: float | None = None,  # bytes `cache='auto'` may keep (None: half the free memory)
                  module: str | None = None,     # the submodule whose output is the map (None: the backbone's output)
                 ):
         self.run = run if isinstance(run, Run) else Run(run)

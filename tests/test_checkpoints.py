@@ -2,6 +2,7 @@
 import copy
 
 import pytest
+from types import SimpleNamespace
 import torch
 from torch import nn
 from torch.testing import assert_close
@@ -225,6 +226,16 @@ def test_auto_cache_materializes_only_what_fits():
     fits.maps([0], [0])
     assert small._cache is None and fits._cache is not None and tuple(fits._cache.shape) == (2, 10, 4, 8, 8)
     assert_close(fits.maps([3, 5], [1, 1]), small.maps([3, 5], [1, 1]))
+
+
+def test_auto_cache_without_a_limit_takes_half_the_free_memory(monkeypatch):
+    import fmce_nb.fmcs as fmcs
+    sds, need = states([1, 2]), 2 * 10 * 4 * 8 * 8 * 4                        # K x N maps of (4, 8, 8), float32
+    free = lambda b: monkeypatch.setattr(fmcs.psutil, 'virtual_memory', lambda: SimpleNamespace(available=b))
+    short, fits = (CheckpointFMCS(make(), [sds[1], sds[2]], IMAGES, module='2', cache='auto') for _ in range(2))
+    free(2 * need - 2); short.maps([0], [0])                                   # half of it: one byte short
+    free(2 * need); fits.maps([0], [0])                    # decided at the first read, by the memory free then
+    assert short._cache is None and fits._cache is not None
 
 
 def test_a_record_names_a_run_inside_the_checkout_by_its_relative_path(tmp_path, monkeypatch):
