@@ -15,14 +15,15 @@ from .runs import write_json, atomic_write, provenance, find_repo
 from .experiment import experiments, where
 
 # %% auto 0
-__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'METRICS_SCHEMA', 'READABLE',
-           'VERDICT_RULE', 'CLAIM_KINDS', 'VERDICTS', 'paper_values', 'paper_table', 'closest_paper_row',
-           'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record', 'markers_entry', 'mean_std',
-           'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp', 'diff_cell', 'diff_words',
-           'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p', 'readable', 'interval_reading', 'detectable_effect',
-           'any_record', 'dagger', 'notebook_links', 'bars', 'forest', 'forest_figure', 'load_results', 'render_report',
-           'Markdown', 'Measured', 'measured', 'findings', 'mean_ci', 'claim', 'run_protocol', 'verdict', 'ledger',
-           'fmt_ours', 'compute_table', 'verdict_counts', 'render_claims', 'claims_summary']
+__all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'MARKERS_SCHEMA', 'MEMORIZATION_SCHEMA',
+           'METRICS_SCHEMA', 'READABLE', 'VERDICT_RULE', 'CLAIM_KINDS', 'VERDICTS', 'paper_values', 'paper_table',
+           'closest_paper_row', 'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record',
+           'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp',
+           'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p', 'readable',
+           'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'forest',
+           'forest_figure', 'load_results', 'render_report', 'Markdown', 'Measured', 'measured', 'findings', 'mean_ci',
+           'claim', 'run_protocol', 'verdict', 'ledger', 'fmt_ours', 'compute_table', 'verdict_counts', 'render_claims',
+           'claims_summary']
 
 # %% ../nbs/10_report.ipynb
 def paper_values() -> dict:
@@ -73,6 +74,14 @@ MARKERS_SCHEMA = {
                    'settings': {'type': 'object',
                                 'required': ['K', 'mu', 'smoothing', 'alpha',
                                              'window', 'on_no_convergence']}}}
+
+# %% ../nbs/10_report.ipynb
+_NUMBERS = {'type': 'array', 'items': NUMBER}
+MEMORIZATION_SCHEMA = {        # `memorization` (05a_modules): does the run memorize its images?
+    'type': 'object', 'required': ['train_loss_at_markers', 'train_minus_test', 'weight_change', 'cka_adjacent',
+                                   'ek_minus_floor'],
+    'properties': {'train_minus_test': NUMBER, 'weight_change': _NUMBERS, 'cka_adjacent': _NUMBERS,
+                   'ek_minus_floor': INTEGER}}
 
 # %% ../nbs/10_report.ipynb
 METRICS_SCHEMA = {'type': 'object', 'required': ['accuracy', 'precision', 'recall', 'f1', 'n'],

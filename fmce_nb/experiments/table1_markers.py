@@ -7,7 +7,8 @@ __all__ = ['SCHEMA', 'GRIDS', 'experiment', 'section', 'finding', 'claims']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 from ..experiment import Experiment, grid, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER_EPOCHS, CPU_DEPARTURES
-from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, paper_table, group_by_config,
+from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, MEMORIZATION_SCHEMA, NUMBER, paper_table,
+                            group_by_config,
                             fmt_mean_std,
                             dagger, notebook_links, closest_paper_row, claim, run_protocol, readable)
 
@@ -16,6 +17,7 @@ SCHEMA = record_schema('table1',
                        ['run', 'markers', 'losses', 'test_acc', 'sensitivity', 'smoothing_evidence'], {
     'run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA, 'losses': {'type': 'array', 'items': NUMBER},
     'test_acc': {'type': 'array', 'items': NUMBER}, 'sensitivity': {'type': 'object'},
+    'memorization': MEMORIZATION_SCHEMA,      # optional: records before it was measured lack it
     'smoothing_evidence': {'type': 'object', 'additionalProperties': {
         'type': 'object', 'required': ['markers', 'ek', 'distance_to_paper', 'error']}}})
 
@@ -71,6 +73,26 @@ def _protocols(recs: list) -> list:
     return L + ['']
 
 # %% ../../nbs/experiments/table1_markers.ipynb
+def _memorized(recs: list) -> list:
+    "Over seeds, per configuration: the memorization diagnostics at E_K of the records that have them."
+    recs = [r for r in recs if 'memorization' in r]
+    if not recs: return []
+    L = ['### Does the run memorize?', '',
+         'Mean ± std over seeds, at E_K: top-1 on the training images (no augmentation) minus test top-1, the raw '
+         'training loss, and between the last two markers the relative change of the weights and the linear CKA of '
+         "the module's maps; E_K minus the earliest E_K the smoothing allows.", '',
+         '| dataset | backbone | seeds | train minus test top-1 | training loss at E_K | weight change | CKA | '
+         'E_K - floor |', '|---|---|---|---|---|---|---|---|']
+    cols = [(lambda m: m['train_minus_test'], 4), (lambda m: m['train_loss_at_markers']['raw'][-1], 5),
+            (lambda m: m['weight_change'][-1], 4), (lambda m: m['cka_adjacent'][-1], 4),
+            (lambda m: m['ek_minus_floor'], 1)]
+    for g in group_by_config(recs).values():
+        c = g[0]['run']['config']
+        cells = [fmt_mean_std([get(r['memorization']) for r in g], nd) for get, nd in cols]
+        L.append(f"| {c['dataset']} | {c['arch']} | {len(g)} | " + ' | '.join(cells) + ' |')
+    return L + ['']
+
+# %% ../../nbs/experiments/table1_markers.ipynb
 def _smoothing_evidence(recs: list) -> list:
     "Which smoothing's markers come closer to the shape E_k/E_K of the paper's published markers, over seeds."
     recs = [r for r in recs if r['smoothing_evidence']]
@@ -97,7 +119,7 @@ def _smoothing_evidence(recs: list) -> list:
 def section(recs: list) -> list:
     """The report's FMCE Table I: the paper's rows beside ours, one by one and over seeds, and the smoothing
     evidence."""
-    return _rows(recs) + _over_seeds(recs) + _protocols(recs) + _smoothing_evidence(recs)
+    return _rows(recs) + _over_seeds(recs) + _memorized(recs) + _protocols(recs) + _smoothing_evidence(recs)
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 def finding(recs: list) -> list:
@@ -113,10 +135,14 @@ def finding(recs: list) -> list:
              "full data) "
              "has E_K = "
              f"{papers[0]['markers'][-1]} and top-1 {papers[0]['top1']:.4f}.") if papers else ''
+    memo = [f"- At E_K, top-1 on the training images minus test top-1: "
+            f"{per(lambda r: r['memorization']['train_minus_test'], 4)}; the raw training loss: "
+            f"{per(lambda r: r['memorization']['train_loss_at_markers']['raw'][-1], 5)}."
+            ] if all('memorization' in r for r in recs) else []
     return [f"- {sum(r['markers']['converged'] for r in recs)} of {len(recs)} runs converged under the "
             "paper's rule (CQI <= "
             f"{recs[0]['markers']['mu']:g}), at E_K = {per(lambda r: r['markers']['ek'], 1)}.{paper}",
-            f"- Test top-1 of the runs: {per(lambda r: r['run']['top1'], 4)}."] + _over_seeds(recs)
+            f"- Test top-1 of the runs: {per(lambda r: r['run']['top1'], 4)}.", *memo] + _over_seeds(recs)
 
 # %% ../../nbs/experiments/table1_markers.ipynb
 def claims(recs: list) -> list:
