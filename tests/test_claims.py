@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from fmce_nb.experiments import fig4_gradcam, frpt_posttrain, table1_markers, table2_fmcs
+from fmce_nb.experiments import fig4_gradcam, fmcs_scale, frpt_posttrain, table1_markers, table2_fmcs
 from fmce_nb.report import verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,3 +80,18 @@ def test_the_ledgers_counts_are_its_rows_verdicts():
     verdicts = [l.split('|')[6].strip().strip('*') for l in text.splitlines() if l.startswith(('| FMCE', '| FR-PT'))]
     said = text.split(' claims: ')[1].split('.')[0]
     assert said == ', '.join(f"{verdicts.count(v)} {v}" for v in ('reproduced', 'not reproduced', 'inconclusive'))
+
+
+def test_the_scale_studys_more_maps_sentence_is_each_seeds_difference_from_the_registered_maps():
+    recs = records('scale')
+    at = {(r['run']['config']['arch'], r['n_train'], r['fmcs_images'], r['run']['config']['seed']): r for r in recs}
+    more = [r for r in recs if r['fmcs_images'] > 1000]
+    lines = fmcs_scale._more_maps(fmcs_scale._points(recs))
+    assert more and len(lines) == len({(r['run']['config']['arch'], r['n_train']) for r in more})
+    for r in more:
+        c = r['run']['config']
+        base = at[(c['arch'], r['n_train'], 1000, c['seed'])]
+        (line,) = [l for l in lines if f"at {r['n_train']:,} training images" in l and f"{r['fmcs_images']:,} images'" in l]
+        a, b = r['fmce_net']['image']['accuracy'], base['fmce_net']['image']['accuracy']
+        if '1 seed' in line:                                       # one seed: the difference, no interval
+            assert f"image split {100 * (a - b):+.2f} pp ({a:.4f} against {b:.4f})" in line

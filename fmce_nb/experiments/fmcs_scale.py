@@ -12,7 +12,8 @@ import numpy as np
 from ..experiment import Experiment, SCALE_RUN, grid, CPU_DEPARTURES
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, MEMORIZATION_SCHEMA,
                             NUMBER, INTEGER,
-                            group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, interval_reading,
+                            group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, diff_words, pp,
+                            interval_reading,
                             notebook_links, dagger, paper_table, fmt_p, forest_figure, readable, claim,
                             run_protocol, mean_ci)
 from .table2_fmcs import paper_floor
@@ -167,6 +168,27 @@ def section(recs: list) -> list:
     return L + [''] + runs + ['']
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+def _more_maps(pts: dict) -> list:
+    """FMCE-Net's number of maps, apart from the backbone's training: per run read on more images' maps than the
+    registered ones, the same checkpoints and seeds on both sides, more maps minus fewer."""
+    L = []
+    for k, g in pts.items():
+        base = _at(pts, k[1], k[2]); n_base = next(iter(base.values()))['fmcs_images']
+        seeds = sorted(set(g) & set(base))
+        if n_base == k[3] or not seeds: continue
+        g, base = {s: g[s] for s in seeds}, {s: base[s] for s in seeds}
+        def diff(get):
+            d = paired_diff_ci([get(g[s]) for s in seeds], [get(base[s]) for s in seeds])
+            out = diff_words(d) if d['n'] > 1 else f"{pp(d['mean'])} pp"
+            return f"{out} ({_MEAN(get, g):.4f} against {_MEAN(get, base):.4f})"
+        L.append(f"- {readable(k[1])} at {k[2]:,} training images, FMCE-Net's number of maps ({len(seeds)} "
+                 f"seed{'s' * (len(seeds) > 1)}; the same checkpoints): {k[3]:,} images' maps minus {n_base:,}, "
+                 f"image split {diff(_ACC('image'))}, paper split {diff(_ACC('paper'))}, late-phase recall "
+                 f"{diff(_LATE)}; LR on mean+std {diff(_CTRL('image', 'mean_std'))}"
+                 + ('; one seed, so no interval.' if len(seeds) < 2 else '.'))
+    return L
+
+# %% ../../nbs/experiments/fmcs_scale.ipynb
 def _headline(pts: dict, arch: str) -> str:
     keys = [k for k in pts if k[1] == arch and len(pts[k]) > 1]
     keys = [k for k in keys if k[3] == min(x[3] for x in keys if x[2] == k[2])]
@@ -194,7 +216,7 @@ def finding(recs: list) -> list:
              f"{fmt_mean_std([_LATE(r) for r in g.values()])}; train minus test top-1 "
              f"{fmt_mean_std([r['memorization']['train_minus_test'] for r in g.values()])}."
              for k, g in pts.items()]
-    return [*(_headline(pts, a) for a in archs), *verdicts(recs), *lines]
+    return [*(_headline(pts, a) for a in archs), *verdicts(recs), *_more_maps(pts), *lines]
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 def claims(recs: list) -> list:
