@@ -95,3 +95,11 @@ def test_the_scale_studys_more_maps_sentence_is_each_seeds_difference_from_the_r
         a, b = r['fmce_net']['image']['accuracy'], base['fmce_net']['image']['accuracy']
         if '1 seed' in line:                                       # one seed: the difference, no interval
             assert f"image split {100 * (a - b):+.2f} pp ({a:.4f} against {b:.4f})" in line
+
+
+def test_the_scale_studys_answer_spans_the_points_with_two_seeds_on_the_registered_maps():
+    by = defaultdict(list)
+    for r in records('scale'):
+        if r['fmcs_images'] == 1000: by[(r['run']['config']['arch'], r['n_train'])].append(r['fmce_net']['image']['accuracy'])
+    means = [np.mean(v) for v in by.values() if len(v) > 1]
+    assert f"never saw at {min(means):.3f} to {max(means):.3f} (chance 0.10)" in fmcs_scale.finding(records('scale'))[0]

@@ -189,6 +189,25 @@ def _more_maps(pts: dict) -> list:
     return L
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
+def _answer(pts: dict, archs: list) -> str:
+    "The answer in one line: FMCE-Net's level on each backbone's runs, at its points with two seeds or more."
+    reg = {k: g for k, g in pts.items() if len(g) > 1 and k[1] in archs and _at(pts, k[1], k[2]) is g}
+    means = lambda get: [_MEAN(get, g) for g in reg.values()]
+    span = lambda get: f"{min(means(get)):.3f} to {max(means(get)):.3f}"
+    acc = lambda k: f"{fmt_mean_std([_ACC('image')(r) for r in reg[k].values()])} at {k[2]:,}"
+    per = []
+    for a in archs:
+        ks = [k for k in reg if k[1] == a]                       # sorted by size: the smallest, the largest
+        per.append(f"{readable(a)} {acc(ks[0])} and {acc(ks[-1])}")
+    ds, K = next(iter(reg))[0], next(iter(next(iter(reg.values())).values()))['K']
+    loss, gap = (lambda r: r['memorization']['train_loss_at_markers']['raw'][-1],
+                 lambda r: r['memorization']['train_minus_test'])
+    return (f"- On augmented {readable(ds)} runs of {min(k[2] for k in reg):,} to {max(k[2] for k in reg):,} "
+            f"training images, whose raw training loss at E_K is {span(loss)} and train minus test top-1 "
+            f"{span(gap)} (means per point), FMCE-Net names the phase of maps of images it never saw at "
+            f"{span(_ACC('image'))} (chance {1 / K:.2f}): {'; '.join(per)} images.")
+
+# %% ../../nbs/experiments/fmcs_scale.ipynb
 def _headline(pts: dict, arch: str) -> str:
     keys = [k for k in pts if k[1] == arch and len(pts[k]) > 1]
     keys = [k for k in keys if k[3] == min(x[3] for x in keys if x[2] == k[2])]
@@ -216,7 +235,8 @@ def finding(recs: list) -> list:
              f"{fmt_mean_std([_LATE(r) for r in g.values()])}; train minus test top-1 "
              f"{fmt_mean_std([r['memorization']['train_minus_test'] for r in g.values()])}."
              for k, g in pts.items()]
-    return [*(_headline(pts, a) for a in archs), *verdicts(recs), *_more_maps(pts), *lines]
+    answer = [_answer(pts, archs)] if archs else []
+    return [*answer, *(_headline(pts, a) for a in archs), *verdicts(recs), *_more_maps(pts), *lines]
 
 # %% ../../nbs/experiments/fmcs_scale.ipynb
 def claims(recs: list) -> list:
