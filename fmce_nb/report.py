@@ -644,6 +644,8 @@ def verdict(c: dict,  # a `claim` row
         return ('reproduced' if k == n else 'not reproduced' if k == 0 else 'inconclusive', f"{k} of {n} runs")
     lo, hi = o['ci']
     if not (np.isfinite(lo) and np.isfinite(hi)): return 'inconclusive', f"n={o['n']}: no interval"
+    # an interval over a single seed's images says nothing of what another seed would give
+    if o['n'] < 2: return 'inconclusive', 'one seed: no interval over seeds'
     held = c['p'] is None or c['p'] < 0.05
     if kind == 'at_least':
         if lo >= v: return 'reproduced', 'our whole interval lies at or above it'

@@ -72,7 +72,9 @@ def test_frpt_rows_are_the_paired_t_tests_of_the_primary_family_with_holm_writte
 def test_the_gradcam_rows_read_the_output_layer_and_the_claimed_direction():
     rows = fig4_gradcam.claims(records('gradcam'))
     assert rows and all(c['kind'] == 'direction' and c['paper_value'] == 1 for c in rows)
-    assert len(rows) == len({(r['run']['config']['dataset']) for r in records('gradcam') if r['layer'] == 'output'})
+    out = [r for r in records('gradcam') if r['layer'] == 'output']
+    assert len(rows) == len({(r['run']['config']['dataset'], r['run']['n_train']) for r in out})
+    assert all(verdict(c)[0] == 'inconclusive' for c in rows if c['ours']['n'] == 1)    # one seed: no interval over seeds
 
 
 def test_the_ledgers_counts_are_its_rows_verdicts():

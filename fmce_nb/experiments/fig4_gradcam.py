@@ -101,9 +101,10 @@ def finding(recs: list) -> list:
          f"{g[0]['layer']} "
          f"({'x'.join(map(str, g[0]['cam_resolution']))}): the per-image trend of the top-10% mass with the "
          f"phase is {est:+.3f} "
-         f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seeds of {g[0]['measure_images']} images): "
+         f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seed{'s' * (len(g) > 1)} of {g[0]['measure_images']} images): "
          f"{_reading(lo, hi)}." for g, est, (lo, hi) in rows]
-    out = [(_data(g[0]), est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
+    one = lambda g: ', one seed: an interval over its images only' if len(g) == 1 else ''
+    out = [(_data(g[0])[:-1] + one(g) + ')', est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
     head = ("- The paper's Figure 4 has the CAMs localize as the FMCS rises; at the module output ours "
             "localize in "
             f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in "

@@ -229,7 +229,7 @@ def finding(recs: list) -> list:
     pts = _points(recs)
     sizes = lambda a: {k[2] for k in pts if k[1] == a and len(pts[k]) > 1}
     archs = [a for a in dict.fromkeys(k[1] for k in pts) if len(sizes(a)) > 1]
-    lines = [f"- {readable(k[1])} at {k[2]:,} training images ({len(g)} seeds, {k[3]:,} images of maps): FMCE-Net "
+    lines = [f"- {readable(k[1])} at {k[2]:,} training images ({len(g)} seed{'s' * (len(g) > 1)}, {k[3]:,} images of maps): FMCE-Net "
              f"{fmt_mean_std([_ACC('image')(r) for r in g.values()])} on the image split, "
              f"{fmt_mean_std([_ACC('paper')(r) for r in g.values()])} on the paper split; late-phase recall "
              f"{fmt_mean_std([_LATE(r) for r in g.values()])}; train minus test top-1 "
