@@ -191,7 +191,8 @@ def _map_fn(model: nn.Module, module: str | None):
                      "model.named_modules()])")
 
 # %% ../nbs/05_fmcs.ipynb
-def free_memory(device) -> int:
+def free_memory(device,  # a torch device or its name ('cpu', 'cuda', 'cuda:1')
+               ) -> int:
     "Bytes free on `device` now: the GPU's free memory on CUDA, the host's available memory otherwise."
     device = torch.device(device)
     if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]

@@ -706,7 +706,8 @@ def compute_table(records: dict,  # {experiment: [(cell folder, record)]}, as `l
                        f"{hours(sum(every.values()))} |"]
 
 # %% ../nbs/10_report.ipynb
-def verdict_counts(rows: list) -> str:
+def verdict_counts(rows: list,  # `claim` rows, each with its verdict
+                  ) -> str:
     "How many claim rows carry each verdict, in the rule's order: '4 reproduced, 11 not reproduced, ...'."
     return ', '.join(f"{sum(r['verdict'] == v for r in rows)} {v}" for v in VERDICTS)
 
