@@ -158,14 +158,14 @@ def memorization(A,                       # the run's FMCS-Dataset (`FMCSData`),
     if list(A.markers) != E: raise ValueError(
         f"the FMCS-Dataset is at markers {list(A.markers)} and mk at {E}: build both from the same run_markers")
     change, prev = [], None
-    for e in E:                                          # one model at a time: a large backbone's K copies add up
-        w = torch.cat([p.flatten() for p in run.model(e).parameters()]).double()
+    for m in A.backbones:                  # the marker checkpoints the FMCS-Dataset holds, one flat copy at a time
+        w = torch.cat([p.flatten() for p in m.parameters()]).double()
         if prev is not None: change.append(float((w - prev).norm() / prev.norm()))
         prev = w
     imgs = np.arange(min(cka_images, A.N))
     grams = [gram(A.maps(imgs, np.full(len(imgs), k))) for k in range(len(E))]
     floor = ek_floor(float(L[0]), float(L.min()), mk.mu, settings.alpha, settings.window, settings.smoothing)
-    train, test = top1(run.model(mk.ek, A.device), A.loader), float(run.test_acc[mk.ek - 1])
+    train, test = top1(A.backbones[-1], A.loader), float(run.test_acc[mk.ek - 1])
     return {'train_loss_at_markers': {'raw': [float(L[e - 1]) for e in E],
                                       'smoothed': [float(mk.smoothed[e - 1]) for e in E]},
             'train_top1': train, 'test_top1': test, 'train_minus_test': train - test,

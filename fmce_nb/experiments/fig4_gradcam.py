@@ -84,9 +84,9 @@ def section(recs: list) -> list:
     return L + ['']
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
-def _data(r: dict) -> str:
-    "A record's dataset and its number of training images."
-    return f"{readable(r['run']['config']['dataset'])} ({r['run']['n_train']:,} training images)"
+def _data(r: dict, note: str = '') -> str:
+    "A record's dataset and its number of training images, and `note` inside the same parentheses."
+    return f"{readable(r['run']['config']['dataset'])} ({r['run']['n_train']:,} training images{note})"
 
 def _reading(lo: float, hi: float) -> str:
     if hi < 0: return 'less localized as the FMCS rises'
@@ -104,7 +104,7 @@ def finding(recs: list) -> list:
          f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seed{'s' * (len(g) > 1)} of {g[0]['measure_images']} images): "
          f"{_reading(lo, hi)}." for g, est, (lo, hi) in rows]
     one = lambda g: ', one seed: an interval over its images only' if len(g) == 1 else ''
-    out = [(_data(g[0])[:-1] + one(g) + ')', est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
+    out = [(_data(g[0], one(g)), est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']
     head = ("- The paper's Figure 4 has the CAMs localize as the FMCS rises; at the module output ours "
             "localize in "
             f"{sum(lo > 0 for *_, lo, hi in out)} of {len(out)} configurations and spread out in "
