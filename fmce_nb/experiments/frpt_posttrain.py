@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from ..experiment import Experiment
 from ..report import (record_schema, RUN_SCHEMA, NUMBER, paper_table, fmt_mean_std, paired_by_seed,
-                            diff_cell,
+                            diff_cell, mean_ci,
                             interval_reading, holm, detectable_effect, dagger, notebook_links, any_record, fmt_p,
                             forest_figure, readable, claim)
 
@@ -118,6 +118,15 @@ def _table(key: tuple, by: dict, compared: dict) -> list:
     return L + ['']
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
+def _from_pretrained(by: dict) -> list:
+    "Each arm's change from its pretrained model, over seeds, as a table."
+    rows = [f"| {lab} | {diff_cell(mean_ci([_MEAN_ACC(r) - r['summary']['pretrained'] for r in rs.values()]))} |"
+            for lab, rs in sorted(by.items())]
+    return ['Each arm against its pretrained model (mean test accuracy over the post-training epochs minus the '
+            'pretrained top-1, pp, 95% t-interval over seeds):', '', '| method | change, pp [95% CI] |',
+            '|---|---|', *rows, '']
+
+# %% ../../nbs/experiments/frpt_posttrain.ipynb
 def _about(by: dict) -> list:
     """What a model and layer's cells share: the pretrained runs, their convergence, the targets and what
     they cost."""
@@ -174,7 +183,7 @@ def section(recs: list) -> list:
         ds, arch, layer = key
         L += [f"### Ours: {arch} on {ds}, targets at {layer}", '',
               f"Authors' closest: {_closest(arch, layer)}.", '']
-        L += _about(by) + _table(key, by, compared)
+        L += _about(by) + _table(key, by, compared) + _from_pretrained(by)
     return L + _verdict(compared)
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
