@@ -19,7 +19,7 @@ __all__ = ['RECORD_VERSION', 'NUMBER', 'OPT_NUMBER', 'INTEGER', 'RUN_SCHEMA', 'M
            'METRICS_SCHEMA', 'READABLE', 'VERDICT_RULE', 'CLAIM_KINDS', 'VERDICTS', 'paper_values', 'paper_table',
            'closest_paper_row', 'record_schema', 'RecordError', 'check_record', 'write_record', 'read_record',
            'markers_entry', 'mean_std', 'fmt_mean_std', 'group_by_config', 'paired_diff_ci', 'hierarchical_ci', 'pp',
-           'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p', 'readable',
+           'plural', 'diff_cell', 'diff_words', 'paired_by_seed', 'blocked_diff_ci', 'holm', 'fmt_p', 'readable',
            'interval_reading', 'detectable_effect', 'any_record', 'dagger', 'notebook_links', 'bars', 'forest',
            'forest_figure', 'load_results', 'render_report', 'Markdown', 'Measured', 'measured', 'findings', 'mean_ci',
            'claim', 'run_protocol', 'verdict', 'ledger', 'fmt_ours', 'compute_table', 'verdict_counts', 'render_claims',
@@ -237,6 +237,13 @@ def pp(x,  # a fraction (0.0123 is 1.23 pp)
       ) -> str:
     "A fraction as signed percentage points, '-' if it is not finite: 0.0123 -> '+1.23'."
     return '-' if x is None or not np.isfinite(x) else f"{100 * x:+.2f}"
+
+# %% ../nbs/10_report.ipynb
+def plural(n: int,    # how many
+           noun: str, # the noun in the singular ('seed', 'FMCE run')
+          ) -> str:
+    "`n` and `noun`, with an 's' when `n` is more than one: (3, 'seed') -> '3 seeds'."
+    return f"{n} {noun}{'s' * (n > 1)}"
 
 # %% ../nbs/10_report.ipynb
 def diff_cell(d: dict,  # a `paired_diff_ci` result

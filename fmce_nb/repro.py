@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 
 from .runs import (TrainConfig, MarkerSettings, Run, run_id, run_markers, short_hash, write_json)
-from .report import find_repo, render_report, render_claims
+from .report import find_repo, render_report, render_claims, plural
 from .experiment import PROFILES, experiments, profile_grid
 from .data import STAND_IN
 
@@ -431,7 +431,7 @@ def _rehearsal_line(c: Cell, stands_for: int, varied: list) -> str:
     tail = '; stand-in data' if any(s.startswith('stand-in') for s in data) else ''
     err = f": {st.get('error', '')[:240]}" if st['status'] != 'done' else ''
     return (f"  {st['status'] if st['status'] == 'done' else 'FAILED':6s} {c.experiment:10s} {what:60s} "
-            f"(stands for {stands_for} cell{'s' * (stands_for > 1)}{tail}){err}")
+            f"(stands for {plural(stands_for, 'cell')}{tail}){err}")
 
 # %% ../nbs/11_repro.ipynb
 def rehearse(profile: str,                 # 'reduced' or 'paper' (any profile works)

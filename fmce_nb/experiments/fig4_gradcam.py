@@ -11,7 +11,7 @@ from ..experiment import (Experiment, CPU, CPU_DATA, CPU_SEEDS, BACKBONES, PAPER
                                 CPU_DEPARTURES)
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, hierarchical_ci,
                             fmt_mean_std,
-                            dagger, notebook_links, group_by_config, claim, run_protocol, readable)
+                            dagger, notebook_links, group_by_config, claim, run_protocol, readable, plural)
 
 # %% ../../nbs/experiments/fig4_gradcam.ipynb
 SCHEMA = record_schema('gradcam',
@@ -101,7 +101,7 @@ def finding(recs: list) -> list:
          f"{g[0]['layer']} "
          f"({'x'.join(map(str, g[0]['cam_resolution']))}): the per-image trend of the top-10% mass with the "
          f"phase is {est:+.3f} "
-         f"(95% CI {lo:+.3f} to {hi:+.3f}; {len(g)} seed{'s' * (len(g) > 1)} of {g[0]['measure_images']} images): "
+         f"(95% CI {lo:+.3f} to {hi:+.3f}; {plural(len(g), 'seed')} of {g[0]['measure_images']} images): "
          f"{_reading(lo, hi)}." for g, est, (lo, hi) in rows]
     one = lambda g: ', one seed: an interval over its images only' if len(g) == 1 else ''
     out = [(_data(g[0], one(g)), est, lo, hi) for g, est, (lo, hi) in rows if g[0]['layer'] == 'output']

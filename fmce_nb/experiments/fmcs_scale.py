@@ -12,7 +12,7 @@ import numpy as np
 from ..experiment import Experiment, SCALE_RUN, grid, CPU_DEPARTURES
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, METRICS_SCHEMA, MEMORIZATION_SCHEMA,
                             NUMBER, INTEGER,
-                            group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, diff_words, pp,
+                            group_by_config, fmt_mean_std, paired_diff_ci, holm, diff_cell, diff_words, pp, plural,
                             interval_reading,
                             notebook_links, dagger, paper_table, fmt_p, forest_figure, readable, claim,
                             run_protocol, mean_ci)
@@ -181,8 +181,8 @@ def _more_maps(pts: dict) -> list:
             d = paired_diff_ci([get(g[s]) for s in seeds], [get(base[s]) for s in seeds])
             out = diff_words(d) if d['n'] > 1 else f"{pp(d['mean'])} pp"
             return f"{out} ({_MEAN(get, g):.4f} against {_MEAN(get, base):.4f})"
-        L.append(f"- {readable(k[1])} at {k[2]:,} training images, FMCE-Net's number of maps ({len(seeds)} "
-                 f"seed{'s' * (len(seeds) > 1)}; the same checkpoints): {k[3]:,} images' maps minus {n_base:,}, "
+        L.append(f"- {readable(k[1])} at {k[2]:,} training images, FMCE-Net's number of maps "
+                 f"({plural(len(seeds), 'seed')}; the same checkpoints): {k[3]:,} images' maps minus {n_base:,}, "
                  f"image split {diff(_ACC('image'))}, paper split {diff(_ACC('paper'))}, late-phase recall "
                  f"{diff(_LATE)}; LR on mean+std {diff(_CTRL('image', 'mean_std'))}"
                  + ('; one seed, so no interval.' if len(seeds) < 2 else '.'))
@@ -229,7 +229,7 @@ def finding(recs: list) -> list:
     pts = _points(recs)
     sizes = lambda a: {k[2] for k in pts if k[1] == a and len(pts[k]) > 1}
     archs = [a for a in dict.fromkeys(k[1] for k in pts) if len(sizes(a)) > 1]
-    lines = [f"- {readable(k[1])} at {k[2]:,} training images ({len(g)} seed{'s' * (len(g) > 1)}, {k[3]:,} images of maps): FMCE-Net "
+    lines = [f"- {readable(k[1])} at {k[2]:,} training images ({plural(len(g), 'seed')}, {k[3]:,} images of maps): FMCE-Net "
              f"{fmt_mean_std([_ACC('image')(r) for r in g.values()])} on the image split, "
              f"{fmt_mean_std([_ACC('paper')(r) for r in g.values()])} on the paper split; late-phase recall "
              f"{fmt_mean_std([_LATE(r) for r in g.values()])}; train minus test top-1 "

@@ -10,7 +10,7 @@ import numpy as np
 from ..experiment import Experiment, CPU, BACKBONES, PAPER_EPOCHS, SCALE_RUN, grid, CPU_DEPARTURES
 from ..report import (record_schema, RUN_SCHEMA, MARKERS_SCHEMA, NUMBER, INTEGER, paper_table, mean_std,
                             fmt_mean_std,
-                            paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record,
+                            paired_by_seed, diff_cell, diff_words, dagger, notebook_links, bars, any_record, plural,
                             forest_figure, readable,
                             claim,
                             holm, interval_reading, detectable_effect, closest_paper_row, blocked_diff_ci, pp,
@@ -359,7 +359,7 @@ def _ral_protocol(rs: list) -> str:
     c, f = rs[0]['run']['config'], rs[0]['fmce_run']
     starts = len({r['fmce_run']['id'] for r in rs})
     return (f"{readable(c['arch'])} on {readable(c['dataset'])}, {f['n_train']:,} training images at "
-            f"{c['size']} px: {starts} FMCE run{'s' * (starts > 1)} of {f['config']['epochs']} epochs, each fine-tuned "
+            f"{c['size']} px: {plural(starts, 'FMCE run')} of {f['config']['epochs']} epochs, each fine-tuned "
             f"{c['epochs']} epochs from E_K, up to {len({r['run']['config']['seed'] for r in rs})} seeds")
 
 def claims(recs: list) -> list:
