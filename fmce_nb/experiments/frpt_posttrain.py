@@ -13,7 +13,7 @@ from ..experiment import Experiment
 from ..report import (record_schema, RUN_SCHEMA, NUMBER, paper_table, fmt_mean_std, paired_by_seed,
                             diff_cell, mean_ci,
                             interval_reading, holm, detectable_effect, dagger, notebook_links, any_record, fmt_p,
-                            forest_figure, readable, claim)
+                            forest_figure, readable, claim, plural)
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 SCHEMA = record_schema('frpt', ['layer', 'rec_alpha', 'run', 'pretrained', 'test_acc', 'summary'], {
@@ -225,24 +225,34 @@ def finding(recs: list) -> list:
     return L + [''] + _finding_table(groups, compared)
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
-def _authors_diff(arch: str, layer: str, lab: str, dataset: str, base: str = 'alpha 0') -> float | None:
-    """The authors' paired difference (a fraction) at this layer and alpha against alpha 0: their `dataset` row,
-    else their first; None against any other base (their tables compare only that)."""
+def _authors_row(arch: str, layer: str, lab: str, dataset: str, base: str = 'alpha 0') -> dict | None:
+    """The authors' paired row at this layer and alpha against alpha 0: their `dataset` row, else their first;
+    None against any other base (their tables compare only that)."""
     if base != 'alpha 0': return None
     rows = [r for r in _authors_rows(arch, layer) if lab == f"alpha {r['rec_alpha']:g}"]
     rows = [r for r in rows if r['dataset'] == dataset] or rows
-    return rows[0]['delta_pp'] / 100 if rows else None
+    return rows[0] if rows else None
 
-def _forest(groups: dict, ds: str, arch: str, path) -> Path:
-    "The forest plot of one model's families (`_compared`), a panel per family, the authors' difference beside."
+def _authors_diff(arch: str, layer: str, lab: str, dataset: str, base: str = 'alpha 0') -> float | None:
+    "The authors' paired difference (a fraction) of `_authors_row`, None where they have none."
+    row = _authors_row(arch, layer, lab, dataset, base)
+    return None if row is None else row['delta_pp'] / 100
+
+def _panels(groups: dict, ds: str, arch: str) -> dict:
+    """{family (Holm over n): [(comparison, difference, Holm p, the authors' difference)]} of one model, the
+    families in `_FAMILIES`' order whatever other models' records hold."""
     panels = defaultdict(list)
     for ((d_, a_, layer), lab, b), (fam, d, p, _) in _compared(groups).items():
         if (d_, a_) != (ds, arch): continue
-        panels[fam].append((f"{layer}: {lab} minus {b}", d, p,
-                            _authors_diff(arch, layer, lab, ds, b)))
-    return forest_figure({f"{f} (Holm over {len(r)})": r for f, r in panels.items()}, path,
+        panels[fam].append((f"{layer}: {lab} minus {b}", d, p, _authors_diff(arch, layer, lab, ds, b)))
+    return {f"{f} (Holm over {len(panels[f])})": panels[f] for f in _FAMILIES if f in panels}
+
+def _forest(groups: dict, ds: str, arch: str, path) -> Path:
+    "The forest plot of one model's families (`_panels`), a panel per family, the authors' difference beside."
+    return forest_figure(_panels(groups, ds, arch), path,
                          f"FR-PT: {readable(arch)} on {readable(ds)}, mean test accuracy over the post-training "
                          "epochs, paired by pretrained seed (red diamond: the authors')")
+
 
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def claims(recs: list) -> list:
@@ -251,14 +261,16 @@ def claims(recs: list) -> list:
     a = f"alpha {PRIMARY_ALPHA:g}"
     for (key, lab, base), (fam, d, p, _) in _compared(groups).items():
         ds, arch, layer = key
-        g = _authors_diff(arch, layer, lab, ds, base)
-        if lab != a or g is None: continue
+        row = _authors_row(arch, layer, lab, ds, base)
+        if lab != a or row is None: continue
+        g = row['delta_pp'] / 100
         pre = any_record(groups[key])['pretrained']
         proto = (f"{readable(arch)} on {readable(ds)}, {pre['n_train']:,} training images at "
                  f"{pre['config']['size']} px, pretrained {pre['config']['epochs']} epochs; target at {layer}, "
-                 f"{len(groups[key][a])} pretrained seeds")
+                 f"{plural(len(groups[key][a]), 'pretrained seed')}")
         out.append(claim('FR-PT', f"post-training with targets at {layer} gains over plain fine-tuning",
-                         "the authors' code (paired tables)", 'value', g, f"{100 * g:+.2f} pp", d, proto,
+                         f"the authors' code (paired tables, their {readable(row['dataset'])} row)", 'value',
+                         g, f"{100 * g:+.2f} pp", d, proto,
                          f"fmce-repro --profile {recs[0]['profile']} --only frpt", p=p))
     return out
 
