@@ -330,6 +330,9 @@ def interval_reading(d: dict,                          # a `paired_diff_ci` resu
     side is better."""
     lo, hi = d['ci']
     if not (np.isfinite(lo) and np.isfinite(hi)): return f"too few paired runs to tell (n={d['n']})"
+    # no spread (two arms that ran the same computation): a point, not an interval, and no test
+    if lo == hi: return ('identical in every pair (no spread, no test)' if lo == 0 else
+                         f"the same difference in every pair, {100 * lo:+.2f} pp (no spread, no test)")
     if lo <= 0 <= hi: return f"no detectable difference; differences above {100 * max(-lo, hi):.2f} pp excluded"
     side = a if lo > 0 else b
     if p_adjusted is None or not np.isfinite(p_adjusted): return f"{side} better"

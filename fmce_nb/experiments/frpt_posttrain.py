@@ -142,7 +142,7 @@ def _about(by: dict) -> list:
          f"{fmt_mean_std([r['pretrained']['top1'] for r in pre.values()])}; "
          f"{len(ek)} of {len(pre)} converged (CQI of the training loss <= "
          f"{conv[0].get('mu', float('nan')):g})"
-         + (f" at epochs {', '.join(map(str, ek))}" if ek else '') + '.']
+         + (f" at epoch{'s' * (len(ek) > 1)} {', '.join(map(str, ek))}" if ek else '') + '.']
     if tg:
         L.append(f"Targets: reversed {', '.join(tg[0]['reversed']) or 'nothing (the logits)'}; they differ "
                  "from the pretrained "
@@ -162,10 +162,13 @@ def _verdict(compared: dict) -> list:
         items = [(k, v) for k, v in compared.items() if v[0] == fam]
         if not items: continue
         sig = [(k, v) for k, v in items if np.isfinite(v[2]) and v[2] < 0.05]
-        mde = [detectable_effect(v[3], v[1]['n']) for _, v in items if np.isfinite(v[3]) and v[1]['n'] > 1]
-        L.append(f"- **{fam}**: {len(sig)} of {len(items)} differences survive the Holm adjustment"
+        untested = sum(not np.isfinite(v[2]) for _, v in items)     # one seed, or no spread: not in Holm's
+        mde = [detectable_effect(v[3], v[1]['n']) for _, v in items if np.isfinite(v[2]) and v[1]['n'] > 1]
+        L.append(f"- **{fam}**: {len(sig)} of {len(items) - untested} tested differences survive the Holm "
+                 "adjustment"
                  + (' (' + '; '.join(f"{name(*k)}: {100 * v[1]['mean']:+.2f} pp, Holm p {fmt_p(v[2])}"
                                      for k, v in sig) + ')' if sig else '')
+                 + (f"; {untested} more with no test (one seed, or no spread)" if untested else '')
                  + ("; the differences detectable at 80% power from the paired spreads are "
                     f"{100 * min(mde):.2f} to {100 * max(mde):.2f} pp" if mde else '')
                  + '.')
@@ -245,7 +248,8 @@ def _panels(groups: dict, ds: str, arch: str) -> dict:
     for ((d_, a_, layer), lab, b), (fam, d, p, _) in _compared(groups).items():
         if (d_, a_) != (ds, arch): continue
         panels[fam].append((f"{layer}: {lab} minus {b}", d, p, _authors_diff(arch, layer, lab, ds, b)))
-    return {f"{f} (Holm over {len(panels[f])})": panels[f] for f in _FAMILIES if f in panels}
+    held = lambda rows: sum(np.isfinite(r[2]) for r in rows)      # a comparison with no test is not in Holm's
+    return {f"{f} (Holm over {held(panels[f])})": panels[f] for f in _FAMILIES if f in panels}
 
 def _forest(groups: dict, ds: str, arch: str, path) -> Path:
     "The forest plot of one model's families (`_panels`), a panel per family, the authors' difference beside."
@@ -268,6 +272,8 @@ def claims(recs: list) -> list:
         proto = (f"{readable(arch)} on {readable(ds)}, {pre['n_train']:,} training images at "
                  f"{pre['config']['size']} px, pretrained {pre['config']['epochs']} epochs; target at {layer}, "
                  f"{plural(len(groups[key][a]), 'pretrained seed')}")
+        if not any(r.get('targets', {}).get('moved', 1) for r in groups[key][a].values()):
+            proto += "; no target differs from its feature, so FR-PT here trains as the own-feature control"
         out.append(claim('FR-PT', f"post-training with targets at {layer} gains over plain fine-tuning",
                          f"the authors' code (paired tables, their {readable(row['dataset'])} row)", 'value',
                          g, f"{100 * g:+.2f} pp", d, proto,
