@@ -49,24 +49,30 @@ def test_table_ii_is_the_t_interval_of_the_paper_split_accuracies_against_the_pa
         assert verdict(c)[0] == ('reproduced' if lo >= v else 'not reproduced' if hi < v else 'inconclusive')
 
 
-def test_frpt_rows_are_the_paired_t_tests_of_the_primary_family_with_holm_written_out():
-    mean_acc = defaultdict(dict)
+def test_frpt_rows_are_the_paired_t_tests_of_each_models_family_with_holm_written_out():
+    names = {'mnist5k': 'MNIST-5k', 'fashion_mnist': 'FashionMNIST', 'simple_cnn': 'SimpleCNN',
+             'resnet18_smallstem': 'ResNet-18 (small stem)'}
+    mean_acc = defaultdict(lambda: defaultdict(dict))
     for r in records('frpt'):
         c = r['run']['config']
-        if c['dataset'] != 'mnist5k' or r.get('output_target', r['params'].get('output_target')) == 'forward': continue
-        mean_acc[(r['layer'], r['rec_alpha'])][c['seed']] = r['summary']['mean']
-    layers = sorted({l for l, _ in mean_acc})
-    diffs, ps = {}, {}
-    for l in layers:
-        seeds = sorted(set(mean_acc[(l, 0.3)]) & set(mean_acc[(l, 0.0)]))
-        a, b = [mean_acc[(l, 0.3)][s] for s in seeds], [mean_acc[(l, 0.0)][s] for s in seeds]
-        diffs[l], ps[l] = np.mean(np.subtract(a, b)), stats.ttest_rel(a, b).pvalue
-    order = sorted(layers, key=ps.get)                           # Holm: step down, monotone, capped at 1
-    holm, running = {}, 0.0
-    for rank, l in enumerate(order): running = max(running, min(1.0, (len(order) - rank) * ps[l])); holm[l] = running
-    rows = {c['what'].split(' at ')[1].split(' gains')[0]: c for c in frpt_posttrain.claims(records('frpt'))}
-    assert sorted(rows) == layers
-    for l in layers: close(rows[l]['ours']['mean'], diffs[l]); close(rows[l]['p'], holm[l])
+        if r.get('output_target', r['params'].get('output_target')) == 'forward': continue
+        mean_acc[(c['dataset'], c['arch'])][(r['layer'], r['rec_alpha'])][c['seed']] = r['summary']['mean']
+    claims = frpt_posttrain.claims(records('frpt'))
+    assert {'mnist5k', 'fashion_mnist'} <= {ds for ds, _ in mean_acc}
+    for (ds, arch), acc in mean_acc.items():
+        layers = sorted({l for l, a in acc if a == 0.3})
+        diffs, ps = {}, {}
+        for l in layers:
+            seeds = sorted(set(acc[(l, 0.3)]) & set(acc[(l, 0.0)]))
+            a, b = [acc[(l, 0.3)][s] for s in seeds], [acc[(l, 0.0)][s] for s in seeds]
+            diffs[l], ps[l] = np.mean(np.subtract(a, b)), stats.ttest_rel(a, b).pvalue
+        order = sorted(layers, key=ps.get)                       # Holm: step down, monotone, capped at 1
+        holm, running = {}, 0.0
+        for rank, l in enumerate(order): running = max(running, min(1.0, (len(order) - rank) * ps[l])); holm[l] = running
+        rows = {c['what'].split(' at ')[1].split(' gains')[0]: c for c in claims
+                if c['protocol'].startswith(f"{names[arch]} on {names[ds]},")}
+        assert sorted(rows) == layers, (ds, arch)
+        for l in layers: close(rows[l]['ours']['mean'], diffs[l]); close(rows[l]['p'], holm[l])
 
 
 def test_the_gradcam_rows_read_the_output_layer_and_the_claimed_direction():
