@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from fmce_nb.experiments import fig4_gradcam, fmcs_scale, frpt_posttrain, table1_markers, table2_fmcs
-from fmce_nb.report import verdict
+from fmce_nb.report import verdict, readable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT/'results'/'cpu'
@@ -50,8 +50,6 @@ def test_table_ii_is_the_t_interval_of_the_paper_split_accuracies_against_the_pa
 
 
 def test_frpt_rows_are_the_paired_t_tests_of_each_models_family_with_holm_written_out():
-    names = {'mnist5k': 'MNIST-5k', 'fashion_mnist': 'FashionMNIST', 'simple_cnn': 'SimpleCNN',
-             'resnet18_smallstem': 'ResNet-18 (small stem)'}
     mean_acc = defaultdict(lambda: defaultdict(dict))
     for r in records('frpt'):
         c = r['run']['config']
@@ -70,7 +68,7 @@ def test_frpt_rows_are_the_paired_t_tests_of_each_models_family_with_holm_writte
         holm, running = {}, 0.0
         for rank, l in enumerate(order): running = max(running, min(1.0, (len(order) - rank) * ps[l])); holm[l] = running
         rows = {c['what'].split(' at ')[1].split(' gains')[0]: c for c in claims
-                if c['protocol'].startswith(f"{names[arch]} on {names[ds]},")}
+                if c['protocol'].startswith(f"{readable(arch)} on {readable(ds)},")}
         assert sorted(rows) == layers, (ds, arch)
         for l in layers: close(rows[l]['ours']['mean'], diffs[l]); close(rows[l]['p'], holm[l])
 

@@ -257,7 +257,6 @@ def _forest(groups: dict, ds: str, arch: str, path) -> Path:
                          f"FR-PT: {readable(arch)} on {readable(ds)}, mean test accuracy over the post-training "
                          "epochs, paired by pretrained seed (red diamond: the authors')")
 
-
 # %% ../../nbs/experiments/frpt_posttrain.ipynb
 def claims(recs: list) -> list:
     "The ledger's row per model and layer: alpha 0.3 minus alpha 0 beside the authors' paired difference."
