@@ -393,6 +393,8 @@ def _rehearsal_params(c: Cell) -> dict:
     "The cell's own parameters with REHEARSAL's (where its notebook has them: `c.full`) and 2K + 2 epochs."
     p = {**c.params, **{k: v for k, v in REHEARSAL.items() if k in c.full}}
     if 'epochs' in c.full: p['epochs'] = 2 * int(c.full['K']) + 2 if 'K' in c.full else 2
+    # a cell that also reads fewer images' maps (fmcs_scale) reads fewer than the rehearsal's n_train
+    if c.params.get('baseline_images'): p['baseline_images'] = REHEARSAL['n_train'] // 2
     return p
 
 def rehearsal_grid(profile: str,  # the profile to rehearse
