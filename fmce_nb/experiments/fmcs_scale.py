@@ -30,7 +30,8 @@ SCHEMA = record_schema('scale', ['run', 'markers', 'K', 'n_train', 'feature_shap
                                  'memorization', 'fmce_net', 'controls'], {
     'run': RUN_SCHEMA, 'markers': MARKERS_SCHEMA, 'K': INTEGER, 'n_train': INTEGER, 'fmcs_images': INTEGER,
     'memorization': MEMORIZATION_SCHEMA, 'fmce_net': _SPLITS(_NET),
-    'controls': _SPLITS({'type': 'object', 'required': list(CONTROLS), 'additionalProperties': METRICS_SCHEMA})})
+    'controls': _SPLITS({'type': 'object', 'required': list(CONTROLS),
+                         'additionalProperties': METRICS_SCHEMA})})
 # a more-maps cell's own baseline: fewer of the run's images through the same checkpoints
 SCHEMA['properties']['baseline'] = {'type': 'object', 'required': ['fmcs_images', 'fmce_net', 'controls'],
                                     'properties': {k: SCHEMA['properties'][k]
